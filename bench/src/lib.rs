@@ -1,0 +1,2 @@
+//! Benchmarks for Causeway. Each prints ratios against a baseline run in the
+//! same invocation; none asserts on wall-clock time.

@@ -1,0 +1,1 @@
+//! MySQL wire protocol codec. Pure: decoding and encoding of bytes, no sockets.
