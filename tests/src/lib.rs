@@ -1,1 +1,178 @@
-//! Shared support for the end-to-end tests: finds or starts the sandbox.
+//! Shared support for the end-to-end tests: finds the running sandbox, or
+//! starts one with `scripts/sandbox up`, and hands out client connections.
+//!
+//! Tests never skip when the sandbox cannot be had: they fail, saying why.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};
+
+/// The topology written by `scripts/sandbox up` to `topology.env`.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// Every `KEY='value'` of the env file.
+    pub vars: HashMap<String, String>,
+    /// Host of every server (loopback).
+    pub host: String,
+    /// Port of the primary.
+    pub primary_port: u16,
+    /// Ports of the replicas, in order.
+    pub replica_ports: Vec<u16>,
+}
+
+/// A user of the sandbox and its password.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// User name.
+    pub user: String,
+    /// Password.
+    pub password: String,
+}
+
+/// The root of the workspace.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn sandbox_dir() -> PathBuf {
+    std::env::var_os("CAUSEWAY_SANDBOX_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/sandbox"))
+}
+
+fn sandbox(args: &[&str]) -> Result<std::process::Output> {
+    Command::new(workspace_root().join("scripts/sandbox"))
+        .args(args)
+        .arg("--dir")
+        .arg(sandbox_dir())
+        .output()
+        .context("running scripts/sandbox")
+}
+
+/// Parses the `export KEY='value'` lines of a topology.env file.
+pub fn parse_env_file(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("export "))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+impl Topology {
+    /// The running sandbox, started (once, under a lock shared by every test
+    /// process) when none runs. Left running for the next test; `scripts/test`
+    /// takes it down at the end.
+    pub fn get() -> Result<Topology> {
+        let dir = sandbox_dir();
+        fs::create_dir_all(dir.parent().unwrap_or(Path::new(".")))?;
+        let lock_path = dir.with_extension("lock");
+        let lock = File::create(&lock_path).with_context(|| format!("creating {lock_path:?}"))?;
+        lock.lock().context("locking the sandbox")?;
+        let env_file = dir.join("topology.env");
+        let healthy = env_file.exists() && sandbox(&["status"])?.status.success();
+        if !healthy {
+            let out = sandbox(&["up"])?;
+            if !out.status.success() {
+                bail!(
+                    "scripts/sandbox up failed:\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let text =
+            fs::read_to_string(&env_file).with_context(|| format!("reading {env_file:?}"))?;
+        drop(lock);
+        Topology::from_vars(parse_env_file(&text))
+    }
+
+    fn from_vars(vars: HashMap<String, String>) -> Result<Topology> {
+        let get = |k: &str| {
+            vars.get(k)
+                .cloned()
+                .with_context(|| format!("{k} missing from topology.env"))
+        };
+        let primary_port = get("CAUSEWAY_PRIMARY_PORT")?.parse()?;
+        let replica_ports = get("CAUSEWAY_REPLICA_PORTS")?
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<Vec<u16>, _>>()?;
+        let host = get("CAUSEWAY_HOST")?;
+        Ok(Topology {
+            vars,
+            host,
+            primary_port,
+            replica_ports,
+        })
+    }
+
+    /// A variable of the env file.
+    pub fn var(&self, key: &str) -> Result<&str> {
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .with_context(|| format!("{key} missing from topology.env"))
+    }
+
+    /// The user named by `CAUSEWAY_<ROLE>_USER` / `_PASSWORD` (APP, ADMIN, ...).
+    pub fn user(&self, role: &str) -> Result<Credentials> {
+        Ok(Credentials {
+            user: self.var(&format!("CAUSEWAY_{role}_USER"))?.to_string(),
+            password: self.var(&format!("CAUSEWAY_{role}_PASSWORD"))?.to_string(),
+        })
+    }
+
+    /// Client options for a server of the sandbox, over TLS (the servers
+    /// generate their own certificates, so they are not verified).
+    pub fn opts(&self, port: u16, who: &Credentials) -> Opts {
+        OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(port)
+            .user(Some(who.user.clone()))
+            .pass(Some(who.password.clone()))
+            .db_name(self.vars.get("CAUSEWAY_DATABASE").cloned())
+            .ssl_opts(SslOpts::default().with_danger_accept_invalid_certs(true))
+            .into()
+    }
+
+    /// A new connection as `role` to the server on `port`.
+    pub async fn conn(&self, port: u16, role: &str) -> Result<Conn> {
+        let opts = self.opts(port, &self.user(role)?);
+        Conn::new(opts)
+            .await
+            .with_context(|| format!("connecting to 127.0.0.1:{port} as {role}"))
+    }
+}
+
+/// Runs one of the node client programs of `tests/clients/node` (real
+/// client libraries from npm, installed by `scripts/test`) and parses the
+/// one JSON line it prints.
+pub fn run_node_client(script: &str, env: &[(&str, String)]) -> Result<serde_json::Value> {
+    let dir = workspace_root().join("tests/clients/node");
+    if !dir.join("node_modules").exists() {
+        bail!("{dir:?} has no node_modules: run `npm ci` there (scripts/test does)");
+    }
+    let out = Command::new("node")
+        .arg(script)
+        .current_dir(&dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .context("running node (scripts/test installs it)")?;
+    if !out.status.success() {
+        bail!(
+            "node {script} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8(out.stdout)?;
+    let line = stdout.lines().last().context("node client printed nothing")?;
+    serde_json::from_str(line).with_context(|| format!("node client printed {line:?}"))
+}
