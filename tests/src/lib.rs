@@ -173,6 +173,9 @@ pub fn run_node_client(script: &str, env: &[(&str, String)]) -> Result<serde_jso
         );
     }
     let stdout = String::from_utf8(out.stdout)?;
-    let line = stdout.lines().last().context("node client printed nothing")?;
+    let line = stdout
+        .lines()
+        .last()
+        .context("node client printed nothing")?;
     serde_json::from_str(line).with_context(|| format!("node client printed {line:?}"))
 }

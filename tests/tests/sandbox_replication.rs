@@ -12,7 +12,10 @@ use mysql_async::prelude::*;
 #[tokio::test]
 async fn write_gtid_from_ok_packet_reaches_both_replicas() -> Result<()> {
     let topo = Topology::get()?;
-    ensure!(topo.replica_ports.len() == 2, "the sandbox has two replicas");
+    ensure!(
+        topo.replica_ports.len() == 2,
+        "the sandbox has two replicas"
+    );
     let app = topo.user("APP")?;
     let id = format!(
         "first-{}-{}",
@@ -30,10 +33,17 @@ async fn write_gtid_from_ok_packet_reaches_both_replicas() -> Result<()> {
             ("ROW_ID", id.clone()),
         ],
     )?;
-    ensure!(out["affectedRows"] == 1, "the INSERT affected {}", out["affectedRows"]);
+    ensure!(
+        out["affectedRows"] == 1,
+        "the INSERT affected {}",
+        out["affectedRows"]
+    );
     let gtids = out["gtids"].as_array().context("no gtids array")?;
     ensure!(gtids.len() == 1, "expected one tracked GTID, got {gtids:?}");
-    let gtid = gtids[0].as_str().context("GTID is not a string")?.to_string();
+    let gtid = gtids[0]
+        .as_str()
+        .context("GTID is not a string")?
+        .to_string();
 
     // The GTID is one transaction of the primary's own server UUID, and the
     // primary has it.
@@ -48,7 +58,10 @@ async fn write_gtid_from_ok_packet_reaches_both_replicas() -> Result<()> {
     let on_primary: Option<i64> = primary
         .exec_first("SELECT GTID_SUBSET(?, @@global.gtid_executed)", (&gtid,))
         .await?;
-    ensure!(on_primary == Some(1), "{gtid} not in the primary's gtid_executed");
+    ensure!(
+        on_primary == Some(1),
+        "{gtid} not in the primary's gtid_executed"
+    );
     primary.disconnect().await?;
 
     for &port in &topo.replica_ports {
@@ -56,7 +69,10 @@ async fn write_gtid_from_ok_packet_reaches_both_replicas() -> Result<()> {
         let waited: Option<i64> = replica
             .exec_first("SELECT WAIT_FOR_EXECUTED_GTID_SET(?, 30)", (&gtid,))
             .await?;
-        ensure!(waited == Some(0), "replica :{port} did not apply {gtid} in 30 s");
+        ensure!(
+            waited == Some(0),
+            "replica :{port} did not apply {gtid} in 30 s"
+        );
         let subset: Option<i64> = replica
             .exec_first("SELECT GTID_SUBSET(?, @@global.gtid_executed)", (&gtid,))
             .await?;
