@@ -1,0 +1,119 @@
+//! `scripts/sandbox` itself: a second sandbox runs beside the shared one in
+//! its own folder, `up` twice and `down` without `up` say so and change
+//! nothing, and `down` leaves no process and no listening port behind.
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use anyhow::{ensure, Context, Result};
+use causeway_e2e::{parse_env_file, workspace_root};
+
+fn sandbox(dir: &Path, args: &[&str]) -> Result<Output> {
+    Command::new(workspace_root().join("scripts/sandbox"))
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .context("running scripts/sandbox")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn second_sandbox_up_status_down_leaves_nothing_behind() -> Result<()> {
+    let dir = workspace_root().join(format!("target/sandbox-script-test-{}", std::process::id()));
+
+    let down_first = sandbox(&dir, &["down"])?;
+    ensure!(
+        down_first.status.success(),
+        "down without up: {}",
+        text(&down_first)
+    );
+    ensure!(
+        text(&down_first).contains("no sandbox"),
+        "down without up says so"
+    );
+    ensure!(!dir.exists(), "down without up created {dir:?}");
+
+    let up = sandbox(&dir, &["up"])?;
+    ensure!(up.status.success(), "up failed: {}", text(&up));
+    let result = check_running(&dir);
+    if result.is_err() {
+        sandbox(&dir, &["down"])?;
+    }
+    result?;
+    ensure!(!dir.exists(), "down left {dir:?} behind");
+    Ok(())
+}
+
+fn check_running(dir: &Path) -> Result<()> {
+    let env = parse_env_file(&std::fs::read_to_string(dir.join("topology.env"))?);
+    let topo: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("topology.json"))?)?;
+    let servers = topo["servers"].as_array().context("servers")?;
+    ensure!(servers.len() == 3, "three servers in topology.json");
+    let ports: Vec<u16> = servers
+        .iter()
+        .map(|s| s["port"].as_u64().map(|p| p as u16))
+        .collect::<Option<_>>()
+        .context("ports")?;
+    let pids: Vec<u32> = servers
+        .iter()
+        .map(|s| s["pid"].as_u64().map(|p| p as u32))
+        .collect::<Option<_>>()
+        .context("pids")?;
+    ensure!(
+        env["CAUSEWAY_PRIMARY_PORT"] == ports[0].to_string(),
+        "env and json agree on the primary port"
+    );
+    for &port in &ports {
+        ensure!(
+            TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "nothing listens on {port}"
+        );
+    }
+
+    let status = sandbox(dir, &["status"])?;
+    let status_text = text(&status);
+    ensure!(status.status.success(), "status failed: {status_text}");
+    ensure!(
+        status_text.matches("io=Yes sql=Yes").count() == 2,
+        "status shows two running replicas: {status_text}"
+    );
+
+    let again = sandbox(dir, &["up"])?;
+    ensure!(!again.status.success(), "up twice must refuse");
+    ensure!(
+        text(&again).contains("already up"),
+        "up twice says so: {}",
+        text(&again)
+    );
+    ensure!(
+        sandbox(dir, &["status"])?.status.success(),
+        "up twice did damage"
+    );
+
+    let down = sandbox(dir, &["down"])?;
+    ensure!(down.status.success(), "down failed: {}", text(&down));
+    for &pid in &pids {
+        ensure!(!pid_alive(pid), "mysqld pid {pid} survived down");
+    }
+    for &port in &ports {
+        ensure!(
+            TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still listening after down"
+        );
+    }
+    Ok(())
+}
