@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+
+pub mod reader;
 use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};
 
 /// The topology written by `scripts/sandbox up` to `topology.env`.
@@ -142,9 +144,13 @@ impl Topology {
             .into()
     }
 
-    /// A new connection as `role` to the server on `port`.
+    /// A new connection as `role` to the server on `port` (in the sandbox's
+    /// database for the APP and ADMIN users, in none for the others).
     pub async fn conn(&self, port: u16, role: &str) -> Result<Conn> {
-        let opts = self.opts(port, &self.user(role)?);
+        let mut opts = self.opts(port, &self.user(role)?);
+        if !matches!(role, "APP" | "ADMIN") {
+            opts = OptsBuilder::from_opts(opts).db_name(None::<String>).into();
+        }
         Conn::new(opts)
             .await
             .with_context(|| format!("connecting to 127.0.0.1:{port} as {role}"))
@@ -178,4 +184,41 @@ pub fn run_node_client(script: &str, env: &[(&str, String)]) -> Result<serde_jso
         .last()
         .context("node client printed nothing")?;
     serde_json::from_str(line).with_context(|| format!("node client printed {line:?}"))
+}
+
+impl Topology {
+    /// The native reader addresses: primary first, then the replicas.
+    pub fn reader_addrs(&self) -> Result<Vec<String>> {
+        Ok(self
+            .var("CAUSEWAY_READER_ADDRS")?
+            .split_whitespace()
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The ProxySQL-protocol reader addresses, in the same order.
+    pub fn reader_proxysql_addrs(&self) -> Result<Vec<String>> {
+        Ok(self
+            .var("CAUSEWAY_READER_PROXYSQL_ADDRS")?
+            .split_whitespace()
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The token readers expect.
+    pub fn reader_token(&self) -> Result<Vec<u8>> {
+        let path = self.var("CAUSEWAY_READER_TOKEN_FILE")?;
+        Ok(fs::read_to_string(path)
+            .with_context(|| format!("reading {path}"))?
+            .trim()
+            .as_bytes()
+            .to_vec())
+    }
+
+    /// Every port in reader order: primary, then replicas.
+    pub fn server_ports(&self) -> Vec<u16> {
+        std::iter::once(self.primary_port)
+            .chain(self.replica_ports.iter().copied())
+            .collect()
+    }
 }

@@ -1,0 +1,210 @@
+//! The replica connection to the local mysqld: reads the server's identity
+//! and `gtid_executed`, registers as a replica, dumps the binlog from that
+//! set with `COM_BINLOG_DUMP_GTID`, and turns the events into
+//! [`SourceEvent`]s. Only GTID events are decoded; every other event is
+//! skipped by its header. Silence longer than twice the heartbeat period
+//! ends the connection; the caller reconnects with backoff.
+
+use std::time::{Duration, Instant};
+
+use causeway_gtid::{Gtid, GtidSet, Uuid};
+use futures_util::StreamExt;
+use mysql_async::binlog::events::EventData;
+use mysql_async::binlog::EventType;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder, SslOpts};
+use mysql_common::packets::{GnoInterval, Sid, Tag};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use crate::config::{MysqlConfig, TlsMode};
+use crate::metrics::Metrics;
+use crate::tracker::gtid_from_event;
+
+/// Raw binlog event type of HEARTBEAT_LOG_EVENT_V2 (not typed by mysql_common).
+const HEARTBEAT_V2: u8 = 0x29;
+
+/// What the binlog connection tells the tracker.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// A (re)connection: the server's identity and its visible set at the
+    /// moment the dump starts.
+    Connected {
+        /// `@@server_uuid`.
+        server_uuid: Uuid,
+        /// `@@global.gtid_executed`.
+        executed: GtidSet,
+    },
+    /// A GTID event from the binlog (not yet known to be visible).
+    Gtid(Gtid, Instant),
+    /// The server is alive (a heartbeat or any other event).
+    Alive(Instant),
+    /// The connection ended; the view stays as it is (a lower bound).
+    Disconnected(String),
+}
+
+/// Why a binlog connection ended.
+#[derive(Debug, Error)]
+pub enum SourceError {
+    /// The server or the network failed.
+    #[error("mysql: {0}")]
+    Mysql(#[from] mysql_async::Error),
+    /// No event and no heartbeat for too long.
+    #[error("no event or heartbeat for {0:?}: connection presumed dead")]
+    Silent(Duration),
+    /// The server closed the stream.
+    #[error("the server ended the binlog stream")]
+    Closed,
+    /// The server sent something that is not a valid GTID.
+    #[error("bad data from the server: {0}")]
+    Protocol(String),
+    /// Connecting took too long.
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    /// The tracker is gone (shutting down).
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// Client options for the control and the binlog connections.
+pub fn client_opts(cfg: &MysqlConfig, password: Option<&str>) -> Opts {
+    let mut b = OptsBuilder::default()
+        .ip_or_hostname(cfg.host.clone())
+        .tcp_port(cfg.port)
+        .user(Some(cfg.user.clone()))
+        .pass(password.map(str::to_string))
+        .prefer_socket(false)
+        .wait_timeout(None)
+        .stmt_cache_size(0);
+    b = match cfg.tls {
+        TlsMode::Disabled => b,
+        TlsMode::Required => b.ssl_opts(
+            SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        ),
+        TlsMode::VerifyIdentity => b.ssl_opts(SslOpts::default()),
+    };
+    b.into()
+}
+
+/// Connects with a timeout.
+pub async fn connect(opts: &Opts, timeout: Duration) -> Result<Conn, SourceError> {
+    tokio::time::timeout(timeout, Conn::new(opts.clone()))
+        .await
+        .map_err(|_| SourceError::ConnectTimeout(timeout))?
+        .map_err(SourceError::from)
+}
+
+/// The server's UUID and `gtid_executed`, read in one statement.
+pub async fn server_state(conn: &mut Conn) -> Result<(Uuid, GtidSet), SourceError> {
+    let row: Option<(String, String)> = conn
+        .query_first("SELECT @@server_uuid, @@global.gtid_executed")
+        .await?;
+    let (uuid, executed) = row.ok_or_else(|| SourceError::Protocol("no row".into()))?;
+    let uuid = uuid
+        .parse()
+        .map_err(|e| SourceError::Protocol(format!("server_uuid {uuid:?}: {e}")))?;
+    let executed = GtidSet::parse(&executed)
+        .map_err(|e| SourceError::Protocol(format!("gtid_executed: {e}")))?;
+    Ok((uuid, executed))
+}
+
+/// The `COM_BINLOG_DUMP_GTID` form of a set: intervals half-open.
+fn dump_sids(set: &GtidSet) -> Vec<Sid<'static>> {
+    set.iter()
+        .map(|(source, intervals)| {
+            let mut sid = Sid::new(*source.uuid().as_bytes()).with_intervals(
+                intervals
+                    .iter()
+                    .map(|iv| {
+                        let (start, end) = iv.to_half_open();
+                        GnoInterval::new(start, end)
+                    })
+                    .collect(),
+            );
+            if let Some(tag) = source.tag() {
+                if let Ok(tag) = Tag::new(tag.as_str().to_string()) {
+                    sid = sid.with_tag(tag);
+                }
+            }
+            sid
+        })
+        .collect()
+}
+
+/// One connection's life: identity, dump, events until it fails.
+pub async fn stream_once(
+    cfg: &MysqlConfig,
+    opts: &Opts,
+    server_id: u32,
+    tx: &mpsc::Sender<SourceEvent>,
+    metrics: &Metrics,
+) -> Result<(), SourceError> {
+    let mut conn = connect(opts, cfg.connect_timeout).await?;
+    let (server_uuid, executed) = server_state(&mut conn).await?;
+    let period_ns = cfg.heartbeat.as_nanos();
+    conn.query_drop(format!(
+        "SET @source_heartbeat_period = {period_ns}, @master_heartbeat_period = {period_ns}"
+    ))
+    .await?;
+    let sids = dump_sids(&executed);
+    info!(%server_uuid, executed = %executed, server_id, "dumping the binlog");
+    tx.send(SourceEvent::Connected {
+        server_uuid,
+        executed,
+    })
+    .await
+    .map_err(|_| SourceError::Shutdown)?;
+
+    let request = BinlogStreamRequest::new(server_id)
+        .with_gtid()
+        .with_gtid_set(sids);
+    let mut stream = conn.get_binlog_stream(request).await?;
+    let silence = cfg.heartbeat * 2 + Duration::from_millis(100);
+    loop {
+        let next = tokio::time::timeout(silence, stream.next())
+            .await
+            .map_err(|_| SourceError::Silent(silence))?;
+        let event = match next {
+            None => return Err(SourceError::Closed),
+            Some(ev) => ev?,
+        };
+        let now = Instant::now();
+        metrics.events_seen.inc();
+        let header = event.header();
+        let raw_type = header.event_type_raw();
+        match event.header().event_type() {
+            Ok(EventType::GTID_EVENT) | Ok(EventType::GTID_TAGGED_LOG_EVENT) => {
+                let Some(EventData::GtidEvent(ev)) = event
+                    .read_data()
+                    .map_err(|e| SourceError::Protocol(format!("gtid event: {e}")))?
+                else {
+                    return Err(SourceError::Protocol("gtid event without data".into()));
+                };
+                let tag = ev.tag().map(|t| t.as_str().to_string());
+                let gtid = gtid_from_event(ev.sid(), tag.as_deref(), ev.gno())
+                    .map_err(|e| SourceError::Protocol(format!("gtid event: {e}")))?;
+                tx.send(SourceEvent::Gtid(gtid, now))
+                    .await
+                    .map_err(|_| SourceError::Shutdown)?;
+            }
+            Ok(EventType::HEARTBEAT_EVENT) => {
+                metrics.heartbeats_seen.inc();
+                tx.send(SourceEvent::Alive(now))
+                    .await
+                    .map_err(|_| SourceError::Shutdown)?;
+            }
+            _ if raw_type == HEARTBEAT_V2 => {
+                metrics.heartbeats_seen.inc();
+                tx.send(SourceEvent::Alive(now))
+                    .await
+                    .map_err(|_| SourceError::Shutdown)?;
+            }
+            other => {
+                debug!(event_type = ?other, "skipped");
+            }
+        }
+    }
+}
