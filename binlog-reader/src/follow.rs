@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use causeway_gtid::GtidSet;
+use causeway_gtid::{GtidSet, Uuid};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use tokio::sync::mpsc;
@@ -59,49 +59,101 @@ pub async fn run_source(
     }
 }
 
-/// The control connection used for confirmations and audits; reconnected
-/// lazily after an error.
-struct Control {
-    opts: Opts,
-    timeout: Duration,
-    conn: Option<Conn>,
+/// A question for the control connection.
+#[derive(Debug)]
+enum Ask {
+    /// Which of these pending GTIDs are not in `gtid_executed` yet? (The
+    /// view's generation is echoed back: an answer that predates a reset is
+    /// ignored.)
+    Confirm(GtidSet, u64),
+    /// The server's UUID and whole `gtid_executed` (reset detection).
+    Audit,
 }
 
-impl Control {
-    async fn conn(&mut self) -> Result<&mut Conn, SourceError> {
-        if self.conn.is_none() {
-            self.conn = Some(source::connect(&self.opts, self.timeout).await?);
-        }
-        Ok(self.conn.as_mut().expect("just set"))
-    }
+/// Its answer.
+#[derive(Debug)]
+enum Answer {
+    Confirm {
+        asked: GtidSet,
+        generation: u64,
+        still_invisible: Result<GtidSet, SourceError>,
+    },
+    Audit(Result<(Uuid, GtidSet), SourceError>),
+}
 
-    /// The subset of `pending` not yet in `gtid_executed`.
-    async fn still_invisible(&mut self, pending: &GtidSet) -> Result<GtidSet, SourceError> {
-        // A formatted GTID set holds only hex digits, '-', ':', ',', '_'
-        // and lowercase tag letters: safe inside quotes.
-        let q = format!("SELECT GTID_SUBTRACT('{pending}', @@global.gtid_executed)");
-        let res: Result<Option<String>, _> = self.conn().await?.query_first(q).await;
-        match res {
-            Ok(Some(text)) => GtidSet::parse(&text).map_err(|e| {
-                SourceError::Protocol(format!("GTID_SUBTRACT answered {text:?}: {e}"))
-            }),
-            Ok(None) => Err(SourceError::Protocol(
-                "GTID_SUBTRACT returned no row".into(),
-            )),
-            Err(e) => {
-                self.conn = None;
-                Err(e.into())
+/// The control connection: a task of its own, so that a hung server never
+/// stops the tracker loop (heartbeats to subscribers keep flowing and say
+/// how stale the view is getting). One question at a time, each bounded by
+/// `timeout`; the connection is dropped and reopened after any failure.
+async fn control_task(
+    opts: Opts,
+    timeout: Duration,
+    mut asks: mpsc::Receiver<Ask>,
+    answers: mpsc::Sender<Answer>,
+) {
+    let mut conn: Option<Conn> = None;
+    while let Some(ask) = asks.recv().await {
+        let answer = match ask {
+            Ask::Confirm(asked, generation) => {
+                // A formatted GTID set holds only hex digits, '-', ':', ','
+                // and lowercase tag characters: safe inside quotes.
+                let q = format!("SELECT GTID_SUBTRACT('{asked}', @@global.gtid_executed)");
+                let res = bounded(&mut conn, &opts, timeout, |c| {
+                    Box::pin(async move {
+                        let text: Option<String> = c.query_first(q).await?;
+                        let text = text.ok_or_else(|| {
+                            SourceError::Protocol("GTID_SUBTRACT returned no row".into())
+                        })?;
+                        GtidSet::parse(&text).map_err(|e| {
+                            SourceError::Protocol(format!("GTID_SUBTRACT answered {text:?}: {e}"))
+                        })
+                    })
+                })
+                .await;
+                Answer::Confirm {
+                    asked,
+                    generation,
+                    still_invisible: res,
+                }
             }
+            Ask::Audit => Answer::Audit(
+                bounded(&mut conn, &opts, timeout, |c| {
+                    Box::pin(source::server_state(c))
+                })
+                .await,
+            ),
+        };
+        if answers.send(answer).await.is_err() {
+            return;
         }
     }
+}
 
-    async fn server_state(&mut self) -> Result<(causeway_gtid::Uuid, GtidSet), SourceError> {
-        let res = source::server_state(self.conn().await?).await;
-        if res.is_err() {
-            self.conn = None;
+type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Runs `f` on the (re)opened connection within `timeout`; drops the
+/// connection on any failure so the next question starts afresh.
+async fn bounded<T>(
+    conn: &mut Option<Conn>,
+    opts: &Opts,
+    timeout: Duration,
+    f: impl for<'c> FnOnce(&'c mut Conn) -> BoxFut<'c, Result<T, SourceError>>,
+) -> Result<T, SourceError> {
+    let work = async {
+        if conn.is_none() {
+            *conn = Some(source::connect(opts, timeout).await?);
         }
-        res
+        let c = conn.as_mut().ok_or(SourceError::Closed)?;
+        f(c).await
+    };
+    let res = match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(SourceError::Silent(timeout)),
+    };
+    if res.is_err() {
+        *conn = None;
     }
+    res
 }
 
 /// The tracker loop: consumes source events, confirms, publishes.
@@ -113,11 +165,17 @@ pub async fn run_tracker(
     mut rx: mpsc::Receiver<SourceEvent>,
     metrics: Arc<Metrics>,
 ) {
-    let mut control = Control {
+    let (ask_tx, ask_rx) = mpsc::channel(1);
+    let (answer_tx, mut answers) = mpsc::channel(1);
+    tokio::spawn(control_task(
         opts,
-        timeout: cfg.mysql.connect_timeout,
-        conn: None,
-    };
+        cfg.mysql.connect_timeout,
+        ask_rx,
+        answer_tx,
+    ));
+    let mut in_flight = false;
+    // Bumped at every reset of the view.
+    let mut generation: u64 = 0;
     let flush = cfg.publish.flush_interval;
     let mut last_confirm = Instant::now() - flush;
     let mut last_signal = Instant::now();
@@ -129,7 +187,7 @@ pub async fn run_tracker(
     let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
 
     loop {
-        let confirm_at = if tracker.pending().is_empty() {
+        let confirm_at = if tracker.pending().is_empty() || in_flight {
             far()
         } else {
             tokio::time::Instant::from_std(last_confirm + flush)
@@ -142,7 +200,9 @@ pub async fn run_tracker(
                         connected = true;
                         metrics.connected.set(1);
                         last_signal = Instant::now();
-                        apply_state(&mut tracker, &hub, &metrics, server_uuid, executed);
+                        if apply_state(&mut tracker, &hub, &metrics, server_uuid, executed) {
+                            generation += 1;
+                        }
                     }
                     SourceEvent::Gtid(gtid, at) => {
                         last_signal = at;
@@ -153,32 +213,50 @@ pub async fn run_tracker(
                 }
             }
             _ = sleep_until(confirm_at) => {
-                let asked = tracker.pending().clone();
                 last_confirm = Instant::now();
                 metrics.confirm_queries.inc();
-                match control.still_invisible(&asked).await {
-                    Ok(still) => {
-                        let c = tracker.on_confirmed(&asked, &still, Instant::now());
-                        publish(&hub, &metrics, c);
+                in_flight = true;
+                let ask = Ask::Confirm(tracker.pending().clone(), generation);
+                if ask_tx.send(ask).await.is_err() {
+                    return;
+                }
+            }
+            answer = answers.recv() => {
+                let Some(answer) = answer else { return };
+                in_flight = false;
+                match answer {
+                    Answer::Confirm { asked, generation: g, still_invisible: Ok(still) } => {
+                        if g == generation {
+                            let c = tracker.on_confirmed(&asked, &still, Instant::now());
+                            publish(&hub, &metrics, c);
+                        }
                     }
-                    Err(e) => warn!(error = %e, "confirmation query failed; retrying"),
+                    Answer::Confirm { still_invisible: Err(e), .. } => {
+                        warn!(error = %e, "confirmation query failed; retrying");
+                    }
+                    Answer::Audit(Ok((uuid, executed))) => {
+                        if apply_state(&mut tracker, &hub, &metrics, uuid, executed) {
+                            generation += 1;
+                        }
+                    }
+                    Answer::Audit(Err(e)) => warn!(error = %e, "audit of gtid_executed failed"),
                 }
             }
             _ = heartbeat.tick() => {
                 let now = Instant::now();
                 let as_of = tracker.oldest_pending().map_or(last_signal, |t| t.min(last_signal));
-                let age = if connected { now.saturating_duration_since(as_of) } else {
+                let age = if connected {
+                    now.saturating_duration_since(as_of)
+                } else {
                     now.saturating_duration_since(last_signal)
                 };
                 metrics.view_age.set(age.as_secs_f64());
                 hub.publish_heartbeat(age);
             }
-            _ = audit.tick() => {
-                match control.server_state().await {
-                    Ok((uuid, executed)) => {
-                        apply_state(&mut tracker, &hub, &metrics, uuid, executed);
-                    }
-                    Err(e) => warn!(error = %e, "audit of gtid_executed failed"),
+            _ = audit.tick(), if !in_flight => {
+                in_flight = true;
+                if ask_tx.send(Ask::Audit).await.is_err() {
+                    return;
                 }
             }
         }
@@ -186,16 +264,19 @@ pub async fn run_tracker(
 }
 
 /// A fresh reading of the server's identity and `gtid_executed`: either a
-/// delta (what the view missed) or a reset.
+/// delta (what the view missed) or a reset (returns true).
 fn apply_state(
     tracker: &mut Tracker,
     hub: &Hub,
     metrics: &Metrics,
-    server_uuid: causeway_gtid::Uuid,
+    server_uuid: Uuid,
     executed: GtidSet,
-) {
+) -> bool {
     match tracker.on_server_state(server_uuid, &executed, Instant::now()) {
-        Ok(c) => publish(hub, metrics, c),
+        Ok(c) => {
+            publish(hub, metrics, c);
+            false
+        }
         Err(reason) => {
             warn!(%reason, new_view = %executed, "resetting the view");
             metrics.resets.inc();
@@ -205,6 +286,7 @@ fn apply_state(
                 ResetReason::ExecutedShrank => BinaryReason::SetShrank,
             };
             hub.publish_reset(server_uuid, executed, code, reason.to_string());
+            true
         }
     }
 }

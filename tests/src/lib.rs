@@ -16,6 +16,8 @@ use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};
 /// The topology written by `scripts/sandbox up` to `topology.env`.
 #[derive(Debug, Clone)]
 pub struct Topology {
+    /// The sandbox's folder.
+    pub dir: PathBuf,
     /// Every `KEY='value'` of the env file.
     pub vars: HashMap<String, String>,
     /// Host of every server (loopback).
@@ -49,13 +51,22 @@ fn sandbox_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/sandbox"))
 }
 
-fn sandbox(args: &[&str]) -> Result<std::process::Output> {
+fn sandbox(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
     Command::new(workspace_root().join("scripts/sandbox"))
         .args(args)
         .arg("--dir")
-        .arg(sandbox_dir())
+        .arg(dir)
         .output()
         .context("running scripts/sandbox")
+}
+
+/// Whether every server pid recorded by `scripts/sandbox up` is alive.
+fn servers_alive(dir: &Path) -> bool {
+    ["primary", "replica1", "replica2"].iter().all(|name| {
+        fs::read_to_string(dir.join("pids").join(format!("{name}.pid")))
+            .map(|pid| Path::new("/proc").join(pid.trim()).exists())
+            .unwrap_or(false)
+    })
 }
 
 /// Parses the `export KEY='value'` lines of a topology.env file.
@@ -72,15 +83,37 @@ impl Topology {
     /// process) when none runs. Left running for the next test; `scripts/test`
     /// takes it down at the end.
     pub fn get() -> Result<Topology> {
-        let dir = sandbox_dir();
+        Topology::get_in(&sandbox_dir())
+    }
+
+    /// A sandbox of its own for tests that break servers on purpose, so the
+    /// shared one stays healthy for the others: `<sandbox dir>-<name>`,
+    /// started on first use and taken down by `scripts/test`.
+    pub fn isolated(name: &str) -> Result<Topology> {
+        let shared = sandbox_dir();
+        let dir = shared.with_file_name(format!(
+            "{}-{name}",
+            shared
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("sandbox")
+        ));
+        Topology::get_in(&dir)
+    }
+
+    fn get_in(dir: &Path) -> Result<Topology> {
+        let dir = dir.to_path_buf();
         fs::create_dir_all(dir.parent().unwrap_or(Path::new(".")))?;
         let lock_path = dir.with_extension("lock");
         let lock = File::create(&lock_path).with_context(|| format!("creating {lock_path:?}"))?;
         lock.lock().context("locking the sandbox")?;
         let env_file = dir.join("topology.env");
-        let healthy = env_file.exists() && sandbox(&["status"])?.status.success();
-        if !healthy {
-            let out = sandbox(&["up"])?;
+        // Reuse a sandbox whose servers are alive, even if one is paused or
+        // restarting for a fault-injection test right now (`status` would
+        // fail then); start one when none is running.
+        let running = env_file.exists() && servers_alive(&dir);
+        if !running {
+            let out = sandbox(&dir, &["up"])?;
             if !out.status.success() {
                 bail!(
                     "scripts/sandbox up failed:\n{}{}",
@@ -108,6 +141,7 @@ impl Topology {
             .collect::<Result<Vec<u16>, _>>()?;
         let host = get("CAUSEWAY_HOST")?;
         Ok(Topology {
+            dir: PathBuf::from(get("CAUSEWAY_SANDBOX_DIR")?),
             vars,
             host,
             primary_port,

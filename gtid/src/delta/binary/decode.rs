@@ -200,11 +200,12 @@ impl Decoder {
             return r.err(at, "reset detail is not utf-8");
         };
         self.clear_table();
-        // A refusal ends the stream; any other reset awaits a new snapshot.
+        // A refusal ends the stream; any other reset starts the stream
+        // over: a new Hello (new epoch, maybe a new server) and Snapshot.
         self.phase = if reason == ResetReason::Refused {
             Phase::Failed
         } else {
-            Phase::AwaitSnapshot
+            Phase::AwaitHello
         };
         Ok(Message::Reset(Reset {
             reason,

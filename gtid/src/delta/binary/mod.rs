@@ -50,11 +50,13 @@
 //! AwaitHello --Hello--> AwaitSnapshot --Snapshot--> Streaming
 //! AwaitHello --Reset(Refused)--> Failed (the reader refused this subscriber)
 //! Streaming --Delta|Heartbeat|Snapshot--> Streaming
-//! AwaitSnapshot|Streaming --Reset--> AwaitSnapshot;   AwaitSnapshot --Heartbeat--> AwaitSnapshot
+//! AwaitSnapshot|Streaming --Reset--> AwaitHello;   AwaitSnapshot --Heartbeat--> AwaitSnapshot
 //! any --error--> Failed (every later call fails: drop the connection)
 //! ```
 //! A Heartbeat's `sequence` is the number of Deltas since the last
 //! Snapshot; the decoder checks it, so a lost or duplicated delta is caught.
+//! After a Reset the reader sends a new Hello (the epoch changed, and the
+//! server UUID may have) and a new Snapshot, in the same write.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -153,7 +155,7 @@ impl ResetReason {
     }
 }
 
-/// The view is void: discard it and wait for the next Snapshot.
+/// The view is void: discard it; a new Hello and Snapshot follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reset {
     /// Why.

@@ -51,11 +51,35 @@ fn every_message_round_trips() {
             reason: ResetReason::SetShrank,
             detail: "gtid_executed shrank".into(),
         }),
+        hello(),
         Message::Snapshot(GtidSet::new()),
         Message::Delta(set(&format!("{U2}:1"))),
     ];
     let (_, back) = round_trip(&msgs);
     assert_eq!(back, msgs);
+}
+
+#[test]
+fn after_a_reset_a_snapshot_without_hello_is_refused() {
+    let mut enc = Encoder::new();
+    let mut buf = Vec::new();
+    enc.encode(&hello(), &mut buf);
+    enc.encode(&Message::Snapshot(set(&format!("{U1}:1-3"))), &mut buf);
+    enc.encode(
+        &Message::Reset(Reset {
+            reason: ResetReason::ServerChanged,
+            detail: String::new(),
+        }),
+        &mut buf,
+    );
+    enc.encode(&Message::Snapshot(set(&format!("{U2}:1"))), &mut buf);
+    let mut dec = Decoder::new();
+    let mut rest = &buf[..];
+    for _ in 0..3 {
+        let (_, n) = dec.decode(rest).unwrap().unwrap();
+        rest = &rest[n..];
+    }
+    assert!(dec.decode(rest).is_err(), "the new epoch's Hello is required");
 }
 
 #[test]
