@@ -79,7 +79,10 @@ fn after_a_reset_a_snapshot_without_hello_is_refused() {
         let (_, n) = dec.decode(rest).unwrap().unwrap();
         rest = &rest[n..];
     }
-    assert!(dec.decode(rest).is_err(), "the new epoch's Hello is required");
+    assert!(
+        dec.decode(rest).is_err(),
+        "the new epoch's Hello is required"
+    );
 }
 
 #[test]
