@@ -328,6 +328,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_parses_and_validates() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dist/reader.example.toml"
+        ));
+        let c = Config::from_file(path).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.publish.listen, Config::default().publish.listen);
+        assert!(c.publish.token_file.is_some());
+    }
+
+    #[test]
     fn durations_are_typed() {
         let c = Config::from_toml(
             "[publish]\nflush_interval = \"300us\"\n[mysql]\nheartbeat = \"2s\"\n",

@@ -159,8 +159,10 @@ fn main() -> anyhow::Result<()> {
         eprintln!("configuration ok");
         return Ok(());
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the reader's work per event is tiny, and cross-thread
+    // wake-ups cost more than the work itself (measured in bench/reader.sh:
+    // the multi-threaded runtime spent most of its CPU switching tasks).
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(run(cfg))

@@ -81,9 +81,10 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
-        // 25 µs .. ~1.6 s, doubling.
+        // 20 µs .. ~0.5 s, 25 % apart: fine enough for p50/p99 of a
+        // sub-millisecond delay.
         let delay_buckets =
-            prometheus_client::metrics::histogram::exponential_buckets(0.000_025, 2.0, 17);
+            prometheus_client::metrics::histogram::exponential_buckets(0.000_020, 1.25, 46);
         let m = Metrics {
             registry: Registry::default(),
             events_seen: Counter::default(),

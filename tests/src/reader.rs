@@ -16,6 +16,7 @@ pub struct NativeSubscriber {
     sock: TcpStream,
     buf: Vec<u8>,
     dec: Decoder,
+    bytes: usize,
     /// The view built from the stream.
     pub view: GtidSet,
 }
@@ -34,6 +35,7 @@ impl NativeSubscriber {
             sock,
             buf: Vec::new(),
             dec: Decoder::new(),
+            bytes: 0,
             view: GtidSet::default(),
         })
     }
@@ -56,8 +58,14 @@ impl NativeSubscriber {
                 }
                 bail!("the reader closed mid-frame");
             }
+            self.bytes += n;
             self.buf.extend_from_slice(&chunk[..n]);
         }
+    }
+
+    /// Every byte received so far.
+    pub fn bytes_read(&self) -> usize {
+        self.bytes
     }
 
     /// Waits until the reader closes the connection, ignoring any bytes.
@@ -100,6 +108,18 @@ impl NativeSubscriber {
     }
 }
 
+/// The untagged part of a set: what ProxySQL's protocol can carry (the
+/// reader leaves tagged GTIDs out of it).
+pub fn untagged(set: &GtidSet) -> GtidSet {
+    let mut out = GtidSet::default();
+    for (source, intervals) in set.iter().filter(|(s, _)| s.tag().is_none()) {
+        for iv in intervals {
+            out.insert_interval(*source, *iv);
+        }
+    }
+    out
+}
+
 /// A ProxySQL-protocol subscriber.
 #[derive(Debug)]
 pub struct ProxySqlSubscriber {
@@ -125,20 +145,29 @@ impl ProxySqlSubscriber {
         })
     }
 
+    /// Reads what has arrived (waiting at most `timeout` for something) and
+    /// applies it; returns the number of bytes read.
+    pub async fn read_some(&mut self, timeout: Duration) -> Result<usize> {
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(timeout, self.sock.read(&mut chunk))
+            .await
+            .with_context(|| format!("nothing from the reader; ProxySQL view {}", self.view))??;
+        if n == 0 {
+            bail!("the reader closed the ProxySQL stream");
+        }
+        self.bytes += n;
+        self.dec.feed(&chunk[..n], &mut self.view)?;
+        Ok(n)
+    }
+
     /// Reads until the view contains `want`.
     pub async fn until_contains(&mut self, want: &GtidSet, timeout: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         while !want.is_subset(&self.view) {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let mut chunk = [0u8; 8192];
-            let n = tokio::time::timeout(left, self.sock.read(&mut chunk))
+            self.read_some(left)
                 .await
-                .with_context(|| format!("ProxySQL view {} lacks {}", self.view, want))??;
-            if n == 0 {
-                bail!("the reader closed the ProxySQL stream");
-            }
-            self.bytes += n;
-            self.dec.feed(&chunk[..n], &mut self.view)?;
+                .with_context(|| format!("ProxySQL view {} lacks {}", self.view, want))?;
         }
         Ok(())
     }

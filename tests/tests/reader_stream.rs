@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use causeway_e2e::reader::{NativeSubscriber, ProxySqlSubscriber};
+use causeway_e2e::reader::{untagged, NativeSubscriber, ProxySqlSubscriber};
 use causeway_e2e::Topology;
 use causeway_gtid::delta::binary::{Message, ResetReason};
 use causeway_gtid::GtidSet;
@@ -159,13 +159,7 @@ async fn proxysql_protocol_streams_the_same_view() -> Result<()> {
     }
     // ProxySQL's protocol cannot carry tagged GTIDs (other tests write
     // some): the reader leaves them out, so compare the untagged part.
-    let all = executed(&mut c).await?;
-    let mut target = GtidSet::default();
-    for (source, intervals) in all.iter().filter(|(s, _)| s.tag().is_none()) {
-        for iv in intervals {
-            target.insert_interval(*source, *iv);
-        }
-    }
+    let target = untagged(&executed(&mut c).await?);
     for (i, sub) in subs.iter_mut().enumerate() {
         sub.until_contains(&target, WAIT)
             .await
