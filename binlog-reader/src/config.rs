@@ -103,6 +103,11 @@ pub struct PublishConfig {
     /// A subscriber that cannot take a message for this long is dropped.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
+    /// PEM certificate chain: with `tls_key_file`, native subscribers must
+    /// speak TLS. (ProxySQL's protocol has no TLS; its port stays plain.)
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// Prometheus endpoint.
@@ -157,6 +162,8 @@ impl Default for PublishConfig {
             max_subscribers: 1024,
             subscriber_buffer: 1024,
             write_timeout: Duration::from_secs(5),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -273,6 +280,9 @@ impl Config {
         }
         if p.subscriber_buffer == 0 {
             errors.push("publish.subscriber_buffer must be > 0".into());
+        }
+        if p.tls_cert_file.is_some() != p.tls_key_file.is_some() {
+            errors.push("publish: tls_cert_file and tls_key_file go together".into());
         }
         if Some(p.listen) == p.proxysql_listen {
             errors.push("publish.listen and publish.proxysql_listen are the same address".into());

@@ -64,6 +64,12 @@ struct Cli {
     /// File that holds the subscribers' token.
     #[arg(long, env = "CAUSEWAY_READER_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// PEM certificate chain for TLS on the native port (with --tls-key-file).
+    #[arg(long, env = "CAUSEWAY_READER_TLS_CERT_FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key for --tls-cert-file.
+    #[arg(long, env = "CAUSEWAY_READER_TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
     /// Address of the Prometheus endpoint ("off" disables it).
     #[arg(long, env = "CAUSEWAY_READER_METRICS_LISTEN")]
     metrics_listen: Option<String>,
@@ -129,6 +135,12 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         p.token = None;
         p.token_env.clone_from(&cli.token_env);
         p.token_file.clone_from(&cli.token_file);
+    }
+    if cli.tls_cert_file.is_some() {
+        p.tls_cert_file.clone_from(&cli.tls_cert_file);
+    }
+    if cli.tls_key_file.is_some() {
+        p.tls_key_file.clone_from(&cli.tls_key_file);
     }
     if let Some(v) = &cli.metrics_listen {
         cfg.metrics.listen = optional_addr("--metrics-listen", v)?;
@@ -213,6 +225,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         write_timeout: p.write_timeout,
         proxysql_batched: p.proxysql_batched,
         active: AtomicUsize::new(0),
+        tls: match (&p.tls_cert_file, &p.tls_key_file) {
+            (Some(cert), Some(key)) => Some(publish::tls_acceptor(cert, key)?),
+            _ => None,
+        },
     });
     let native = publish::bind(p.listen)
         .await

@@ -11,7 +11,8 @@
 //! A wrong token gets a Reset (reason Refused) saying so, then the
 //! connection closes.
 //! Anything a subscriber sends after its Auth is garbage: it is dropped
-//! with a log line. ProxySQL's protocol has no auth and no client messages:
+//! with a log line. With a certificate configured, the native port speaks
+//! TLS (the Auth frame and everything after travel inside it). ProxySQL's protocol has no auth and no client messages:
 //! `ST=` on connect, then `I1`/`I2` (or `I3`/`I4`) lines.
 
 use std::net::SocketAddr;
@@ -32,7 +33,6 @@ use crate::metrics::Metrics;
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every subscriber connection shares.
-#[derive(Debug)]
 pub struct PublishCtx {
     /// The fan-out point.
     pub hub: Arc<Hub>,
@@ -50,6 +50,42 @@ pub struct PublishCtx {
     pub proxysql_batched: bool,
     /// Subscribers now.
     pub active: AtomicUsize,
+    /// TLS for native subscribers, when configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for PublishCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishCtx")
+            .field("reader_instance", &self.reader_instance)
+            .field("max_subscribers", &self.max_subscribers)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A TLS acceptor from PEM files (certificate chain and private key).
+pub fn tls_acceptor(
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", cert_file.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{}: no certificate in the file", cert_file.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", key_file.display()))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Which protocol a listener speaks.
@@ -83,16 +119,24 @@ pub async fn serve(listener: TcpListener, proto: Protocol, ctx: Arc<PublishCtx>)
                     ctx.active.fetch_sub(1, Ordering::SeqCst);
                     ctx.metrics.subscribers_dropped.inc();
                     warn!(max = ctx.max_subscribers, "too many subscribers; refused");
-                    if proto == Protocol::Native {
-                        refuse(sock, "too many subscribers", ctx.write_timeout).await;
+                    if proto == Protocol::Native && ctx.tls.is_none() {
+                        let mut sock = sock;
+                        refuse(&mut sock, "too many subscribers", ctx.write_timeout).await;
                     }
                     return;
                 }
                 ctx.metrics.subscribers.inc();
                 info!("subscribed");
-                let res = match proto {
-                    Protocol::Native => native(sock, &ctx).await,
-                    Protocol::ProxySql => proxysql_session(sock, &ctx).await,
+                let res = match (proto, &ctx.tls) {
+                    (Protocol::Native, Some(tls)) => {
+                        match tokio::time::timeout(AUTH_TIMEOUT, tls.accept(sock)).await {
+                            Ok(Ok(stream)) => native(stream, &ctx).await,
+                            Ok(Err(e)) => Err(SubscriberError::Io(e)),
+                            Err(_) => Err(SubscriberError::AuthTimeout(AUTH_TIMEOUT)),
+                        }
+                    }
+                    (Protocol::Native, None) => native(sock, &ctx).await,
+                    (Protocol::ProxySql, _) => proxysql_session(sock, &ctx).await,
                 };
                 ctx.metrics.subscribers.dec();
                 ctx.active.fetch_sub(1, Ordering::SeqCst);
@@ -109,8 +153,8 @@ pub async fn serve(listener: TcpListener, proto: Protocol, ctx: Arc<PublishCtx>)
     }
 }
 
-/// Tells a native subscriber why it is refused, best effort, and closes.
-async fn refuse(mut sock: TcpStream, why: &str, timeout: Duration) {
+/// Tells a native subscriber why it is refused, best effort.
+async fn refuse<W: AsyncWrite + Unpin>(sock: &mut W, why: &str, timeout: Duration) {
     let mut out = Vec::new();
     binary::Encoder::new().encode(
         &Message::Reset(Reset {
@@ -119,7 +163,8 @@ async fn refuse(mut sock: TcpStream, why: &str, timeout: Duration) {
         }),
         &mut out,
     );
-    let _ = write_all(&mut sock, &mut out, timeout).await;
+    let _ = write_all(sock, &mut out, timeout).await;
+    let _ = sock.shutdown().await;
 }
 
 /// Binds a listener.
@@ -196,8 +241,11 @@ fn token_matches(given: &[u8], expected: &[u8]) -> bool {
         == 0
 }
 
-async fn native(sock: TcpStream, ctx: &PublishCtx) -> Result<(), SubscriberError> {
-    let (mut rd, mut wr) = sock.into_split();
+async fn native<S>(sock: S, ctx: &PublishCtx) -> Result<(), SubscriberError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut rd, mut wr) = tokio::io::split(sock);
     let given = tokio::time::timeout(AUTH_TIMEOUT, read_auth(&mut rd))
         .await
         .map_err(|_| SubscriberError::AuthTimeout(AUTH_TIMEOUT))??;
@@ -205,10 +253,7 @@ async fn native(sock: TcpStream, ctx: &PublishCtx) -> Result<(), SubscriberError
     let mut out = Vec::with_capacity(4096);
     if let Some(expected) = &ctx.token {
         if !token_matches(&given, expected.as_bytes()) {
-            let sock = rd
-                .reunite(wr)
-                .map_err(|e| SubscriberError::Garbage(e.to_string()))?;
-            refuse(sock, "bad token", ctx.write_timeout).await;
+            refuse(&mut wr, "bad token", ctx.write_timeout).await;
             return Err(SubscriberError::BadToken);
         }
     }
