@@ -26,11 +26,33 @@ ensure_node_clients() {
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     touch "$dir/node_modules"
   fi
+  ensure_router_clients "$repo"
 }
 
 ensure_nextest() {
   if ! cargo nextest --version >/dev/null 2>&1; then
     echo "installing cargo-nextest from crates.io" >&2
     cargo install --locked cargo-nextest >/dev/null
+  fi
+}
+
+# The router's other real clients: sysbench from Debian (linked with
+# libmariadb, whose caching_sha2_password plugin it uses) and PyMySQL (with
+# cryptography, for caching_sha2's RSA exchange) from PyPI in a venv under
+# target/pyclients. Called by ensure_node_clients, so scripts/test gets them.
+ensure_router_clients() {
+  local repo=$1
+  if ! command -v sysbench >/dev/null; then
+    echo "installing sysbench from Debian" >&2
+    apt_install sysbench
+  fi
+  local venv="$repo/target/pyclients"
+  if ! "$venv/bin/python" -c 'import pymysql, cryptography' >/dev/null 2>&1; then
+    echo "installing PyMySQL into $venv" >&2
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+      apt_install python3-venv
+    fi
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check PyMySQL cryptography >/dev/null
   fi
 }

@@ -256,3 +256,13 @@ impl Topology {
             .collect()
     }
 }
+
+pub mod router;
+
+impl Topology {
+    /// The port of the router `scripts/sandbox up` started (a pass-through
+    /// to the primary for the APP and ADMIN users).
+    pub fn router_port(&self) -> Result<u16> {
+        Ok(self.var("CAUSEWAY_ROUTER_PORT")?.parse()?)
+    }
+}

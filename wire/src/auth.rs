@@ -222,6 +222,20 @@ impl RsaKeyPair {
         Self::from_private(RsaPrivateKey::from_pkcs8_pem(pem)?)
     }
 
+    /// Loads a PEM private key in PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1
+    /// (`BEGIN RSA PRIVATE KEY`). MySQL's own `private_key.pem` ends with a
+    /// NUL byte: trailing NULs and whitespace are ignored.
+    pub fn from_pem(pem: &str) -> Result<Self> {
+        let pem = pem.trim_end_matches('\0').trim();
+        match RsaPrivateKey::from_pkcs8_pem(pem) {
+            Ok(key) => Self::from_private(key),
+            Err(pkcs8) => match rsa::pkcs1::DecodeRsaPrivateKey::from_pkcs1_pem(pem) {
+                Ok(key) => Self::from_private(key),
+                Err(_) => Err(pkcs8.into()),
+            },
+        }
+    }
+
     fn from_private(private: RsaPrivateKey) -> Result<Self> {
         let public_pem = private.to_public_key().to_public_key_pem(LineEnding::LF)?;
         Ok(Self {

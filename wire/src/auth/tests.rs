@@ -141,3 +141,18 @@ proptest! {
         prop_assert!(caching_sha2_verify(&caching_sha2_scramble(&pw, &n), &n, &caching_sha2_digest(&pw)));
     }
 }
+
+#[test]
+fn key_pair_loads_pkcs1_and_pkcs8_pem() {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::EncodePrivateKey;
+    let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+    let pkcs1 = private.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+    let pkcs8 = private.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+    let a = RsaKeyPair::from_pem(&pkcs1).unwrap();
+    let b = RsaKeyPair::from_pem(&pkcs8).unwrap();
+    assert_eq!(a.public_key_pem(), b.public_key_pem());
+    assert!(RsaKeyPair::from_pem("not a key").is_err());
+    // MySQL's private_key.pem ends with a NUL.
+    RsaKeyPair::from_pem(&format!("{}\0", pkcs8.as_str())).unwrap();
+}

@@ -1,0 +1,139 @@
+//! Where a causal read goes: a pure decision, no I/O, the clock passed in.
+//!
+//! A read in hostgroup R of a consistent pair (R, W) needs a server whose
+//! view (a lower bound of its executed set, from the reader beside it)
+//! contains every GTID the read must see: the session's own writes in W
+//! (`session` scope), plus a token (`token`), or the primary's whole set
+//! when the read began (`global`). `eventual` needs nothing.
+//!
+//! ```text
+//!   in a transaction ------------------------------> Pinned (its server)
+//!   some healthy replica's view ⊇ needed ----------> Replica (least loaded by weight)
+//!   healthy replicas, none caught up, time left ---> Wait (until a delta arrives or the deadline)
+//!   otherwise -------------------------------------> Primary (with the reason)
+//! ```
+//! The primary always qualifies: it returned those GTIDs itself.
+
+use std::time::Duration;
+
+use causeway_gtid::GtidSet;
+
+/// How consistent a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Plain read/write split: any healthy replica, lag accepted.
+    Eventual,
+    /// Read-your-own-writes: the session's writes.
+    Session,
+    /// The session's writes and a GTID set passed by the client.
+    Token,
+    /// Everything committed on the primary before the read began.
+    Global,
+}
+
+/// One replica of the read hostgroup, as the router sees it now.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// Index the caller uses to find the server.
+    pub id: usize,
+    /// Passes health checks (not shunned, not lagging past its maximum).
+    pub healthy: bool,
+    /// Relative share of reads (0: only when nothing else qualifies).
+    pub weight: u32,
+    /// Statements in flight on it now.
+    pub load: u32,
+    /// Lower bound of its executed set; `None` when no reader has ever
+    /// reported it.
+    pub view: Option<&'a GtidSet>,
+}
+
+/// What the read must see, and how long it may wait for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Read<'a> {
+    /// Consistency scope.
+    pub scope: Scope,
+    /// GTIDs the chosen server must have (ignored for `Eventual`).
+    pub needed: &'a GtidSet,
+    /// The server the session's open transaction runs on, if any.
+    pub pinned: Option<usize>,
+    /// Time already spent waiting for a replica to catch up.
+    pub waited: Duration,
+    /// Longest wait before falling back to the primary.
+    pub max_wait: Duration,
+    /// Rotates ties between equally loaded replicas (e.g. a counter).
+    pub tiebreak: u64,
+}
+
+/// Why a read went to the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// No healthy replica in the hostgroup.
+    NoHealthyReplica,
+    /// Healthy replicas exist, none had the needed GTIDs in time.
+    NotCaughtUp,
+}
+
+/// The decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Stay on the transaction's server.
+    Pinned(usize),
+    /// This replica has everything the read needs.
+    Replica(usize),
+    /// Wait at most this long for a view update, then decide again.
+    Wait(Duration),
+    /// Send to the primary.
+    Primary(Fallback),
+}
+
+/// Decides where a read goes.
+pub fn decide(read: &Read<'_>, candidates: &[Candidate<'_>]) -> Route {
+    if let Some(server) = read.pinned {
+        return Route::Pinned(server);
+    }
+    let healthy = || candidates.iter().filter(|c| c.healthy);
+    if healthy().next().is_none() {
+        return Route::Primary(Fallback::NoHealthyReplica);
+    }
+    let qualifies = |c: &&Candidate<'_>| match read.scope {
+        Scope::Eventual => true,
+        _ if read.needed.is_empty() => true,
+        _ => c.view.is_some_and(|v| read.needed.is_subset(v)),
+    };
+    if let Some(id) = pick(healthy().filter(qualifies), read.tiebreak) {
+        return Route::Replica(id);
+    }
+    let left = read.max_wait.saturating_sub(read.waited);
+    if left.is_zero() {
+        Route::Primary(Fallback::NotCaughtUp)
+    } else {
+        Route::Wait(left)
+    }
+}
+
+/// Least loaded relative to weight; weight 0 only when alone; ties rotate.
+fn pick<'a, 'b: 'a>(
+    qualified: impl Iterator<Item = &'a Candidate<'b>>,
+    tiebreak: u64,
+) -> Option<usize> {
+    let all: Vec<&Candidate<'_>> = qualified.collect();
+    let weighted: Vec<&&Candidate<'_>> = all.iter().filter(|c| c.weight > 0).collect();
+    if weighted.is_empty() {
+        return all.first().map(|c| c.id);
+    }
+    // load / weight compared without division: a.load * b.weight < b.load * a.weight.
+    let best = weighted
+        .iter()
+        .map(|c| (u64::from(c.load), u64::from(c.weight)))
+        .min_by(|(la, wa), (lb, wb)| (la * wb).cmp(&(lb * wa)))?;
+    let ties: Vec<usize> = weighted
+        .iter()
+        .filter(|c| u64::from(c.load) * best.1 == best.0 * u64::from(c.weight))
+        .map(|c| c.id)
+        .collect();
+    ties.get((tiebreak % ties.len() as u64) as usize).copied()
+}
+
+#[cfg(test)]
+#[path = "causal_tests.rs"]
+mod tests;

@@ -1,0 +1,206 @@
+//! Authenticating clients against the router's users, as MySQL does.
+//!
+//! ```text
+//! client plugin != user's plugin --> AuthSwitchRequest (fresh nonce) <-- response
+//! mysql_native_password : verify SHA1 scramble                      --> OK | ERR 1045
+//! caching_sha2_password : fast path: verify SHA256 scramble --> 01 03 --> OK
+//!                         full auth (first login / always): 01 04
+//!                           <-- TLS: password NUL
+//!                           <-- plain: 02 --> 01 public key PEM <-- RSA(password ^ nonce)
+//! ```
+//! The final OK is the caller's (it comes from the backend login).
+
+use bytes::{Bytes, BytesMut};
+use causeway_wire::auth::{
+    caching_sha2_digest, caching_sha2_verify, constant_time_eq, generate_nonce,
+    native_password_hash, native_password_verify, parse_cleartext_password, MYSQL_NATIVE_PASSWORD,
+};
+use causeway_wire::handshake::{AuthMoreData, AuthSwitchRequest, CACHING_SHA2_REQUEST_PUBLIC_KEY};
+use causeway_wire::CodecError;
+
+use crate::config::{AuthPlugin, FullAuth};
+use crate::error::{Error, Result};
+use crate::io::PacketIo;
+use crate::{Shared, User};
+
+/// Largest packet accepted during authentication.
+pub const MAX_AUTH_PACKET: usize = 64 * 1024;
+
+/// The client's first auth attempt (from the handshake response or COM_CHANGE_USER).
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// User name.
+    pub user: Bytes,
+    /// Plugin the response was computed with (`None`: the client has no
+    /// pluggable auth, so mysql_native_password).
+    pub plugin: Option<Bytes>,
+    /// The response.
+    pub response: Bytes,
+    /// The nonce it was computed with.
+    pub nonce: Vec<u8>,
+    /// Whether the client understands AuthSwitchRequest.
+    pub can_switch: bool,
+    /// Force a switch even when the plugin matches (COM_CHANGE_USER, whose
+    /// response was computed over the old nonce).
+    pub always_switch: bool,
+}
+
+/// A client that authenticated.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The user name.
+    pub user: String,
+    /// The user's password (for the backend login).
+    pub password: Vec<u8>,
+}
+
+fn denied(user: &str, reason: &'static str, using_password: bool) -> Error {
+    Error::AccessDenied {
+        user: user.to_string(),
+        reason,
+        using_password,
+    }
+}
+
+/// Reads the client's next auth packet, checking its sequence id.
+pub(crate) async fn read(client: &mut PacketIo, seq: &mut u8) -> Result<Bytes> {
+    let p = client.read_packet(MAX_AUTH_PACKET).await?;
+    if p.seq != *seq {
+        return Err(Error::ClientProtocol(CodecError::OutOfSequence {
+            expected: *seq,
+            got: p.seq,
+        }));
+    }
+    *seq = seq.wrapping_add(1);
+    Ok(p.payload)
+}
+
+async fn write(client: &mut PacketIo, seq: &mut u8, payload: &[u8]) -> Result<()> {
+    client.write_packet(*seq, payload).await?;
+    *seq = seq.wrapping_add(1);
+    Ok(())
+}
+
+/// Authenticates `attempt`; `seq` is the sequence id of the server's next
+/// packet, kept current so the caller can send the final OK or an ERR.
+pub async fn authenticate(
+    client: &mut PacketIo,
+    seq: &mut u8,
+    attempt: Attempt,
+    shared: &Shared,
+) -> Result<Authenticated> {
+    let name = String::from_utf8_lossy(&attempt.user).into_owned();
+    let Some(user) = shared.users.get(&name) else {
+        return Err(denied(&name, "unknown user", !attempt.response.is_empty()));
+    };
+    let wanted = user.plugin.name().as_bytes();
+    let used = attempt
+        .plugin
+        .as_deref()
+        .unwrap_or(MYSQL_NATIVE_PASSWORD.as_bytes());
+    let mut nonce = attempt.nonce;
+    let mut response = attempt.response;
+    if used != wanted || attempt.always_switch {
+        if !attempt.can_switch {
+            return Err(Error::ClientAuthUnsupported(user.plugin.name()));
+        }
+        let fresh = generate_nonce();
+        let mut data = fresh.to_vec();
+        data.push(0);
+        let mut buf = BytesMut::new();
+        AuthSwitchRequest {
+            plugin_name: Bytes::from_static(wanted),
+            plugin_data: data.into(),
+        }
+        .encode(&mut buf);
+        write(client, seq, &buf).await?;
+        response = read(client, seq).await?;
+        nonce = fresh.to_vec();
+    }
+    let using_password = !response.is_empty();
+    let ok = match user.plugin {
+        AuthPlugin::MysqlNativePassword => {
+            if user.password.is_empty() {
+                response.is_empty()
+            } else {
+                let stored = native_password_hash(&user.password);
+                native_password_verify(&response, &nonce, &stored)
+            }
+        }
+        AuthPlugin::CachingSha2Password => {
+            caching_sha2(client, seq, &name, user, &response, &nonce, shared).await?
+        }
+    };
+    if !ok {
+        return Err(denied(&name, "wrong password", using_password));
+    }
+    Ok(Authenticated {
+        user: name,
+        password: user.password.clone(),
+    })
+}
+
+/// The caching_sha2_password exchange after the client's scramble.
+async fn caching_sha2(
+    client: &mut PacketIo,
+    seq: &mut u8,
+    name: &str,
+    user: &User,
+    response: &[u8],
+    nonce: &[u8],
+    shared: &Shared,
+) -> Result<bool> {
+    if user.password.is_empty() || response.is_empty() {
+        // An empty password is sent as an empty response; no exchange follows.
+        return Ok(user.password.is_empty() && response.is_empty());
+    }
+    let full = match shared.config.frontend.caching_sha2_full_auth {
+        FullAuth::Always => true,
+        FullAuth::Never => false,
+        FullAuth::FirstLogin => !shared
+            .full_auth_done
+            .lock()
+            .map(|done| done.contains(name))
+            .unwrap_or(false),
+    };
+    if !full {
+        let cached = caching_sha2_digest(&user.password);
+        if !caching_sha2_verify(response, nonce, &cached) {
+            return Ok(false);
+        }
+        let mut buf = BytesMut::new();
+        AuthMoreData::fast_auth_success().encode(&mut buf);
+        write(client, seq, &buf).await?;
+        return Ok(true);
+    }
+    let mut buf = BytesMut::new();
+    AuthMoreData::perform_full_auth().encode(&mut buf);
+    write(client, seq, &buf).await?;
+    let mut packet = read(client, seq).await?;
+    let password = if client.tls {
+        parse_cleartext_password(&packet).to_vec()
+    } else {
+        let key = shared.rsa_key().await?;
+        if packet[..] == [CACHING_SHA2_REQUEST_PUBLIC_KEY] {
+            let mut buf = BytesMut::new();
+            AuthMoreData {
+                data: Bytes::copy_from_slice(key.public_key_pem().as_bytes()),
+            }
+            .encode(&mut buf);
+            write(client, seq, &buf).await?;
+            packet = read(client, seq).await?;
+        }
+        match key.decrypt_password(&packet, nonce) {
+            Ok(p) => p,
+            // A cleartext password over plain TCP, or garbage: refused, as MySQL does.
+            Err(_) => return Ok(false),
+        }
+    };
+    let ok = constant_time_eq(&password, &user.password);
+    if ok {
+        if let Ok(mut done) = shared.full_auth_done.lock() {
+            done.insert(name.to_string());
+        }
+    }
+    Ok(ok)
+}

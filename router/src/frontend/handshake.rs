@@ -1,0 +1,205 @@
+//! The connection phase facing a client, ending with both legs logged in.
+//!
+//! ```text
+//! backend connect + greeting          (unreachable: ERR 2003 in place of our greeting)
+//! --> HandshakeV10 (backend's version, our id and nonce, capabilities ∩ backend's)
+//! <-- [SSLRequest --> TLS] HandshakeResponse41
+//! auth against the router's users     (ERR 1045 like MySQL)
+//! backend login with the client's capabilities, schema, collation, attributes
+//! --> the backend's OK                (or its ERR, e.g. 1049 unknown database)
+//! ```
+//! Capabilities are the intersection on both legs, so packets in the command
+//! phase can be forwarded unchanged.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use causeway_wire::auth::{generate_nonce, CACHING_SHA2_PASSWORD};
+use causeway_wire::handshake::{ClientHandshake, HandshakeResponse, HandshakeV10};
+use causeway_wire::CapabilityFlags as C;
+use tokio::net::TcpStream;
+
+use crate::backend::connect::{self, Greeted, Login, REQUIRED};
+use crate::error::{Error, Result, Side};
+use crate::frontend::auth::{self, Attempt};
+use crate::io::PacketIo;
+use crate::Shared;
+
+/// Capabilities the router offers clients (before intersecting with the
+/// backend's). Compression is not offered: packets are forwarded as they are.
+pub const OFFERED: C = C::LONG_PASSWORD
+    .union(C::FOUND_ROWS)
+    .union(C::LONG_FLAG)
+    .union(C::CONNECT_WITH_DB)
+    .union(C::NO_SCHEMA)
+    .union(C::ODBC)
+    .union(C::LOCAL_FILES)
+    .union(C::IGNORE_SPACE)
+    .union(C::PROTOCOL_41)
+    .union(C::INTERACTIVE)
+    .union(C::IGNORE_SIGPIPE)
+    .union(C::TRANSACTIONS)
+    .union(C::RESERVED)
+    .union(C::SECURE_CONNECTION)
+    .union(C::MULTI_STATEMENTS)
+    .union(C::MULTI_RESULTS)
+    .union(C::PS_MULTI_RESULTS)
+    .union(C::PLUGIN_AUTH)
+    .union(C::CONNECT_ATTRS)
+    .union(C::PLUGIN_AUTH_LENENC_CLIENT_DATA)
+    .union(C::CAN_HANDLE_EXPIRED_PASSWORDS)
+    .union(C::SESSION_TRACK)
+    .union(C::DEPRECATE_EOF)
+    .union(C::OPTIONAL_RESULTSET_METADATA)
+    .union(C::QUERY_ATTRIBUTES);
+
+/// Both legs authenticated; the command phase can start.
+#[derive(Debug)]
+pub struct Established {
+    /// The client leg.
+    pub client: PacketIo,
+    /// The backend leg and its greeting.
+    pub backend: Greeted,
+    /// Capabilities in force on both legs.
+    pub caps: C,
+    /// The user logged in.
+    pub user: String,
+}
+
+/// The capabilities offered to a client of a backend that offers `backend`.
+pub fn offered(backend: C, tls: bool) -> C {
+    let mut caps = (OFFERED & backend) | REQUIRED;
+    caps.set(C::SSL, tls);
+    caps
+}
+
+/// Runs the connection phase within `frontend.handshake_timeout`. On failure
+/// the client gets an ERR packet where the protocol allows one.
+pub async fn establish(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    id: u32,
+    shared: &Shared,
+) -> Result<Established> {
+    let f = &shared.config.frontend;
+    let mut client = PacketIo::new(Box::new(tcp), Side::Client, f.max_packet_size);
+    let mut seq = 0u8;
+    let steps = steps(&mut client, &mut seq, id, shared);
+    let res = match tokio::time::timeout(f.handshake_timeout, steps).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::ClientTimeout("handshake")),
+    };
+    match res {
+        Ok((backend, caps, user)) => Ok(Established {
+            client,
+            backend,
+            caps,
+            user,
+        }),
+        Err(e) => {
+            send_err(&mut client, seq, &e, peer).await;
+            Err(e)
+        }
+    }
+}
+
+/// Sends the ERR for `e` (if any), bounded in time, and closes.
+pub async fn send_err(client: &mut PacketIo, seq: u8, e: &Error, peer: SocketAddr) {
+    if let Some(err) = e.client_err(&peer.ip().to_string()) {
+        let mut buf = BytesMut::new();
+        err.encode(C::PROTOCOL_41, &mut buf);
+        let _ = tokio::time::timeout(Duration::from_secs(1), client.write_packet(seq, &buf)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
+}
+
+async fn steps(
+    client: &mut PacketIo,
+    seq: &mut u8,
+    id: u32,
+    shared: &Shared,
+) -> Result<(Greeted, C, String)> {
+    let mut backend = connect::connect(shared).await?;
+    let g = &backend.greeting;
+    let offered = offered(g.capabilities, shared.tls_acceptor.is_some());
+    let nonce = generate_nonce();
+    let greeting = HandshakeV10 {
+        server_version: g.server_version.clone(),
+        connection_id: id,
+        auth_plugin_data: Bytes::copy_from_slice(&nonce),
+        capabilities: offered,
+        charset: g.charset,
+        status: g.status,
+        auth_plugin_name: Bytes::from_static(CACHING_SHA2_PASSWORD.as_bytes()),
+    };
+    let mut buf = BytesMut::new();
+    greeting.encode(&mut buf);
+    client.write_packet(0, &buf).await?;
+    *seq = 1;
+    let payload = auth::read(client, seq).await?;
+    let resp = match ClientHandshake::decode(&payload).map_err(Error::BadHandshake)? {
+        ClientHandshake::Response(r) => r,
+        ClientHandshake::SslRequest(_) => {
+            let Some(acceptor) = &shared.tls_acceptor else {
+                return Err(Error::ClientUnexpected(
+                    "SSLRequest, but TLS was not offered",
+                ));
+            };
+            client.accept_tls(acceptor).await?;
+            let payload = auth::read(client, seq).await?;
+            HandshakeResponse::decode(&payload).map_err(Error::BadHandshake)?
+        }
+    };
+    if shared.config.frontend.tls.required && !client.tls {
+        return Err(Error::InsecureTransport);
+    }
+    let caps = resp.capabilities & offered & !C::SSL;
+    let attempt = Attempt {
+        user: resp.username.clone(),
+        plugin: if caps.contains(C::PLUGIN_AUTH) {
+            resp.auth_plugin_name.clone()
+        } else {
+            None
+        },
+        response: resp.auth_response.clone(),
+        nonce: nonce.to_vec(),
+        can_switch: caps.contains(C::PLUGIN_AUTH),
+        always_switch: false,
+    };
+    let authed = auth::authenticate(client, seq, attempt, shared).await?;
+    let login = Login {
+        user: resp.username,
+        database: resp.database.filter(|d| !d.is_empty()),
+        charset: resp.charset,
+        capabilities: caps,
+        max_packet_size: resp.max_packet_size,
+        connect_attrs: resp.connect_attrs,
+    };
+    let ok = match connect::login(&mut backend, &login, &authed.password, shared).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            if !matches!(e, Error::BackendRefused(_)) {
+                shared.metrics.backend_connect_errors.inc();
+            }
+            return Err(e);
+        }
+    };
+    client.write_packet(*seq, &ok).await?;
+    Ok((backend, caps, authed.user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offered_capabilities_follow_the_backend_and_tls() {
+        let backend = C::from_bits_retain(0xdfff_ffff) - C::QUERY_ATTRIBUTES;
+        let caps = offered(backend, false);
+        assert!(caps.contains(C::DEPRECATE_EOF | C::PROTOCOL_41 | C::MULTI_RESULTS));
+        assert!(!caps.contains(C::QUERY_ATTRIBUTES), "backend lacks it");
+        assert!(!caps.intersects(C::SSL | C::COMPRESS | C::ZSTD_COMPRESSION_ALGORITHM));
+        assert!(offered(backend, true).contains(C::SSL));
+    }
+}

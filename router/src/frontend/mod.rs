@@ -1,0 +1,6 @@
+//! The router as a MySQL server: accepting clients, the handshake, TLS and
+//! authentication against the configured users.
+
+pub mod auth;
+pub mod handshake;
+pub mod listener;

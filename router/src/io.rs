@@ -1,0 +1,251 @@
+//! One leg of a session (client or backend): a byte stream (TCP or TLS)
+//! with MySQL packet framing on top.
+//!
+//! ```text
+//! handshake phase : read_packet / write_packet   exact reads, nothing buffered,
+//!                                                 so the stream can switch to TLS
+//! command phase   : next_chunk / queue_* / flush  buffered, chunk by chunk
+//! ```
+
+use bytes::{Buf, BytesMut};
+use causeway_wire::packet::{encode_packet, parse_header, HEADER_LEN, MAX_CHUNK};
+use causeway_wire::{Chunk, ChunkDecoder, CodecError, Packet};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use rustls_pki_types::ServerName;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::error::{Error, Result, Side};
+
+/// A stream that reads nothing and swallows writes, standing in while the
+/// real one is being wrapped in TLS.
+fn placeholder() -> BoxStream {
+    Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink()))
+}
+
+/// A byte stream the router can speak MySQL over.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + ?Sized> Stream for T {}
+
+/// A boxed [`Stream`]: plain TCP, or TLS over it.
+pub type BoxStream = Box<dyn Stream>;
+
+/// Write buffer size at which queued chunks are flushed without waiting for
+/// the end of the input that is already buffered.
+const FLUSH_AT: usize = 64 * 1024;
+/// Read buffer growth step.
+const READ_AT_LEAST: usize = 16 * 1024;
+
+/// A framed leg of a session.
+pub struct PacketIo {
+    stream: BoxStream,
+    side: Side,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    chunks: ChunkDecoder,
+    /// Whether the stream is TLS.
+    pub tls: bool,
+}
+
+impl std::fmt::Debug for PacketIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketIo")
+            .field("side", &self.side)
+            .field("tls", &self.tls)
+            .field("buffered", &self.rbuf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PacketIo {
+    /// Frames `stream`; logical packets from it may be up to `max_packet` bytes.
+    pub fn new(stream: BoxStream, side: Side, max_packet: usize) -> Self {
+        Self {
+            stream,
+            side,
+            rbuf: BytesMut::with_capacity(READ_AT_LEAST),
+            wbuf: BytesMut::with_capacity(READ_AT_LEAST),
+            chunks: ChunkDecoder::new(max_packet),
+            tls: false,
+        }
+    }
+
+    fn io_err(&self, e: std::io::Error) -> Error {
+        match self.side {
+            Side::Backend => Error::BackendIo(e),
+            _ => Error::ClientIo(e),
+        }
+    }
+
+    fn codec_err(&self, e: CodecError) -> Error {
+        match self.side {
+            Side::Backend => Error::BackendProtocol(e),
+            _ => Error::ClientProtocol(e),
+        }
+    }
+
+    /// Server side of the TLS upgrade after an SSLRequest. Only in the
+    /// handshake phase, where nothing was read ahead.
+    pub async fn accept_tls(&mut self, acceptor: &TlsAcceptor) -> Result<()> {
+        let plain = std::mem::replace(&mut self.stream, placeholder());
+        let tls = acceptor.accept(plain).await.map_err(Error::ClientTls)?;
+        self.stream = Box::new(tls);
+        self.tls = true;
+        Ok(())
+    }
+
+    /// Client side of the TLS upgrade after our SSLRequest.
+    pub async fn connect_tls(
+        &mut self,
+        connector: &TlsConnector,
+        name: ServerName<'static>,
+    ) -> Result<()> {
+        let plain = std::mem::replace(&mut self.stream, placeholder());
+        let tls = connector
+            .connect(name, plain)
+            .await
+            .map_err(Error::BackendTls)?;
+        self.stream = Box::new(tls);
+        self.tls = true;
+        Ok(())
+    }
+
+    /// Reads one whole (single-chunk) packet of at most `max` bytes. With
+    /// nothing buffered it uses exact reads, so nothing is read ahead (the
+    /// handshake phase, before a TLS switch); otherwise it continues from
+    /// the buffer (a pipelining client during COM_CHANGE_USER).
+    pub async fn read_packet(&mut self, max: usize) -> Result<Packet> {
+        if !self.rbuf.is_empty() {
+            return self.read_buffered_packet(max).await;
+        }
+        let mut header = [0u8; HEADER_LEN];
+        self.stream
+            .read_exact(&mut header)
+            .await
+            .map_err(|e| self.io_err(e))?;
+        let (len, seq) = parse_header(header);
+        if len > max || len >= MAX_CHUNK {
+            return Err(self.codec_err(CodecError::TooLarge { len, max }));
+        }
+        let mut payload = vec![0u8; len];
+        self.stream
+            .read_exact(&mut payload)
+            .await
+            .map_err(|e| self.io_err(e))?;
+        Ok(Packet::new(seq, payload))
+    }
+
+    async fn read_buffered_packet(&mut self, max: usize) -> Result<Packet> {
+        loop {
+            if let Some(h) = self.rbuf.get(..HEADER_LEN) {
+                let (len, seq) = parse_header([h[0], h[1], h[2], h[3]]);
+                if len > max || len >= MAX_CHUNK {
+                    return Err(self.codec_err(CodecError::TooLarge { len, max }));
+                }
+                if self.rbuf.len() >= HEADER_LEN + len {
+                    self.rbuf.advance(HEADER_LEN);
+                    let payload = self.rbuf.split_to(len).freeze();
+                    return Ok(Packet::new(seq, payload));
+                }
+            }
+            self.rbuf.reserve(READ_AT_LEAST);
+            let n = self
+                .stream
+                .read_buf(&mut self.rbuf)
+                .await
+                .map_err(|e| self.io_err(e))?;
+            if n == 0 {
+                let buffered = self.rbuf.len();
+                return Err(self.codec_err(CodecError::UnexpectedEof { buffered }));
+            }
+        }
+    }
+
+    /// Writes one packet and flushes.
+    pub async fn write_packet(&mut self, seq: u8, payload: &[u8]) -> Result<()> {
+        encode_packet(seq, payload, &mut self.wbuf);
+        self.flush().await
+    }
+
+    /// Command phase: the next chunk, reading as needed; `None` when the
+    /// peer closed the connection between packets.
+    pub async fn next_chunk(&mut self) -> Result<Option<Chunk>> {
+        loop {
+            if let Some(chunk) = self
+                .chunks
+                .decode(&mut self.rbuf)
+                .map_err(|e| self.codec_err(e))?
+            {
+                return Ok(Some(chunk));
+            }
+            self.rbuf.reserve(READ_AT_LEAST);
+            let n = self
+                .stream
+                .read_buf(&mut self.rbuf)
+                .await
+                .map_err(|e| self.io_err(e))?;
+            if n == 0 {
+                if self.rbuf.is_empty() && !self.chunks.mid_packet() {
+                    return Ok(None);
+                }
+                let buffered = self.rbuf.len();
+                return Err(self.codec_err(CodecError::UnexpectedEof { buffered }));
+            }
+        }
+    }
+
+    /// Arms (`Some(0)` at a command start) or disarms sequence checking of
+    /// incoming chunks.
+    pub fn expect_sequence(&mut self, next: Option<u8>) {
+        self.chunks.set_sequence(next);
+    }
+
+    /// Whether a whole chunk is already buffered (so reading it will not wait).
+    pub fn has_buffered_chunk(&self) -> bool {
+        match self.rbuf.get(..HEADER_LEN) {
+            Some(h) => {
+                let (len, _) = parse_header([h[0], h[1], h[2], h[3]]);
+                self.rbuf.len() >= HEADER_LEN + len
+            }
+            None => false,
+        }
+    }
+
+    /// Queues a chunk for writing, unchanged.
+    pub fn queue_chunk(&mut self, chunk: &Chunk) {
+        chunk.encode(&mut self.wbuf);
+    }
+
+    /// Queues a logical packet starting at `seq`; returns the next sequence id.
+    pub fn queue_packet(&mut self, seq: u8, payload: &[u8]) -> u8 {
+        encode_packet(seq, payload, &mut self.wbuf)
+    }
+
+    /// Whether enough is queued that it should be written now.
+    pub fn should_flush(&self) -> bool {
+        self.wbuf.len() >= FLUSH_AT
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> Result<()> {
+        while self.wbuf.has_remaining() {
+            let n = self
+                .stream
+                .write(&self.wbuf)
+                .await
+                .map_err(|e| self.io_err(e))?;
+            if n == 0 {
+                let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                return Err(self.io_err(e));
+            }
+            self.wbuf.advance(n);
+        }
+        self.stream.flush().await.map_err(|e| self.io_err(e))
+    }
+
+    /// Closes the write side (TLS close_notify, TCP FIN), ignoring errors.
+    pub async fn shutdown(&mut self) {
+        let _ = self.flush().await;
+        let _ = self.stream.shutdown().await;
+    }
+}

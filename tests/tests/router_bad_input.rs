@@ -1,0 +1,239 @@
+//! Bad input from clients (garbage, truncated, oversized or out-of-sequence
+//! packets, stalls) and an unreachable backend: an ERR packet where the
+//! protocol allows one, the connection closed, no panic, other sessions
+//! unaffected.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use causeway_e2e::router::{opts, start_router, Raw, TestRouter};
+use causeway_e2e::Topology;
+use causeway_router::config::FullAuth;
+use causeway_wire::ErrPacket;
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+
+/// Reads until the server closes; returns the ERR packets seen.
+async fn errors_until_close(raw: &mut Raw) -> Result<Vec<(u16, String)>> {
+    let mut errs = Vec::new();
+    while let Some(p) = raw.read().await? {
+        if p.payload.first() == Some(&0xff) {
+            let e = ErrPacket::decode(&p.payload)?;
+            errs.push((e.code, String::from_utf8_lossy(&e.message).into_owned()));
+        }
+    }
+    Ok(errs)
+}
+
+async fn router(topo: &Topology) -> Result<TestRouter> {
+    let mut cfg = topo.router_config()?;
+    cfg.frontend.caching_sha2_full_auth = FullAuth::Never;
+    cfg.frontend.handshake_timeout = Duration::from_millis(500);
+    cfg.frontend.max_packet_size = 64 * 1024;
+    start_router(cfg).await
+}
+
+#[tokio::test]
+async fn garbage_handshakes_get_an_err_and_a_close_and_others_carry_on() -> Result<()> {
+    let topo = Topology::get()?;
+    let router = router(&topo).await?;
+    let mut bystander = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        // A packet that is not a handshake response (pre-4.1 flags).
+        ("garbage", b"\x05\x00\x00\x01hello".to_vec(), 1043),
+        // Out of sequence: the response must carry sequence id 1.
+        (
+            "out of sequence",
+            {
+                let mut p = vec![0x20, 0, 0, 7];
+                p.extend_from_slice(&[0xff; 32]);
+                p
+            },
+            1156,
+        ),
+        // Oversized: a header announcing 16 MiB during the handshake.
+        ("oversized", vec![0xff, 0xff, 0xfe, 0x01], 1153),
+        // Truncated fields: PROTOCOL_41 flags, then the packet ends.
+        ("truncated", vec![4, 0, 0, 1, 0x00, 0x02, 0x00, 0x00], 1043),
+    ];
+    for (what, bytes, code) in cases {
+        let (mut raw, _) = Raw::greet(router.port).await?;
+        raw.send_bytes(&bytes).await?;
+        let errs = errors_until_close(&mut raw).await.context(what)?;
+        assert_eq!(errs.first().map(|e| e.0), Some(code), "{what}: {errs:?}");
+        let one: Option<i64> = bystander.query_first("SELECT 1").await?;
+        assert_eq!(one, Some(1), "{what}");
+    }
+    // Random bytes after the greeting, many times: never a hang, never a panic.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..100 {
+        let (mut raw, _) = Raw::greet(router.port).await?;
+        let len = (seed % 200) as usize;
+        let mut junk = Vec::with_capacity(len);
+        for _ in 0..len {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            junk.push(seed as u8);
+        }
+        raw.send_bytes(&junk).await?;
+        // Either the router answers (ERR or an auth step) or it waits for
+        // more bytes until the handshake timeout: both end in a close.
+        let _ = errors_until_close(&mut raw).await?;
+    }
+    let one: Option<i64> = bystander.query_first("SELECT 1").await?;
+    assert_eq!(one, Some(1));
+    assert!(router.shared.metrics.handshake_failures.get() >= 104);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stalled_handshake_is_closed_after_the_timeout() -> Result<()> {
+    let topo = Topology::get()?;
+    let router = router(&topo).await?;
+    // Stalls after the greeting, then in the middle of a packet.
+    for partial in [&b""[..], &b"\x40\x00\x00\x01\x00\x02"[..]] {
+        let start = Instant::now();
+        let (mut raw, _) = Raw::greet(router.port).await?;
+        raw.send_bytes(partial).await?;
+        let errs = errors_until_close(&mut raw).await?;
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(400), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        assert_eq!(errs, vec![(1043, "Bad handshake".to_string())]);
+    }
+    let mut conn = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
+    conn.ping().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_commands_end_only_their_session() -> Result<()> {
+    let topo = Topology::get()?;
+    let router = router(&topo).await?;
+    let app = topo.user("APP")?;
+    let mut bystander = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
+    let login = || {
+        Raw::login(
+            router.port,
+            &app.user,
+            &app.password,
+            "caching_sha2_password",
+        )
+    };
+
+    // A command packet with the wrong sequence id.
+    let mut raw = login().await?;
+    raw.send(3, b"\x03SELECT 1").await?;
+    assert_eq!(
+        errors_until_close(&mut raw).await?.first().map(|e| e.0),
+        Some(1156)
+    );
+
+    // A command larger than frontend.max_packet_size.
+    let mut raw = login().await?;
+    let mut big = b"\x03SELECT '".to_vec();
+    big.resize(100 * 1024, b'x');
+    raw.send(0, &big).await?;
+    assert_eq!(
+        errors_until_close(&mut raw).await?.first().map(|e| e.0),
+        Some(1153)
+    );
+
+    // An empty command packet.
+    let mut raw = login().await?;
+    raw.send(0, b"").await?;
+    assert_eq!(
+        errors_until_close(&mut raw).await?.first().map(|e| e.0),
+        Some(1047)
+    );
+
+    // A command cut off by the client going away.
+    let mut raw = login().await?;
+    raw.send_bytes(b"\x20\x00\x00\x00\x03SEL").await?;
+    drop(raw);
+
+    // Unknown command bytes are the backend's business (it answers ERR).
+    let mut raw = login().await?;
+    let reply = raw.command(b"\x63").await?;
+    assert_eq!(reply[0][0], 0xff, "{reply:?}");
+    let reply = raw.command(b"\x03SELECT 2").await?;
+    assert_eq!(reply.len(), 4);
+
+    let one: Option<i64> = bystander.query_first("SELECT 1").await?;
+    assert_eq!(one, Some(1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_backend_is_err_2003() -> Result<()> {
+    let topo = Topology::get()?;
+    let free = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = free.local_addr()?.port();
+    drop(free);
+    let mut cfg = topo.router_config()?;
+    cfg.backend.port = port;
+    let router = start_router(cfg).await?;
+    let mut raw = Raw::connect(router.port).await?;
+    let p = raw.read().await?.context("no packet")?;
+    assert_eq!(p.seq, 0);
+    let err = ErrPacket::decode(&p.payload)?;
+    assert_eq!(err.code, 2003);
+    let msg = String::from_utf8_lossy(&err.message);
+    assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    assert!(raw.read().await?.is_none());
+    let err = Conn::new(opts(&topo, router.port, "APP", true)?)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("2003"), "{err}");
+    assert_eq!(router.shared.metrics.backend_connect_errors.get(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn idle_sessions_are_closed_with_err_4031() -> Result<()> {
+    let topo = Topology::get()?;
+    let mut cfg = topo.router_config()?;
+    cfg.frontend.caching_sha2_full_auth = FullAuth::Never;
+    cfg.frontend.idle_timeout = Duration::from_millis(300);
+    let router = start_router(cfg).await?;
+    let app = topo.user("APP")?;
+    let mut raw = Raw::login(
+        router.port,
+        &app.user,
+        &app.password,
+        "caching_sha2_password",
+    )
+    .await?;
+    let start = Instant::now();
+    let errs = errors_until_close(&mut raw).await?;
+    assert!(start.elapsed() >= Duration::from_millis(250));
+    assert_eq!(errs.first().map(|e| e.0), Some(4031), "{errs:?}");
+    // A client library sees the session gone at its next query.
+    let mut conn = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(conn.query_drop("SELECT 1").await.is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn sessions_over_max_connections_get_err_1040() -> Result<()> {
+    let topo = Topology::get()?;
+    let mut cfg = topo.router_config()?;
+    cfg.frontend.max_connections = 1;
+    let router = start_router(cfg).await?;
+    let mut first = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
+    let err = Conn::new(opts(&topo, router.port, "APP", true)?)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1040"), "{err}");
+    first.ping().await?;
+    first.disconnect().await?;
+    // The slot is free again once the first session is gone.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Conn::new(opts(&topo, router.port, "APP", true)?)
+        .await?
+        .disconnect()
+        .await?;
+    Ok(())
+}
