@@ -89,7 +89,9 @@ pub struct PublishConfig {
     pub token_env: Option<String>,
     /// File holding the token.
     pub token_file: Option<PathBuf>,
-    /// Deltas are coalesced per tick of this length.
+    /// Minimum time between two confirmation queries: deltas are coalesced
+    /// over it. Zero: a new query as soon as the previous one answered (one
+    /// in flight at most), the lowest delay.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
     /// Heartbeat period towards subscribers.
@@ -269,9 +271,6 @@ impl Config {
                 p.listen
             ));
         }
-        if p.flush_interval.is_zero() {
-            errors.push("publish.flush_interval must be > 0".into());
-        }
         if p.heartbeat.is_zero() {
             errors.push("publish.heartbeat must be > 0".into());
         }
@@ -376,7 +375,7 @@ mod tests {
     fn validate_collects_every_error() {
         let mut c = Config::default();
         c.publish.listen = "0.0.0.0:6021".parse().unwrap();
-        c.publish.flush_interval = Duration::ZERO;
+        c.publish.heartbeat = Duration::ZERO;
         c.mysql.server_id = Some(0);
         let ConfigError::Invalid(errors) = c.validate().unwrap_err() else {
             panic!("expected Invalid");

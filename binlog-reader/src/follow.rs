@@ -6,6 +6,8 @@
 //! interval, pending GTIDs are confirmed at once (an isolated write is
 //! announced one round trip after its binlog event); under load, at most one
 //! confirmation query per flush interval, each covering everything pending.
+//! One query is in flight at most, so the query rate never exceeds one per
+//! round trip; with `flush_interval = 0` that is the only pacing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +79,7 @@ enum Answer {
         asked: GtidSet,
         generation: u64,
         still_invisible: Result<GtidSet, SourceError>,
+        took: Duration,
     },
     Audit(Result<(Uuid, GtidSet), SourceError>),
 }
@@ -93,6 +96,7 @@ async fn control_task(
 ) {
     let mut conn: Option<Conn> = None;
     while let Some(ask) = asks.recv().await {
+        let started = Instant::now();
         let answer = match ask {
             Ask::Confirm(asked, generation) => {
                 // A formatted GTID set holds only hex digits, '-', ':', ','
@@ -114,6 +118,7 @@ async fn control_task(
                     asked,
                     generation,
                     still_invisible: res,
+                    took: started.elapsed(),
                 }
             }
             Ask::Audit => Answer::Audit(
@@ -187,11 +192,25 @@ pub async fn run_tracker(
     let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
 
     loop {
-        let confirm_at = if tracker.pending().is_empty() || in_flight {
-            far()
-        } else {
-            tokio::time::Instant::from_std(last_confirm + flush)
-        };
+        // Confirm as soon as something is pending, nothing is in flight and
+        // the last query is at least a flush interval old. The check runs
+        // here, not through a timer, because tokio's timers tick in whole
+        // milliseconds: a due confirmation must not wait for the next tick.
+        let mut confirm_at = far();
+        if !tracker.pending().is_empty() && !in_flight {
+            let due = last_confirm + flush;
+            if due <= Instant::now() {
+                last_confirm = Instant::now();
+                metrics.confirm_queries.inc();
+                in_flight = true;
+                let ask = Ask::Confirm(tracker.pending().clone(), generation);
+                if ask_tx.send(ask).await.is_err() {
+                    return;
+                }
+            } else {
+                confirm_at = tokio::time::Instant::from_std(due);
+            }
+        }
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { return };
@@ -212,20 +231,17 @@ pub async fn run_tracker(
                     SourceEvent::Disconnected(_) => connected = false,
                 }
             }
-            _ = sleep_until(confirm_at) => {
-                last_confirm = Instant::now();
-                metrics.confirm_queries.inc();
-                in_flight = true;
-                let ask = Ask::Confirm(tracker.pending().clone(), generation);
-                if ask_tx.send(ask).await.is_err() {
-                    return;
-                }
-            }
+            // Due: the top of the loop sends it.
+            _ = sleep_until(confirm_at) => {}
             answer = answers.recv() => {
                 let Some(answer) = answer else { return };
                 in_flight = false;
                 match answer {
-                    Answer::Confirm { asked, generation: g, still_invisible: Ok(still) } => {
+                    Answer::Confirm { asked, generation: g, still_invisible: Ok(still), took } => {
+                        metrics.confirm_seconds.observe(took.as_secs_f64());
+                        if !still.is_empty() {
+                            metrics.confirm_invisible.inc();
+                        }
                         if g == generation {
                             let c = tracker.on_confirmed(&asked, &still, Instant::now());
                             publish(&hub, &metrics, c);

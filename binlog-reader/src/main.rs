@@ -55,6 +55,10 @@ struct Cli {
     /// Address of the ProxySQL-compatible listener ("off" disables it).
     #[arg(long, env = "CAUSEWAY_READER_PROXYSQL_LISTEN")]
     proxysql_listen: Option<String>,
+    /// Minimum time between two confirmation queries, e.g. "1ms" or "0s"
+    /// (deltas are coalesced over it).
+    #[arg(long, env = "CAUSEWAY_READER_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
+    flush_interval: Option<std::time::Duration>,
     /// Send batched I3/I4 lines to ProxySQL subscribers.
     #[arg(long, env = "CAUSEWAY_READER_PROXYSQL_BATCHED")]
     proxysql_batched: bool,
@@ -127,6 +131,9 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(v) = &cli.proxysql_listen {
         p.proxysql_listen = optional_addr("--proxysql-listen", v)?;
+    }
+    if let Some(v) = cli.flush_interval {
+        p.flush_interval = v;
     }
     if cli.proxysql_batched {
         p.proxysql_batched = true;

@@ -23,6 +23,11 @@ pub const HEARTBEATS_SEEN: &str = "causeway_reader_server_heartbeats";
 pub const GTIDS_ANNOUNCED: &str = "causeway_reader_gtids_announced";
 /// Confirmation queries sent to the server.
 pub const CONFIRM_QUERIES: &str = "causeway_reader_confirm_queries";
+/// Confirmation answers that left some GTIDs invisible (the binlog was
+/// ahead of the engine commit).
+pub const CONFIRM_INVISIBLE: &str = "causeway_reader_confirm_still_invisible";
+/// Seconds a confirmation query took, round trip.
+pub const CONFIRM_SECONDS: &str = "causeway_reader_confirm_seconds";
 /// Subscribers connected now (both protocols).
 pub const SUBSCRIBERS: &str = "causeway_reader_subscribers";
 /// Subscribers dropped (garbage, bad token, write timeout, over the limit).
@@ -53,6 +58,10 @@ pub struct Metrics {
     pub gtids_announced: Counter,
     /// See [`CONFIRM_QUERIES`].
     pub confirm_queries: Counter,
+    /// See [`CONFIRM_INVISIBLE`].
+    pub confirm_invisible: Counter,
+    /// See [`CONFIRM_SECONDS`].
+    pub confirm_seconds: Histogram,
     /// See [`SUBSCRIBERS`].
     pub subscribers: Gauge,
     /// See [`SUBSCRIBERS_DROPPED`].
@@ -91,6 +100,10 @@ impl Metrics {
             heartbeats_seen: Counter::default(),
             gtids_announced: Counter::default(),
             confirm_queries: Counter::default(),
+            confirm_invisible: Counter::default(),
+            confirm_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.000_020, 1.25, 46),
+            ),
             subscribers: Gauge::default(),
             subscribers_dropped: Counter::default(),
             subscribers_resnapshot: Counter::default(),
@@ -121,6 +134,16 @@ impl Metrics {
             strip(CONFIRM_QUERIES),
             "visibility confirmation queries",
             m.confirm_queries.clone(),
+        );
+        reader.register(
+            strip(CONFIRM_INVISIBLE),
+            "confirmation answers with GTIDs not yet visible",
+            m.confirm_invisible.clone(),
+        );
+        reader.register(
+            strip(CONFIRM_SECONDS),
+            "confirmation query round trip",
+            m.confirm_seconds.clone(),
         );
         reader.register(
             strip(SUBSCRIBERS),
@@ -237,6 +260,8 @@ mod tests {
             HEARTBEATS_SEEN,
             GTIDS_ANNOUNCED,
             CONFIRM_QUERIES,
+            CONFIRM_INVISIBLE,
+            CONFIRM_SECONDS,
             SUBSCRIBERS,
             SUBSCRIBERS_DROPPED,
             SUBSCRIBERS_RESNAPSHOT,

@@ -38,7 +38,7 @@ impl Drop for Reader {
     }
 }
 
-fn start_reader(topo: &Topology, bin: &str, base: u16) -> Result<Reader> {
+fn start_reader(topo: &Topology, bin: &str, base: u16, flush: &str) -> Result<Reader> {
     let repl = topo.user("REPL")?;
     let native = format!("127.0.0.1:{}", base);
     let proxysql = format!("127.0.0.1:{}", base + 1);
@@ -53,6 +53,7 @@ fn start_reader(topo: &Topology, bin: &str, base: u16) -> Result<Reader> {
         ])
         .args(["--listen", &native, "--proxysql-listen", &proxysql])
         .args(["--metrics-listen", &metrics, "--server-id", "4242"])
+        .args(["--flush-interval", flush])
         .env("BENCH_PW", &repl.password)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -75,21 +76,25 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok(ticks / 100.0)
 }
 
-/// The visibility-delay histogram from the metrics endpoint: (le, count).
-fn delay_histogram(url: &str) -> Result<Vec<(f64, f64)>> {
+/// The reader's metrics text.
+fn scrape(url: &str) -> Result<String> {
+    use std::io::{Read, Write};
     let addr = url
         .trim_start_matches("http://")
         .trim_end_matches("/metrics");
     let mut s = std::net::TcpStream::connect(addr)?;
-    use std::io::{Read, Write};
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
     let mut body = String::new();
     s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+/// A histogram's cumulative buckets: (le, count).
+fn histogram(body: &str, name: &str) -> Result<Vec<(f64, f64)>> {
+    let prefix = format!("{name}_bucket{{le=\"");
     let mut out = Vec::new();
     for line in body.lines() {
-        if let Some(rest) =
-            line.strip_prefix("causeway_reader_visibility_delay_seconds_bucket{le=\"")
-        {
+        if let Some(rest) = line.strip_prefix(&prefix) {
             let (le, count) = rest.split_once("\"} ").context("bucket line")?;
             let le = if le == "+Inf" {
                 f64::INFINITY
@@ -101,6 +106,20 @@ fn delay_histogram(url: &str) -> Result<Vec<(f64, f64)>> {
     }
     Ok(out)
 }
+
+/// A counter's value.
+fn counter(body: &str, name: &str) -> f64 {
+    let prefix = format!("{name}_total ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+const DELAY: &str = "causeway_reader_visibility_delay_seconds";
+const CONFIRM: &str = "causeway_reader_confirm_seconds";
+const QUERIES: &str = "causeway_reader_confirm_queries";
+const INVISIBLE: &str = "causeway_reader_confirm_still_invisible";
 
 /// Quantile from cumulative buckets (difference of two scrapes), taking the
 /// bucket's upper bound.
@@ -180,7 +199,7 @@ async fn phase(
         .await?;
     let native_bytes0 = native.bytes_read();
     let px_bytes0 = px.bytes;
-    let hist0 = delay_histogram(&reader.metrics)?;
+    let m0 = scrape(&reader.metrics)?;
     let cpu0 = cpu_seconds(pid)?;
     let t0 = Instant::now();
 
@@ -220,7 +239,12 @@ async fn phase(
     let px = px_task.await??;
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid)? - cpu0;
-    let hist1 = delay_histogram(&reader.metrics)?;
+    let m1 = scrape(&reader.metrics)?;
+    let (hist0, hist1) = (histogram(&m0, DELAY)?, histogram(&m1, DELAY)?);
+    let (c0, c1) = (histogram(&m0, CONFIRM)?, histogram(&m1, CONFIRM)?);
+    let queries = counter(&m1, QUERIES) - counter(&m0, QUERIES);
+    let invisible = counter(&m1, INVISIBLE) - counter(&m0, INVISIBLE);
+    let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0} µs", v * 1e6));
     let rate_done = trx as f64 / secs;
     let nb = (native.bytes_read() - native_bytes0) as f64 / trx as f64;
     let pb = (px.bytes - px_bytes0) as f64 / trx as f64;
@@ -232,6 +256,13 @@ async fn phase(
         pb / nb,
         100.0 * cpu / secs,
         100.0 * cpu / secs / (rate_done / 1000.0),
+    );
+    println!(
+        "{:<10} confirm queries {queries:.0} ({:.2} per trx), answers with GTIDs not yet visible {invisible:.0}, round trip p50 ≤ {} p99 ≤ {}",
+        "",
+        queries / trx as f64,
+        us(quantile(&c0, &c1, 0.5)),
+        us(quantile(&c0, &c1, 0.99)),
     );
     Ok(())
 }
@@ -246,26 +277,32 @@ async fn main() -> Result<()> {
     c.query_drop("CREATE TABLE IF NOT EXISTS bench_reader (id BIGINT AUTO_INCREMENT PRIMARY KEY, w INT, n BIGINT)")
         .await?;
     let base: u16 = topo.var("CAUSEWAY_BASE_PORT")?.parse::<u16>()? + 15;
-    let reader = start_reader(&topo, &bin, base)?;
-    let pid = reader.child.id();
-    // Wait for it to serve.
-    let mut ready = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&reader.native).is_ok() {
-            ready = true;
-            break;
+    // Both pacing settings in one run: the default (1 ms between
+    // confirmation queries) and 0 (a query as soon as the last answered).
+    for flush in ["1ms", "0s"] {
+        let reader = start_reader(&topo, &bin, base, flush)?;
+        let pid = reader.child.id();
+        let mut ready = false;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&reader.native).is_ok() {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !ready {
+            bail!("the bench reader did not listen on {}", reader.native);
+        }
+        println!(
+            "reader bench, flush_interval {flush}: {} s per phase, primary :{}, reader pid {pid}",
+            PHASE.as_secs(),
+            topo.primary_port
+        );
+        phase(&topo, &reader, pid, "~1k/s", 4, 250).await?;
+        phase(&topo, &reader, pid, "max", 8, 0).await?;
+        drop(reader);
+        // Let the ports close before the next reader binds them.
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    if !ready {
-        bail!("the bench reader did not listen on {}", reader.native);
-    }
-    println!(
-        "reader bench: {} s per phase, primary :{}, reader pid {pid}",
-        PHASE.as_secs(),
-        topo.primary_port
-    );
-    phase(&topo, &reader, pid, "~1k/s", 4, 250).await?;
-    phase(&topo, &reader, pid, "max", 8, 0).await?;
     Ok(())
 }
