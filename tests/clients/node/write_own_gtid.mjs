@@ -23,8 +23,10 @@ try {
   await conn.query('CREATE TABLE IF NOT EXISTS e2e_first (id VARCHAR(64) PRIMARY KEY, n INT)');
   await conn.query('SET SESSION session_track_gtids = OWN_GTID');
   const [ok] = await conn.query('INSERT INTO e2e_first (id, n) VALUES (?, 1)', [env('ROW_ID')]);
+  // Wall-clock time the OK arrived, in ms since the epoch (µs precision).
+  const okAt = performance.timeOrigin + performance.now();
   const gtids = ok.stateChanges ? ok.stateChanges.gtids : [];
-  process.stdout.write(JSON.stringify({ gtids, affectedRows: ok.affectedRows }) + '\n');
+  process.stdout.write(JSON.stringify({ gtids, affectedRows: ok.affectedRows, okAt }) + '\n');
 } finally {
   await conn.end();
 }
