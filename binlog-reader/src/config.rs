@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use causeway_common::config::ConfigError;
+use causeway_common::config::{parse_toml, read_toml};
+use causeway_common::secret::sources_given;
+pub use causeway_common::secret::Secret;
 use serde::Deserialize;
 
 /// The whole configuration of one reader.
@@ -120,17 +124,6 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
 }
 
-/// A secret that never appears in `Debug` output or logs.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
-
 impl Default for MysqlConfig {
     fn default() -> Self {
         MysqlConfig {
@@ -178,70 +171,22 @@ impl Default for MetricsConfig {
     }
 }
 
-/// A configuration that cannot be used, with every reason found.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this configuration.
-    #[error("{path}:{line}:{column}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line of the error.
-        line: usize,
-        /// 1-based column of the error.
-        column: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// Values that parse but cannot work together.
-    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
-    Invalid(Vec<String>),
-}
-
 impl Config {
     /// Reads and parses a TOML file (not yet validated).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Config::from_toml(&text, path)
+        read_toml(path)
     }
 
     /// Parses TOML text; `path` only names it in errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|span| line_col(text, span.start))
-                .unwrap_or((0, 0));
-            ConfigError::Parse {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message: e.message().to_string(),
-            }
-        })
+        parse_toml(text, path)
     }
 
     /// Checks everything, collecting every problem before failing.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errors = Vec::new();
         let m = &self.mysql;
-        let password_sources = [
-            m.password.is_some(),
-            m.password_env.is_some(),
-            m.password_file.is_some(),
-        ];
-        if password_sources.iter().filter(|x| **x).count() > 1 {
+        if sources_given(&m.password, &m.password_env, &m.password_file) > 1 {
             errors.push(
                 "mysql: give at most one of password, password_env, password_file".to_string(),
             );
@@ -256,13 +201,9 @@ impl Config {
             errors.push("mysql.server_id must not be 0".into());
         }
         let p = &self.publish;
-        let tokens = [
-            p.token.is_some(),
-            p.token_env.is_some(),
-            p.token_file.is_some(),
-        ];
-        let has_token = tokens.iter().any(|x| *x);
-        if tokens.iter().filter(|x| **x).count() > 1 {
+        let tokens = sources_given(&p.token, &p.token_env, &p.token_file);
+        let has_token = tokens > 0;
+        if tokens > 1 {
             errors.push("publish: give at most one of token, token_env, token_file".into());
         }
         if !has_token && !p.listen.ip().is_loopback() {
@@ -292,36 +233,6 @@ impl Config {
             Err(ConfigError::Invalid(errors))
         }
     }
-}
-
-/// Reads a secret from exactly one of: inline, environment variable, file.
-pub fn resolve_secret(
-    what: &str,
-    inline: &Option<Secret>,
-    env: &Option<String>,
-    file: &Option<PathBuf>,
-) -> anyhow::Result<Option<String>> {
-    if let Some(s) = inline {
-        return Ok(Some(s.0.clone()));
-    }
-    if let Some(var) = env {
-        let v = std::env::var(var)
-            .map_err(|_| anyhow::anyhow!("{what}: environment variable {var} is not set"))?;
-        return Ok(Some(v));
-    }
-    if let Some(path) = file {
-        let v = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{what}: cannot read {}: {e}", path.display()))?;
-        return Ok(Some(v.trim_end_matches(['\r', '\n']).to_string()));
-    }
-    Ok(None)
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
 }
 
 #[cfg(test)]
@@ -359,16 +270,14 @@ mod tests {
         assert_eq!(c.mysql.heartbeat, Duration::from_secs(2));
     }
 
+    // The message format (`path:line:column: message`) is
+    // causeway_common::config's; here: unknown keys are refused.
     #[test]
-    fn unknown_key_names_its_line() {
-        let err = Config::from_toml(
-            "[mysql]\nport = 3306\nprot = 1\n",
-            Path::new("/etc/causeway/reader.toml"),
-        )
-        .unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.starts_with("/etc/causeway/reader.toml:3:"), "{msg}");
-        assert!(msg.contains("prot"), "{msg}");
+    fn unknown_key_is_refused_at_its_line() {
+        let err =
+            Config::from_toml("[mysql]\nport = 3306\nprot = 1\n", Path::new("c.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { line: 3, .. }), "{err}");
+        assert!(err.to_string().contains("prot"), "{err}");
     }
 
     #[test]
@@ -398,18 +307,5 @@ mod tests {
         let mut c = Config::default();
         c.mysql.password = Some(Secret("hunter2".into()));
         assert!(!format!("{c:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn secret_from_file_drops_the_newline() {
-        let dir = std::env::temp_dir().join(format!("cw-secret-{}", std::process::id()));
-        std::fs::write(&dir, "s3cret\n").unwrap();
-        let got = resolve_secret("pw", &None, &None, &Some(dir.clone())).unwrap();
-        std::fs::remove_file(&dir).unwrap();
-        assert_eq!(got.as_deref(), Some("s3cret"));
-        let err = resolve_secret("pw", &None, &Some("CW_NO_SUCH_VAR_X".into()), &None)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("CW_NO_SUCH_VAR_X"), "{err}");
     }
 }

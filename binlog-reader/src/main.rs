@@ -10,10 +10,14 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use causeway_reader::config::{resolve_secret, Config, TlsMode};
+use causeway_common::logging::{self, Output};
+use causeway_common::secret::resolve_secret;
+use causeway_common::signal::terminate;
+use causeway_common::{metrics_http, tls};
+use causeway_reader::config::{Config, TlsMode};
 use causeway_reader::follow::{run_source, run_tracker};
 use causeway_reader::hub::Hub;
-use causeway_reader::metrics::{self, Metrics};
+use causeway_reader::metrics::Metrics;
 use causeway_reader::publish::{self, Protocol, PublishCtx};
 use causeway_reader::source;
 use causeway_reader::tracker::Tracker;
@@ -164,15 +168,9 @@ fn derived_server_id(instance: u64) -> u32 {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let builder = tracing_subscriber::fmt().with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-    );
-    if cli.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    // Standard output, as ever (bench/ discards it); the router logs to
+    // standard error.
+    logging::init(Output::Stdout, cli.log_json)?;
     let cfg = load(&cli)?;
     if cli.check {
         eprintln!("configuration ok");
@@ -233,7 +231,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         proxysql_batched: p.proxysql_batched,
         active: AtomicUsize::new(0),
         tls: match (&p.tls_cert_file, &p.tls_key_file) {
-            (Some(cert), Some(key)) => Some(publish::tls_acceptor(cert, key)?),
+            (Some(cert), Some(key)) => Some(tls::acceptor_from_pem(cert, key)?),
             _ => None,
         },
     });
@@ -250,11 +248,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         tokio::spawn(publish::serve(l, Protocol::ProxySql, ctx.clone()));
     }
     if let Some(addr) = cfg.metrics.listen {
-        let l = metrics::bind(addr)
+        let l = metrics_http::bind(addr)
             .await
             .with_context(|| format!("binding the metrics endpoint {addr}"))?;
         info!(addr = %l.local_addr()?, "metrics listening");
-        tokio::spawn(metrics::serve(l, metrics.clone()));
+        tokio::spawn(metrics_http::serve(l, metrics.clone()));
     }
 
     let (tx, rx) = mpsc::channel(65536);
@@ -272,15 +270,6 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         res = tracker_task => bail!("the tracker stopped: {res:?}"),
     }
     Ok(())
-}
-
-async fn terminate() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut s) => {
-            s.recv().await;
-        }
-        Err(_) => std::future::pending().await,
-    }
 }
 
 /// A random u64 from the OS (for the instance id).

@@ -65,29 +65,6 @@ impl std::fmt::Debug for PublishCtx {
     }
 }
 
-/// A TLS acceptor from PEM files (certificate chain and private key).
-pub fn tls_acceptor(
-    cert_file: &std::path::Path,
-    key_file: &std::path::Path,
-) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert_file)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", cert_file.display()))?;
-    if certs.is_empty() {
-        anyhow::bail!("{}: no certificate in the file", cert_file.display());
-    }
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", key_file.display()))?;
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
-
 /// Which protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {

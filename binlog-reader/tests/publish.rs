@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use causeway_common::tls;
 use causeway_gtid::delta::binary::{encode_auth, Decoder, Message, ResetReason};
 use causeway_gtid::GtidSet;
 use causeway_reader::hub::Hub;
@@ -39,7 +40,8 @@ async fn serve(tls: bool, max_subscribers: usize) -> Served {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
         std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
-        let acc = publish::tls_acceptor(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap();
+        let acc = tls::acceptor_from_pem(&dir.join("cert.pem"), &dir.join("key.pem"))
+            .expect("tls acceptor");
         (Some(acc), Some(ck.cert.der().clone()), Some(dir))
     } else {
         (None, None, None)

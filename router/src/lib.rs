@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use causeway_common::secret::resolve_secret;
 use causeway_wire::auth::RsaKeyPair;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpListener;
@@ -109,9 +110,8 @@ impl Shared {
         let mut users = HashMap::new();
         for u in &config.users {
             let what = format!("password of user {:?}", u.name);
-            let password =
-                config::resolve_secret(&what, &u.password, &u.password_env, &u.password_file)?
-                    .unwrap_or_default();
+            let password = resolve_secret(&what, &u.password, &u.password_env, &u.password_file)?
+                .unwrap_or_default();
             users.insert(
                 u.name.clone(),
                 User {

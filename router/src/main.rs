@@ -8,8 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use causeway_common::logging::{self, Output};
+use causeway_common::metrics_http;
+use causeway_common::signal::terminate;
 use causeway_router::config::Config;
-use causeway_router::{metrics, Router};
+use causeway_router::Router;
 use clap::Parser;
 use tracing::info;
 
@@ -58,18 +61,7 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        );
-    if cli.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    logging::init(Output::Stderr, cli.log_json)?;
     let cfg = load(&cli)?;
     if cli.check {
         // Resolves every password and loads every certificate and key.
@@ -89,11 +81,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let router = Router::bind(cfg).await?;
     info!(addr = %router.local_addr()?, "listening");
     if let Some(addr) = metrics_addr {
-        let l = metrics::bind(addr)
+        let l = metrics_http::bind(addr)
             .await
             .with_context(|| format!("binding the metrics endpoint {addr}"))?;
         info!(addr = %l.local_addr()?, "metrics listening");
-        tokio::spawn(metrics::serve(l, router.shared().metrics.clone()));
+        tokio::spawn(metrics_http::serve(l, router.shared().metrics.clone()));
     }
     tokio::select! {
         _ = router.run() => {}
@@ -101,13 +93,4 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         _ = terminate() => info!("terminated; exiting"),
     }
     Ok(())
-}
-
-async fn terminate() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut s) => {
-            s.recv().await;
-        }
-        Err(_) => std::future::pending().await,
-    }
 }

@@ -1,17 +1,12 @@
-//! The router's Prometheus metrics, and the endpoint that serves them.
+//! The router's Prometheus metrics (served by
+//! [`causeway_common::metrics_http`]).
 //!
 //! Every metric name is a constant below, with its meaning.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use prometheus_client::encoding::text::encode;
+use causeway_common::metrics_http::Render;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tracing::{debug, warn};
 
 /// Client connections accepted.
 pub const CONNECTIONS: &str = "causeway_router_client_connections";
@@ -93,65 +88,13 @@ impl Metrics {
         );
         Metrics { registry, ..m }
     }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
-        out
-    }
 }
 
-/// Serves `GET /metrics` (any path) over plain HTTP/1.1 until the task is
-/// dropped. One request per connection; bounded request size.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let (mut sock, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(error = %e, "metrics accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while n < buf.len() {
-                    let k = sock.read(&mut buf[n..]).await?;
-                    if k == 0 {
-                        break;
-                    }
-                    n += k;
-                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                debug!(%peer, "metrics request not read");
-                return;
-            }
-            let body = metrics.render();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = sock.write_all(head.as_bytes()).await;
-            let _ = sock.write_all(body.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
+/// The Prometheus text exposition of every metric.
+impl Render for Metrics {
+    fn render(&self) -> String {
+        self.registry.render()
     }
-}
-
-/// Binds the endpoint.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 #[cfg(test)]
@@ -176,27 +119,6 @@ mod tests {
         assert!(
             text.contains("causeway_router_auth_failures_total 1"),
             "{text}"
-        );
-    }
-
-    #[tokio::test]
-    async fn endpoint_answers_http() {
-        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let m = Arc::new(Metrics::new());
-        m.connections.inc();
-        let task = tokio::spawn(serve(listener, m));
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).await.unwrap();
-        task.abort();
-        assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
-        assert!(
-            resp.contains("causeway_router_client_connections_total 1"),
-            "{resp}"
         );
     }
 }

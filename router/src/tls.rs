@@ -6,43 +6,31 @@
 //!   `verify_ca` (chain against the CA file, any name) or `verify_identity`
 //!   (chain and name).
 
-use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use causeway_common::tls::{acceptor_from_pem, load_certs, provider, server_config};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::warn;
 
 use crate::config::{BackendConfig, BackendTlsMode, FrontendTls};
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// The acceptor for clients, or `None` when TLS is off.
 pub fn frontend_acceptor(cfg: &FrontendTls) -> anyhow::Result<Option<TlsAcceptor>> {
     if !cfg.enabled {
         return Ok(None);
     }
-    let (certs, key) = match (&cfg.cert_file, &cfg.key_file) {
-        (Some(cert), Some(key)) => (load_certs(cert)?, load_key(key)?),
-        _ => {
-            warn!("frontend.tls has no cert_file: using a self-signed certificate generated now; clients that verify the server will refuse it");
-            self_signed()?
-        }
-    };
-    let config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .context("tls protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("frontend tls certificate and key")?;
+    if let (Some(cert), Some(key)) = (&cfg.cert_file, &cfg.key_file) {
+        return Ok(Some(acceptor_from_pem(cert, key)?));
+    }
+    warn!("frontend.tls has no cert_file: using a self-signed certificate generated now; clients that verify the server will refuse it");
+    let (certs, key) = self_signed()?;
+    let config = server_config(certs, key).context("self-signed tls certificate")?;
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 
@@ -52,22 +40,6 @@ fn self_signed() -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<
     let key = PrivateKeyDer::try_from(ck.signing_key.serialize_der())
         .map_err(|e| anyhow::anyhow!("self-signed key: {e}"))?;
     Ok((vec![ck.cert.der().clone()], key))
-}
-
-fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing {}", path.display()))?;
-    if certs.is_empty() {
-        bail!("{}: no certificate found", path.display());
-    }
-    Ok(certs)
-}
-
-fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_file(path)
-        .with_context(|| format!("reading a key from {}", path.display()))
 }
 
 /// The connector and server name for the backend, or `None` when TLS is off.

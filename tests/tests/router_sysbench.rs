@@ -73,17 +73,28 @@ fn sysbench_runs_through_the_router() -> Result<()> {
             ],
         )?;
         let what = format!("{test} ps={ps} ssl={ssl}");
-        assert!(
-            out.contains("ignored errors:                      0"),
-            "{what}:\n{out}"
-        );
-        let queries: u64 = out
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("queries:"))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .with_context(|| format!("{what}: no query count in\n{out}"))?;
+        let count = |label: &str| -> Result<u64> {
+            out.lines()
+                .find_map(|l| l.trim().strip_prefix(label))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .with_context(|| format!("{what}: no {label} in\n{out}"))
+        };
+        let queries = count("queries:")?;
         assert!(queries > 100, "{what}: {queries} queries");
+        // sysbench ignores deadlocks and lock wait timeouts (1213, 1205) by
+        // default; oltp_read_write's random updates from 4 threads meet a
+        // few directly against MySQL too. Anything beyond that is an error.
+        let ignored = count("ignored errors:")?;
+        if test == "oltp_read_write" {
+            let trx = count("transactions:")?;
+            assert!(
+                ignored * 50 <= trx,
+                "{what}: {ignored} ignored errors in {trx} transactions:\n{out}"
+            );
+        } else {
+            assert_eq!(ignored, 0, "{what}:\n{out}");
+        }
     }
     sysbench(&topo, router, &dir, &["oltp_read_write", "cleanup"])?;
     std::fs::remove_dir_all(&dir)?;

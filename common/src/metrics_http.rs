@@ -1,0 +1,177 @@
+//! The tiny HTTP endpoint that serves Prometheus text: `GET /metrics` (any
+//! path, in fact), one request per connection, bounded request size and
+//! time. The metrics themselves (names, registration) stay with each
+//! program; this module only needs something that renders them, see
+//! [`Render`] (implemented for a prometheus-client [`Registry`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, warn};
+
+/// The largest request head read; the rest is ignored.
+const MAX_REQUEST: usize = 4096;
+/// How long a client has to send its request head.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a failed accept (e.g. out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Something that renders the Prometheus text exposition.
+pub trait Render: Send + Sync {
+    /// The whole exposition, rendered now.
+    fn render(&self) -> String;
+}
+
+impl Render for Registry {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, self);
+        out
+    }
+}
+
+impl<F: Fn() -> String + Send + Sync> Render for F {
+    fn render(&self) -> String {
+        self()
+    }
+}
+
+/// Binds the endpoint.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves the metrics over plain HTTP/1.1 until the task is dropped.
+pub async fn serve<R: Render + ?Sized + 'static>(listener: TcpListener, metrics: Arc<R>) {
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "metrics accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            if answer(sock, &*metrics).await.is_err() {
+                debug!(%peer, "metrics request not read");
+            }
+        });
+    }
+}
+
+/// Reads one request head (up to the blank line, [`MAX_REQUEST`] bytes, or
+/// EOF) and answers it with the metrics. `Err` when the request could not be
+/// read in time; write errors are the client's business.
+async fn answer<R: Render + ?Sized>(mut sock: TcpStream, metrics: &R) -> Result<(), ()> {
+    let mut buf = vec![0u8; MAX_REQUEST];
+    let mut n = 0;
+    let read = tokio::time::timeout(READ_TIMEOUT, async {
+        while n < buf.len() {
+            let k = sock.read(&mut buf[n..]).await?;
+            if k == 0 {
+                break;
+            }
+            n += k;
+            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        return Err(());
+    }
+    let body = metrics.render();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = sock.write_all(head.as_bytes()).await;
+    let _ = sock.write_all(body.as_bytes()).await;
+    let _ = sock.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        resp
+    }
+
+    #[tokio::test]
+    async fn endpoint_answers_http() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = Arc::new(|| "causeway_test_total 1\n".to_string());
+        let task = tokio::spawn(serve(listener, metrics));
+        let resp = get(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        task.abort();
+        assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+        assert!(resp.contains("Content-Length: 22\r\n"), "{resp}");
+        assert!(resp.ends_with("\r\n\r\ncauseway_test_total 1\n"), "{resp}");
+    }
+
+    #[test]
+    fn a_registry_renders_its_metrics() {
+        let mut registry = Registry::default();
+        let c = prometheus_client::metrics::counter::Counter::<u64>::default();
+        registry.register("causeway_test_things", "things seen", c.clone());
+        c.inc_by(2);
+        let text = registry.render();
+        assert!(
+            text.contains("# HELP causeway_test_things things seen"),
+            "{text}"
+        );
+        assert!(text.contains("causeway_test_things_total 2"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn renders_for_each_request() {
+        struct Count(std::sync::atomic::AtomicU32);
+        impl Render for Count {
+            fn render(&self) -> String {
+                let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!("n {n}\n")
+            }
+        }
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics: Arc<dyn Render> = Arc::new(Count(0.into()));
+        let task = tokio::spawn(serve(listener, metrics));
+        let first = get(addr, b"GET / HTTP/1.0\r\n\r\n").await;
+        let second = get(addr, b"GET / HTTP/1.0\r\n\r\n").await;
+        task.abort();
+        assert!(first.ends_with("n 0\n"), "{first}");
+        assert!(second.ends_with("n 1\n"), "{second}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_hangs_up_gets_an_answer_anyway() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(serve(listener, Arc::new(|| "x\n".to_string())));
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /").await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        task.abort();
+        assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+    }
+}
