@@ -199,15 +199,25 @@ pub fn run_node_client(script: &str, env: &[(&str, String)]) -> Result<serde_jso
     if !dir.join("node_modules").exists() {
         bail!("{dir:?} has no node_modules: run `npm ci` there (scripts/test does)");
     }
-    let out = Command::new("node")
-        .arg(script)
-        .current_dir(&dir)
+    let mut cmd = Command::new("node");
+    cmd.arg(script).current_dir(&dir);
+    run_json_client(cmd, "node", script, env)
+}
+
+/// Runs a client program and parses the one JSON line it prints last.
+pub fn run_json_client(
+    mut cmd: Command,
+    what: &str,
+    script: &str,
+    env: &[(&str, String)],
+) -> Result<serde_json::Value> {
+    let out = cmd
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
-        .context("running node (scripts/test installs it)")?;
+        .with_context(|| format!("running {what} (scripts/test installs it)"))?;
     if !out.status.success() {
         bail!(
-            "node {script} failed: {}\n{}",
+            "{what} {script} failed: {}\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
@@ -216,8 +226,8 @@ pub fn run_node_client(script: &str, env: &[(&str, String)]) -> Result<serde_jso
     let line = stdout
         .lines()
         .last()
-        .context("node client printed nothing")?;
-    serde_json::from_str(line).with_context(|| format!("node client printed {line:?}"))
+        .with_context(|| format!("{what} client printed nothing"))?;
+    serde_json::from_str(line).with_context(|| format!("{what} client printed {line:?}"))
 }
 
 impl Topology {

@@ -261,22 +261,7 @@ pub fn run_python_client(script: &str, env: &[(&str, String)]) -> Result<serde_j
             "{python:?} is missing: scripts/lib/ensure-tools.sh (ensure_router_clients) builds it"
         );
     }
-    let out = Command::new(python)
-        .arg(root.join("tests/clients/python").join(script))
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .context("running python")?;
-    if !out.status.success() {
-        bail!(
-            "python {script} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let stdout = String::from_utf8(out.stdout)?;
-    let line = stdout
-        .lines()
-        .last()
-        .context("python client printed nothing")?;
-    serde_json::from_str(line).with_context(|| format!("python client printed {line:?}"))
+    let mut cmd = Command::new(python);
+    cmd.arg(root.join("tests/clients/python").join(script));
+    crate::run_json_client(cmd, "python", script, env)
 }
