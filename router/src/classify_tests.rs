@@ -187,3 +187,52 @@ fn executable_comments_are_part_of_the_statement() {
     let c = classify("/*!40101 SET NAMES utf8 */");
     assert!(!c.is_plain_read(), "{c:?}");
 }
+
+mod laws {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any text, valid SQL or not, is classified without a panic.
+        #[test]
+        fn never_panics(s in "\\PC{0,200}") {
+            let _ = classify(&s);
+            let _ = classify_parsed(&s);
+        }
+
+        /// SQL-looking noise too (keywords, quotes, comments, separators).
+        #[test]
+        fn never_panics_on_sql_fragments(parts in proptest::collection::vec(
+            prop_oneof![
+                Just("SELECT"), Just("FROM"), Just("FOR UPDATE"), Just("INTO"), Just("@x"),
+                Just(":="), Just("'"), Just("\""), Just("`"), Just("/*"), Just("*/"),
+                Just("--"), Just("#"), Just(";"), Just("("), Just(")"), Just("WITH"),
+                Just("UNION"), Just("t"), Just("1"), Just("\n"), Just("/*!"),
+            ], 0..20)) {
+            let s = parts.join(" ");
+            let _ = classify(&s);
+            let _ = classify_parsed(&s);
+        }
+
+        /// The fast path never calls a statement a plain read when the
+        /// parser would not (it may only be more careful).
+        #[test]
+        fn fast_path_is_never_bolder_than_the_parser(
+            cols in proptest::collection::vec("c_[a-z]{1,6}", 1..4),
+            table in "t_[a-z]{1,6}",
+            n in 0u32..1000,
+            suffix in prop_oneof![
+                Just(""), Just(" ORDER BY 1"), Just(" LIMIT 5"), Just(" FOR UPDATE"),
+                Just(" LOCK IN SHARE MODE"), Just(" FOR SHARE"),
+            ],
+        ) {
+            let sql = format!("SELECT {} FROM {table} WHERE id = {n}{suffix}", cols.join(", "));
+            let fast = classify(&sql);
+            let parsed = classify_parsed(&sql);
+            prop_assert!(!fast.is_plain_read() || parsed.is_plain_read(), "{sql}: {fast:?} vs {parsed:?}");
+            prop_assert_eq!(fast.is_plain_read(), suffix.is_empty() || !suffix.contains("FOR") && !suffix.contains("LOCK"), "{}", sql);
+        }
+    }
+}
