@@ -15,7 +15,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    visit_expressions, visit_relations, BinaryOperator, Expr, SetExpr, Statement,
+    visit_expressions, visit_relations, BinaryOperator, Expr, Query, SetExpr, Statement, Visit,
+    Visitor,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -121,10 +122,10 @@ impl Classified {
     }
 }
 
-/// Words that send a `SELECT` past the fast path to the parser.
+/// Words that send a `SELECT` past the fast path to the parser (besides
+/// `FOR` followed by any whitespace, and every function in
+/// [`SIDE_EFFECT_FUNCTIONS`]).
 const RISKY: &[&[u8]] = &[
-    b"FOR ",
-    b"FOR\n",
     b"LOCK",
     b"INTO",
     b"@",
@@ -199,6 +200,13 @@ pub fn classify(sql: &str) -> Classified {
                 TxnOp::Begin
             }))
         }
+        "SET" if autocommit_in(body).is_some() => {
+            let v = autocommit_in(body).unwrap_or(true);
+            let mut c = Classified::new(Kind::Transaction(TxnOp::Autocommit(v)));
+            // `SET @x = 1, autocommit = 0` also sets a user variable.
+            c.session.sets_user_vars = sets_user_var(body);
+            c
+        }
         "BEGIN" if rest_is_empty(body, 5, &["WORK"]) => {
             Classified::new(Kind::Transaction(TxnOp::Begin))
         }
@@ -264,8 +272,14 @@ fn merge_session(a: &mut SessionUse, b: SessionUse) {
 fn of_statement(stmt: &Statement) -> Classified {
     let mut c = match stmt {
         Statement::Query(q) => {
-            let mut c = Classified::new(Kind::Read);
-            c.locking = !q.locks.is_empty();
+            // `WITH ... DELETE/UPDATE/INSERT` also parses as a query.
+            let kind = if is_read_body(&q.body) {
+                Kind::Read
+            } else {
+                Kind::Write
+            };
+            let mut c = Classified::new(kind);
+            c.locking = has_locking_clause(stmt);
             c.select_into = select_into(&q.body);
             if c.select_into {
                 c.session.sets_user_vars = true;
@@ -333,6 +347,34 @@ fn of_statement(stmt: &Statement) -> Classified {
     c
 }
 
+/// A query body that only reads: SELECT, VALUES, TABLE, and set operations
+/// or parentheses over those. DML bodies (`WITH ... DELETE`) are writes.
+fn is_read_body(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => true,
+        SetExpr::Query(q) => is_read_body(&q.body),
+        SetExpr::SetOperation { left, right, .. } => is_read_body(left) && is_read_body(right),
+        _ => false,
+    }
+}
+
+/// A locking clause anywhere: the top query, parenthesised queries, set
+/// operation branches, derived tables and subqueries.
+fn has_locking_clause(stmt: &Statement) -> bool {
+    struct Locks;
+    impl Visitor for Locks {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            if query.locks.is_empty() {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        }
+    }
+    stmt.visit(&mut Locks).is_break()
+}
+
 fn select_into(body: &SetExpr) -> bool {
     match body {
         SetExpr::Select(s) => s.into.is_some(),
@@ -344,54 +386,65 @@ fn select_into(body: &SetExpr) -> bool {
 
 fn set_statement(stmt: &Statement) -> Classified {
     let text = stmt.to_string();
-    let upper = text.to_ascii_uppercase();
-    let squeezed: String = upper.chars().filter(|c| !c.is_whitespace()).collect();
-    if let Some(v) = autocommit_value(&squeezed) {
-        return Classified::new(Kind::Transaction(TxnOp::Autocommit(v)));
-    }
-    let mut c = Classified::new(Kind::SetSession);
+    let squeezed: String = text
+        .to_ascii_uppercase()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let mut c = Classified::new(match autocommit_in(&text) {
+        Some(v) => Kind::Transaction(TxnOp::Autocommit(v)),
+        None => Kind::SetSession,
+    });
     if squeezed.contains("SETGLOBAL")
         || squeezed.contains("@@GLOBAL.")
         || squeezed.contains("SETPERSIST")
+        || squeezed.contains("@@PERSIST")
     {
         c.kind = Kind::Write;
     }
-    if text.contains('@')
-        && !text
-            .trim_start_matches("SET")
-            .trim_start()
-            .starts_with("@@")
-    {
-        // `SET @x = ...` creates session state (user variables).
-        if text
-            .split_whitespace()
-            .nth(1)
-            .is_some_and(|w| w.starts_with('@') && !w.starts_with("@@"))
-        {
-            c.session.sets_user_vars = true;
-        }
-    }
+    c.session.sets_user_vars = sets_user_var(&text);
     c
 }
 
-fn autocommit_value(squeezed: &str) -> Option<bool> {
-    for prefix in [
-        "SETAUTOCOMMIT=",
-        "SETSESSIONAUTOCOMMIT=",
-        "SET@@AUTOCOMMIT=",
-        "SET@@SESSION.AUTOCOMMIT=",
-        "SETLOCALAUTOCOMMIT=",
-        "SET@@LOCAL.AUTOCOMMIT=",
-    ] {
-        if let Some(v) = squeezed.strip_prefix(prefix) {
-            return match v {
-                "0" | "OFF" | "FALSE" => Some(false),
-                "1" | "ON" | "TRUE" => Some(true),
-                _ => None,
-            };
-        }
+/// Whether a `SET` assigns a user variable (`@x`, not `@@system`).
+fn sets_user_var(set: &str) -> bool {
+    let body = set.trim_start();
+    let body = body.get(3..).unwrap_or("");
+    body.split(',').any(|a| {
+        let a = a.trim_start();
+        a.starts_with('@') && !a.starts_with("@@")
+    })
+}
+
+/// The value `autocommit` is set to anywhere in a `SET` statement:
+/// `SET autocommit=0`, `SET @x=1, autocommit='OFF'`, `SET @@session.autocommit := 1`.
+fn autocommit_in(body: &str) -> Option<bool> {
+    let squeezed: String = body
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let rest = squeezed.strip_prefix("SET")?;
+    let mut found = None;
+    for assignment in rest.split(',') {
+        let a = assignment.trim_end_matches(';');
+        let a = ["SESSION", "LOCAL", "@@SESSION.", "@@LOCAL.", "@@"]
+            .iter()
+            .find_map(|p| a.strip_prefix(p))
+            .unwrap_or(a);
+        let Some(value) = a
+            .strip_prefix("AUTOCOMMIT:=")
+            .or_else(|| a.strip_prefix("AUTOCOMMIT="))
+        else {
+            continue;
+        };
+        found = match value.trim_matches(|c| c == '\'' || c == '"') {
+            "0" | "OFF" | "FALSE" => Some(false),
+            "1" | "ON" | "TRUE" => Some(true),
+            _ => found,
+        };
     }
-    None
+    found
 }
 
 fn scan_expressions(stmt: &Statement, c: &mut Classified) {
@@ -473,8 +526,13 @@ fn leading_word(s: &str) -> String {
 }
 
 fn contains_risky(body: &str) -> bool {
-    let upper = body.as_bytes();
-    RISKY.iter().any(|w| contains_ci(upper, w))
+    let b = body.as_bytes();
+    RISKY.iter().any(|w| contains_ci(b, w))
+        || SIDE_EFFECT_FUNCTIONS
+            .iter()
+            .any(|f| contains_ci(b, f.as_bytes()))
+        || b.windows(4)
+            .any(|w| w[..3].eq_ignore_ascii_case(b"FOR") && w[3].is_ascii_whitespace())
 }
 
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {

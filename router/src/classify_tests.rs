@@ -236,3 +236,54 @@ mod laws {
         }
     }
 }
+
+#[test]
+fn review_findings_stay_fixed() {
+    // WITH ... DELETE/UPDATE parse as queries but write.
+    for sql in [
+        "WITH c AS (SELECT 1) DELETE FROM t WHERE id IN (SELECT * FROM c)",
+        "WITH c AS (SELECT 1) UPDATE t SET a = 1",
+    ] {
+        let c = classify(sql);
+        assert_eq!(c.kind, Kind::Write, "{sql}: {c:?}");
+    }
+    // Locking clauses anywhere, not only at the top.
+    for sql in [
+        "(SELECT * FROM t WHERE id = 1 FOR UPDATE)",
+        "(SELECT 1 FROM t FOR UPDATE) UNION (SELECT 2 FROM u)",
+        "SELECT * FROM (SELECT * FROM t FOR UPDATE) x",
+        "SELECT * FROM t WHERE a IN (SELECT a FROM u FOR UPDATE)",
+        "SELECT * FROM t WHERE id=1 FOR\tUPDATE",
+        "select * from t where id=1 for\r\nupdate",
+        "SELECT * FROM t FOR\tSHARE",
+    ] {
+        let c = classify(sql);
+        assert!(c.locking && !c.is_plain_read(), "{sql:?}: {c:?}");
+    }
+    // Side-effect functions the fast path used to let through.
+    for sql in [
+        "SELECT BENCHMARK(1, 1)",
+        "SELECT LOAD_FILE('/etc/passwd')",
+        "SELECT SOURCE_POS_WAIT('f', 4)",
+        "SELECT WAIT_FOR_EXECUTED_GTID_SET('u:1')",
+    ] {
+        let c = classify(sql);
+        assert!(c.side_effects && !c.is_plain_read(), "{sql}: {c:?}");
+    }
+    // autocommit anywhere in a SET, quoted, with :=.
+    use TxnOp::Autocommit;
+    for (sql, v) in [
+        ("SET @x=1, autocommit=0", false),
+        ("SET autocommit='OFF'", false),
+        ("SET @@autocommit := 0", false),
+        ("SET sql_mode='', SESSION autocommit = 1", true),
+    ] {
+        assert_eq!(
+            classify(sql).kind,
+            Kind::Transaction(Autocommit(v)),
+            "{sql}"
+        );
+    }
+    assert!(classify("SET @x=1, autocommit=0").session.sets_user_vars);
+    assert!(!classify("SET autocommit=0").session.sets_user_vars);
+}

@@ -12,8 +12,12 @@ use tokio::net::{TcpListener, TcpStream};
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let listen = args.next().context("usage: tcp-relay LISTEN_ADDR TARGET_ADDR")?;
-    let target = args.next().context("usage: tcp-relay LISTEN_ADDR TARGET_ADDR")?;
+    let listen = args
+        .next()
+        .context("usage: tcp-relay LISTEN_ADDR TARGET_ADDR")?;
+    let target = args
+        .next()
+        .context("usage: tcp-relay LISTEN_ADDR TARGET_ADDR")?;
     let listener = TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
