@@ -18,6 +18,8 @@ use tracing::{debug, warn};
 const MAX_REQUEST: usize = 4096;
 /// How long a client has to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client has to take the response.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -60,7 +62,7 @@ pub async fn serve<R: Render + ?Sized + 'static>(listener: TcpListener, metrics:
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            if answer(sock, &*metrics).await.is_err() {
+            if answer(sock, &*metrics, WRITE_TIMEOUT).await.is_err() {
                 debug!(%peer, "metrics request not read");
             }
         });
@@ -69,8 +71,13 @@ pub async fn serve<R: Render + ?Sized + 'static>(listener: TcpListener, metrics:
 
 /// Reads one request head (up to the blank line, [`MAX_REQUEST`] bytes, or
 /// EOF) and answers it with the metrics. `Err` when the request could not be
-/// read in time; write errors are the client's business.
-async fn answer<R: Render + ?Sized>(mut sock: TcpStream, metrics: &R) -> Result<(), ()> {
+/// read in time; write errors are the client's business, and writing gives
+/// up after `write_timeout`.
+async fn answer<R: Render + ?Sized>(
+    mut sock: TcpStream,
+    metrics: &R,
+    write_timeout: Duration,
+) -> Result<(), ()> {
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut n = 0;
     let read = tokio::time::timeout(READ_TIMEOUT, async {
@@ -95,9 +102,14 @@ async fn answer<R: Render + ?Sized>(mut sock: TcpStream, metrics: &R) -> Result<
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = sock.write_all(head.as_bytes()).await;
-    let _ = sock.write_all(body.as_bytes()).await;
-    let _ = sock.shutdown().await;
+    // A scraper that stops reading must not hold the task (and its socket)
+    // forever.
+    let _ = tokio::time::timeout(write_timeout, async {
+        sock.write_all(head.as_bytes()).await?;
+        sock.write_all(body.as_bytes()).await?;
+        sock.shutdown().await
+    })
+    .await;
     Ok(())
 }
 
@@ -124,6 +136,29 @@ mod tests {
         assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
         assert!(resp.contains("Content-Length: 22\r\n"), "{resp}");
         assert!(resp.ends_with("\r\n\r\ncauseway_test_total 1\n"), "{resp}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_read_the_response_is_dropped() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (sock, _) = listener.accept().await.unwrap();
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        // Far more than the socket buffers hold, and never read.
+        let big = || "x".repeat(64 << 20);
+        let started = std::time::Instant::now();
+        let answered = tokio::time::timeout(
+            Duration::from_secs(5),
+            answer(sock, &big, Duration::from_millis(200)),
+        )
+        .await;
+        assert!(matches!(answered, Ok(Ok(()))), "{answered:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(client);
     }
 
     #[test]

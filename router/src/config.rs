@@ -41,6 +41,12 @@ pub struct FrontendConfig {
     /// `wait_timeout`.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A write to a client (a result, an ERR) that cannot complete within
+    /// this time, because the client stopped reading, ends the session,
+    /// like MySQL's `net_write_timeout`. Also bounds writes to the backend
+    /// and closing either connection.
+    #[serde(with = "humantime_serde")]
+    pub net_write_timeout: Duration,
     /// At most this many client sessions at once; more are refused with
     /// ERR 1040 "Too many connections".
     pub max_connections: usize,
@@ -183,6 +189,7 @@ impl Default for FrontendConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 6033)),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(8 * 3600),
+            net_write_timeout: Duration::from_secs(60),
             max_connections: 4096,
             max_packet_size: 1 << 30,
             caching_sha2_full_auth: FullAuth::FirstLogin,

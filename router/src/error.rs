@@ -33,6 +33,9 @@ pub enum Error {
     /// The client did not finish a step in time.
     #[error("client timed out during {0}")]
     ClientTimeout(&'static str),
+    /// The client stopped sending in the middle of a command.
+    #[error("client timed out reading {0}")]
+    ClientReadTimeout(&'static str),
     /// The client's TLS handshake failed.
     #[error("client tls")]
     ClientTls(#[source] std::io::Error),
@@ -85,6 +88,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// The backend did not answer `what` in time.
+    pub fn backend_timeout(what: &str, limit: std::time::Duration) -> Self {
+        let msg = format!("{what}: no answer within {limit:?}");
+        Self::BackendIo(std::io::Error::new(std::io::ErrorKind::TimedOut, msg))
+    }
+
     /// Which side failed.
     pub fn side(&self) -> Side {
         match self {
@@ -93,6 +102,7 @@ impl Error {
             | Self::ClientUnexpected(_)
             | Self::BadHandshake(_)
             | Self::ClientTimeout(_)
+            | Self::ClientReadTimeout(_)
             | Self::ClientTls(_)
             | Self::AccessDenied { .. }
             | Self::ClientAuthUnsupported(_)
@@ -145,6 +155,11 @@ impl Error {
             Self::ClientTimeout(_) | Self::BadHandshake(_) => {
                 ErrPacket::new(1043, *b"08S01", "Bad handshake")
             }
+            Self::ClientReadTimeout(_) => ErrPacket::new(
+                1159,
+                *b"08S01",
+                "Got timeout reading communication packets",
+            ),
             Self::AccessDenied {
                 user,
                 using_password,
@@ -168,10 +183,12 @@ impl Error {
                 "Connections using insecure transport are prohibited while --require_secure_transport=ON.",
             ),
             Self::TooManyConnections => ErrPacket::new(1040, *b"08004", "Too many connections"),
-            Self::BackendConnect { addr, source } => ErrPacket::new(
+            // The address and the OS error are for the log only: the client
+            // may not have authenticated yet.
+            Self::BackendConnect { .. } => ErrPacket::new(
                 2003,
                 *b"HY000",
-                format!("Can't connect to MySQL server on '{addr}' through the router ({source})"),
+                "Can't connect to MySQL server (backend unavailable)",
             ),
             Self::BackendRefused(err) => err.clone(),
             Self::BackendIo(_) | Self::BackendProtocol(_) => ErrPacket::new(
@@ -230,6 +247,12 @@ mod tests {
         };
         assert_eq!(e.side(), Side::Backend);
         assert!(e.retry_safe());
-        assert_eq!(e.client_err("h").unwrap().code, 2003);
+        let err = e.client_err("h").unwrap();
+        assert_eq!(err.code, 2003);
+        assert_eq!(
+            &err.message[..],
+            b"Can't connect to MySQL server (backend unavailable)"
+        );
+        assert!(e.report().contains("db:3306"), "{}", e.report());
     }
 }

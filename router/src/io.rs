@@ -7,6 +7,8 @@
 //! command phase   : next_chunk / queue_* / flush  buffered, chunk by chunk
 //! ```
 
+use std::time::Duration;
+
 use bytes::{Buf, BytesMut};
 use causeway_wire::packet::{encode_packet, parse_header, HEADER_LEN, MAX_CHUNK};
 use causeway_wire::{Chunk, ChunkDecoder, CodecError, Packet};
@@ -43,6 +45,11 @@ pub struct PacketIo {
     rbuf: BytesMut,
     wbuf: BytesMut,
     chunks: ChunkDecoder,
+    /// Bound on each flush and on the shutdown (`None`: unbounded).
+    write_timeout: Option<Duration>,
+    /// A write timed out: the peer is not reading, so closing skips the
+    /// writes (drop closes the socket).
+    write_timed_out: bool,
     /// Whether the stream is TLS.
     pub tls: bool,
 }
@@ -66,8 +73,17 @@ impl PacketIo {
             rbuf: BytesMut::with_capacity(READ_AT_LEAST),
             wbuf: BytesMut::with_capacity(READ_AT_LEAST),
             chunks: ChunkDecoder::new(max_packet),
+            write_timeout: None,
+            write_timed_out: false,
             tls: false,
         }
+    }
+
+    /// Bounds every later flush (and so every write) and the shutdown: a
+    /// peer that stops reading fails the write with
+    /// [`std::io::ErrorKind::TimedOut`] instead of blocking forever.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.write_timeout = timeout;
     }
 
     fn io_err(&self, e: std::io::Error) -> Error {
@@ -226,8 +242,23 @@ impl PacketIo {
         self.wbuf.len() >= FLUSH_AT
     }
 
-    /// Writes everything queued.
+    /// Writes everything queued, within the write timeout if one is set.
     pub async fn flush(&mut self) -> Result<()> {
+        let Some(limit) = self.write_timeout else {
+            return self.flush_unbounded().await;
+        };
+        match tokio::time::timeout(limit, self.flush_unbounded()).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.wbuf.clear();
+                self.write_timed_out = true;
+                let msg = format!("write timed out after {limit:?} (peer not reading)");
+                Err(self.io_err(std::io::Error::new(std::io::ErrorKind::TimedOut, msg)))
+            }
+        }
+    }
+
+    async fn flush_unbounded(&mut self) -> Result<()> {
         while self.wbuf.has_remaining() {
             let n = self
                 .stream
@@ -243,9 +274,63 @@ impl PacketIo {
         self.stream.flush().await.map_err(|e| self.io_err(e))
     }
 
-    /// Closes the write side (TLS close_notify, TCP FIN), ignoring errors.
+    /// Closes the write side (TLS close_notify, TCP FIN), ignoring errors;
+    /// within the write timeout if one is set.
     pub async fn shutdown(&mut self) {
-        let _ = self.flush().await;
-        let _ = self.stream.shutdown().await;
+        if self.write_timed_out {
+            return;
+        }
+        let limit = self.write_timeout;
+        let close = async {
+            let _ = self.flush_unbounded().await;
+            let _ = self.stream.shutdown().await;
+        };
+        let timed_out = match limit {
+            Some(limit) => tokio::time::timeout(limit, close).await.is_err(),
+            None => {
+                close.await;
+                false
+            }
+        };
+        if timed_out {
+            self.wbuf.clear();
+            self.write_timed_out = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_times_the_write_out() {
+        // The peer end is kept open but never read.
+        let (ours, _peer) = tokio::io::duplex(1024);
+        let mut io = PacketIo::new(Box::new(ours), Side::Client, 1 << 20);
+        io.set_write_timeout(Some(Duration::from_millis(50)));
+        io.queue_packet(0, &vec![0u8; 64 * 1024]);
+        let started = std::time::Instant::now();
+        let e = io.flush().await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        match e {
+            Error::ClientIo(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut),
+            other => panic!("{other:?}"),
+        }
+        // Closing does not wait for the peer again.
+        tokio::time::timeout(Duration::from_secs(1), io.shutdown())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_is_bounded_too() {
+        let (ours, _peer) = tokio::io::duplex(1024);
+        let mut io = PacketIo::new(Box::new(ours), Side::Backend, 1 << 20);
+        io.set_write_timeout(Some(Duration::from_millis(50)));
+        io.queue_packet(0, &vec![0u8; 64 * 1024]);
+        tokio::time::timeout(Duration::from_secs(5), io.shutdown())
+            .await
+            .unwrap();
     }
 }

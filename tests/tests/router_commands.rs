@@ -181,12 +181,42 @@ async fn kill_uses_the_router_s_connection_ids() -> Result<()> {
         "caching_sha2_password",
     )
     .await?;
+    // A COM_PROCESS_KILL too short to hold an id: ERR, and the session goes on.
+    let reply = raw.command(&[0x0c, 1, 2]).await?;
+    assert_eq!(reply[0][0], 0xff, "ERR: {reply:?}");
     let mut kill = vec![0x0c];
     kill.extend_from_slice(&target.id().to_le_bytes());
     let reply = raw.command(&kill).await?;
     assert_eq!(reply[0][0], 0x00, "OK: {reply:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(target.query_drop("SELECT 1").await.is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn kill_with_comments_is_translated_and_untranslatable_kill_refused() -> Result<()> {
+    let topo = Topology::get()?;
+    let router = start_router(topo.router_config()?).await?;
+    let mut victim = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
+    let mut killer = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
+    let mut bystander = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
+    // Comments around the KILL do not stop the translation to the backend id.
+    killer
+        .query_drop(format!("/*x*/ KILL {} -- why", victim.id()))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(victim.query_drop("SELECT 1").await.is_err());
+    // A KILL the router cannot translate is refused, never forwarded with
+    // the router's number standing for a backend thread.
+    let err = killer.query_drop("SELECT 1; KILL 5").await.unwrap_err();
+    assert!(err.to_string().contains("1235"), "{err}");
+    let err = killer.prep("KILL ?").await.unwrap_err();
+    assert!(err.to_string().contains("1235"), "{err}");
+    // The word in a string literal is just data.
+    let s: Option<String> = killer.query_first("SELECT 'KILL 5'").await?;
+    assert_eq!(s.as_deref(), Some("KILL 5"));
+    bystander.ping().await?;
+    killer.ping().await?;
     Ok(())
 }
 

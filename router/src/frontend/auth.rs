@@ -27,7 +27,7 @@ use crate::{Shared, User};
 pub const MAX_AUTH_PACKET: usize = 64 * 1024;
 
 /// The client's first auth attempt (from the handshake response or COM_CHANGE_USER).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Attempt {
     /// User name.
     pub user: Bytes,
@@ -46,12 +46,37 @@ pub struct Attempt {
 }
 
 /// A client that authenticated.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Authenticated {
     /// The user name.
     pub user: String,
     /// The user's password (for the backend login).
     pub password: Vec<u8>,
+}
+
+/// Stands in for a secret in Debug output.
+const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attempt")
+            .field("user", &self.user)
+            .field("plugin", &self.plugin)
+            .field("response", &REDACTED)
+            .field("nonce", &REDACTED)
+            .field("can_switch", &self.can_switch)
+            .field("always_switch", &self.always_switch)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("user", &self.user)
+            .field("password", &REDACTED)
+            .finish()
+    }
 }
 
 fn denied(user: &str, reason: &'static str, using_password: bool) -> Error {
@@ -203,4 +228,35 @@ async fn caching_sha2(
         }
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let a = Authenticated {
+            user: "app".into(),
+            password: b"hunter2".to_vec(),
+        };
+        let shown = format!("{a:?}");
+        assert!(
+            shown.contains("app") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        let attempt = Attempt {
+            user: Bytes::from_static(b"app"),
+            plugin: None,
+            response: Bytes::from_static(b"scramble-bytes"),
+            nonce: b"nonce-bytes".to_vec(),
+            can_switch: true,
+            always_switch: false,
+        };
+        let shown = format!("{attempt:?}");
+        assert!(
+            !shown.contains("scramble") && !shown.contains("nonce-bytes"),
+            "{shown}"
+        );
+    }
 }

@@ -30,10 +30,11 @@ impl KillTarget {
     }
 }
 
-/// Recognises `KILL [QUERY | CONNECTION] <id>` (any case, optional `;`).
+/// Recognises `KILL [QUERY | CONNECTION] <id>` (any case, optional `;`),
+/// with comments and whitespace before and after it.
 pub fn parse(sql: &[u8]) -> Option<KillTarget> {
     let text = std::str::from_utf8(sql).ok()?;
-    let text = text.trim().trim_end_matches(';').trim_end();
+    let text = strip_trailing(crate::classify::skip_comments_and_space(text));
     let mut words = text.split_ascii_whitespace();
     if !words.next()?.eq_ignore_ascii_case("kill") {
         return None;
@@ -57,6 +58,132 @@ pub fn parse(sql: &[u8]) -> Option<KillTarget> {
     } else {
         KillTarget::Connection(id)
     })
+}
+
+/// `text` without trailing whitespace, `;` and comments (`/* */`, `-- `,
+/// `#`). Only called on text that already starts with a word, so a `#` or
+/// `--` that would be inside a string literal makes the result fail to
+/// parse as KILL, which is then refused rather than forwarded.
+fn strip_trailing(mut text: &str) -> &str {
+    loop {
+        let t = text.trim_end().trim_end_matches(';').trim_end();
+        // A line comment runs to the end of its line: cut at the first
+        // `#` or `-- ` on the last line.
+        let line_start = t.rfind('\n').map_or(0, |i| i + 1);
+        let last = &t[line_start..];
+        let hash = last.find('#');
+        let dash = last
+            .match_indices("--")
+            .find(|(i, _)| {
+                last[i + 2..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| c.is_whitespace() || c.is_control())
+            })
+            .map(|(i, _)| i);
+        let cut = match (hash, dash) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(i) = cut {
+            text = &t[..line_start + i];
+            continue;
+        }
+        if let Some(body) = t.strip_suffix("*/") {
+            if let Some(open) = body.rfind("/*") {
+                text = &t[..open];
+                continue;
+            }
+        }
+        return t;
+    }
+}
+
+/// Whether `sql` contains the word `KILL` as code: outside string literals,
+/// quoted identifiers and ordinary comments (`/*! */` executable comments
+/// count as code). Statements the router forwards unchanged must not
+/// contain a KILL, whose thread id the backend would read as its own. With
+/// `PREPARE` in the text, string literals are searched too (`PREPARE s FROM
+/// 'KILL ?'`). Checked with and without backslash escapes, so the SQL mode
+/// cannot hide one.
+pub fn mentions_kill(sql: &[u8]) -> bool {
+    let prepare = scan_words(sql, true, b"PREPARE") || scan_words(sql, false, b"PREPARE");
+    if prepare && contains_word_anywhere(sql, b"KILL") {
+        return true;
+    }
+    scan_words(sql, true, b"KILL") || scan_words(sql, false, b"KILL")
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+fn word_at(sql: &[u8], i: usize, word: &[u8]) -> bool {
+    let end = i + word.len();
+    end <= sql.len()
+        && sql[i..end].eq_ignore_ascii_case(word)
+        && (i == 0 || !is_word_byte(sql[i - 1]))
+        && sql.get(end).is_none_or(|&b| !is_word_byte(b))
+}
+
+fn contains_word_anywhere(sql: &[u8], word: &[u8]) -> bool {
+    (0..sql.len()).any(|i| word_at(sql, i, word))
+}
+
+/// Scans `sql` for `word` outside literals and ordinary comments.
+fn scan_words(sql: &[u8], backslash_escapes: bool, word: &[u8]) -> bool {
+    let mut i = 0;
+    while i < sql.len() {
+        match sql[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < sql.len() {
+                    let b = sql[i];
+                    if b == b'\\' && backslash_escapes && q != b'`' {
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    if b == q {
+                        // A doubled quote stays inside the literal.
+                        if sql.get(i) == Some(&q) {
+                            i += 1;
+                            continue;
+                        }
+                        break;
+                    }
+                }
+            }
+            b'#' => {
+                while i < sql.len() && sql[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'-' if sql.get(i + 1) == Some(&b'-')
+                && sql
+                    .get(i + 2)
+                    .is_none_or(|&b| b.is_ascii_whitespace() || b.is_ascii_control()) =>
+            {
+                while i < sql.len() && sql[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if sql.get(i + 1) == Some(&b'*') && sql.get(i + 2) != Some(&b'!') => {
+                i += 2;
+                while i < sql.len() && !(sql[i] == b'*' && sql.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i += 2;
+            }
+            _ => {
+                if word_at(sql, i, word) {
+                    return true;
+                }
+                i += 1;
+            }
+        }
+    }
+    false
 }
 
 /// Kills `target` for a session logged in as `user`. An ERR to relay to the
@@ -91,7 +218,11 @@ pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<
         max_packet_size: 1 << 24,
         connect_attrs: Vec::new(),
     };
-    connect::login(&mut conn, &login, &password, shared).await?;
+    let limit = shared.config.backend.connect_timeout;
+    conn.io.set_write_timeout(Some(limit));
+    tokio::time::timeout(limit, connect::login(&mut conn, &login, &password, shared))
+        .await
+        .map_err(|_| Error::backend_timeout("KILL login", limit))??;
     let sql = match target {
         KillTarget::Query(_) => format!("KILL QUERY {}", info.backend_thread),
         KillTarget::Connection(_) => format!("KILL CONNECTION {}", info.backend_thread),
@@ -101,7 +232,9 @@ pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<
         .encode(caps, &mut buf)
         .map_err(Error::BackendProtocol)?;
     conn.io.write_packet(0, &buf).await?;
-    let reply = conn.io.read_packet(64 * 1024).await?;
+    let reply = tokio::time::timeout(limit, conn.io.read_packet(64 * 1024))
+        .await
+        .map_err(|_| Error::backend_timeout("KILL", limit))??;
     let _ = conn.io.write_packet(0, &[0x01]).await;
     if is_err(&reply.payload) {
         let err = ErrPacket::decode(&reply.payload).map_err(Error::BackendProtocol)?;
@@ -127,5 +260,56 @@ mod tests {
         assert_eq!(parse(b"KILL 1 2"), None);
         assert_eq!(parse(b"SELECT 'KILL 1'"), None);
         assert_eq!(parse(b"KILL -1"), None);
+    }
+
+    #[test]
+    fn comments_around_a_kill_are_skipped() {
+        assert_eq!(parse(b"KILL 5 -- x"), Some(KillTarget::Connection(5)));
+        assert_eq!(parse(b"KILL 5 --"), Some(KillTarget::Connection(5)));
+        assert_eq!(parse(b"KILL 5; # why"), Some(KillTarget::Connection(5)));
+        assert_eq!(parse(b"/*app*/ KILL 5"), Some(KillTarget::Connection(5)));
+        assert_eq!(
+            parse(b"-- a\n /* b */ kill query 7 /* c */ ; -- d\n"),
+            Some(KillTarget::Query(7))
+        );
+        assert_eq!(
+            parse(b"KILL CONNECTION 9 /* x */ /* y */"),
+            Some(KillTarget::Connection(9))
+        );
+        // A `--` without a space after it is not a comment.
+        assert_eq!(parse(b"KILL 5 --1"), None);
+        let long = format!("/*{}*/ KILL 3", "x".repeat(300));
+        assert_eq!(parse(long.as_bytes()), Some(KillTarget::Connection(3)));
+    }
+
+    #[test]
+    fn kill_outside_literals_is_found() {
+        for sql in [
+            &b"SELECT 1; KILL 5"[..],
+            b"kill 5",
+            b"KILL 5 --1",
+            b"SELECT 1;KILL\tQUERY 5",
+            b"/*!50000 KILL 5 */",
+            b"SELECT 'a\\' KILL 5 ''",
+            b"PREPARE s FROM 'KILL ?'",
+            b"prepare s from \"kill 1\"",
+            b"SELECT 'x''y'; KILL 1",
+            // Without backslash escapes (NO_BACKSLASH_ESCAPES) the KILL is code.
+            b"SELECT 'it\\'s; KILL 5'",
+        ] {
+            assert!(mentions_kill(sql), "{}", String::from_utf8_lossy(sql));
+        }
+        for sql in [
+            &b"SELECT 'KILL 1'"[..],
+            b"SELECT \"kill 1\"",
+            b"SELECT `kill` FROM t",
+            b"SELECT skill, killer, kill_at FROM t",
+            b"INSERT INTO log VALUES ('please KILL 5', 'it''s KILL')",
+            b"SELECT 1 /* KILL 5 */",
+            b"SELECT 1 -- KILL 5",
+            b"SELECT 1 # KILL 5",
+        ] {
+            assert!(!mentions_kill(sql), "{}", String::from_utf8_lossy(sql));
+        }
     }
 }

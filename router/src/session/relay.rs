@@ -9,6 +9,8 @@
 //!                   Forwarding --LOCAL INFILE request--> client file --> Forwarding
 //! Idle --COM_QUIT | EOF | idle_timeout--> closed
 //! Idle --KILL n / COM_PROCESS_KILL--> kill via a separate backend connection --> Idle
+//! Idle --other KILL (multi-statement, prepared)--> ERR 1235 --> Idle
+//! Forwarding --client not reading for net_write_timeout--> closed
 //! Idle --COM_CHANGE_USER--> re-authenticate (router users), switch the backend --> Idle
 //! ```
 
@@ -29,9 +31,6 @@ use crate::io::PacketIo;
 use crate::session::kill::{self, KillTarget};
 use crate::Shared;
 
-/// COM_QUERY packets shorter than this are checked for `KILL`.
-const KILL_CHECK_MAX: usize = 256;
-
 /// One session in its command phase.
 #[derive(Debug)]
 pub struct Relay<'a> {
@@ -50,9 +49,13 @@ pub struct Relay<'a> {
 impl<'a> Relay<'a> {
     /// Takes over an established session.
     pub fn new(est: Established, peer: SocketAddr, id: u32, shared: &'a Shared) -> Self {
+        let (mut client, mut backend) = (est.client, est.backend.io);
+        let write_timeout = Some(shared.config.frontend.net_write_timeout);
+        client.set_write_timeout(write_timeout);
+        backend.set_write_timeout(write_timeout);
         Self {
-            client: est.client,
-            backend: est.backend.io,
+            client,
+            backend,
             backend_nonce: est.backend.greeting.auth_plugin_data,
             caps: est.caps,
             user: est.user,
@@ -77,7 +80,7 @@ impl<'a> Relay<'a> {
                         *b"HY000",
                         "The client was disconnected by the server because of inactivity.",
                     );
-                    self.send_client_err(&err).await;
+                    let _ = self.send_client_err(&err).await;
                     self.close().await;
                     return Ok(());
                 }
@@ -103,24 +106,40 @@ impl<'a> Relay<'a> {
                 Some(Command::ProcessKill) if !first.more => {
                     let id = causeway_wire::buf::Reader::new(&first.payload[1..])
                         .u32("connection id")
-                        .map_err(Error::ClientProtocol)?;
-                    if !self.kill(KillTarget::Connection(id)).await? {
-                        return Ok(());
+                        .ok();
+                    match id {
+                        Some(id) => {
+                            if !self.kill(KillTarget::Connection(id)).await? {
+                                return Ok(());
+                            }
+                        }
+                        // Like MySQL: an ERR, and the session goes on.
+                        None => {
+                            let err =
+                                ErrPacket::new(1835, *b"HY000", "Malformed communication packet.");
+                            self.send_client_err(&err).await?;
+                        }
                     }
                 }
-                Some(Command::Query) if !first.more && first.payload.len() < KILL_CHECK_MAX => {
-                    // A malformed query is the backend's to refuse, not ours.
-                    let target = ComQuery::decode(&first.payload, self.caps)
-                        .ok()
-                        .and_then(|q| kill::parse(&q.query));
-                    match target {
+                Some(Command::Query) if !first.more => {
+                    // A malformed query is the backend's to refuse, not ours;
+                    // but it must not carry a KILL.
+                    let query = ComQuery::decode(&first.payload, self.caps).ok();
+                    let sql = query.as_ref().map_or(&first.payload[1..], |q| &q.query[..]);
+                    match kill::parse(sql) {
                         Some(target) => {
                             if !self.kill(target).await? {
                                 return Ok(());
                             }
                         }
+                        None if kill::mentions_kill(sql) => self.refuse_kill().await?,
                         None => self.forward(first).await?,
                     }
+                }
+                Some(Command::StmtPrepare)
+                    if !first.more && kill::mentions_kill(&first.payload[1..]) =>
+                {
+                    self.refuse_kill().await?;
                 }
                 Some(Command::ChangeUser) if !first.more => {
                     if !self.change_user(first).await? {
@@ -144,10 +163,24 @@ impl<'a> Relay<'a> {
         self.client.shutdown().await;
     }
 
-    async fn send_client_err(&mut self, err: &ErrPacket) {
+    async fn send_client_err(&mut self, err: &ErrPacket) -> Result<()> {
         let mut buf = BytesMut::new();
         err.encode(self.caps, &mut buf);
-        let _ = self.client.write_packet(self.client_seq, &buf).await;
+        self.client.write_packet(self.client_seq, &buf).await
+    }
+
+    /// A KILL the router cannot translate to the backend's thread id (in a
+    /// multi-statement, a prepared statement, ...): forwarded, the backend
+    /// would kill its own thread with the router id's number.
+    async fn refuse_kill(&mut self) -> Result<()> {
+        info!("refused a KILL the router cannot translate");
+        let err = ErrPacket::new(
+            1235,
+            *b"42000",
+            "This version of MySQL doesn't yet support 'KILL through the router except as a \
+             statement of its own: KILL [QUERY | CONNECTION] <id>'",
+        );
+        self.send_client_err(&err).await
     }
 
     /// Forwards a command and streams its response.
@@ -155,11 +188,11 @@ impl<'a> Relay<'a> {
         let mut tracker = ResponseTracker::for_command(&first.payload, self.caps);
         self.backend.queue_chunk(&first);
         let mut more = first.more;
+        let limit = self.shared.config.frontend.handshake_timeout;
         while more {
-            let c = self
-                .client
-                .next_chunk()
-                .await?
+            let c = tokio::time::timeout(limit, self.client.next_chunk())
+                .await
+                .map_err(|_| Error::ClientReadTimeout("the rest of a command"))??
                 .ok_or(Error::ClientUnexpected(
                     "connection closed inside a command",
                 ))?;
@@ -235,7 +268,7 @@ impl<'a> Relay<'a> {
         match kill::execute(self.shared, &self.user, target).await {
             Ok(()) if own && matches!(target, KillTarget::Connection(_)) => {
                 let err = ErrPacket::new(1317, *b"70100", "Query execution was interrupted");
-                self.send_client_err(&err).await;
+                let _ = self.send_client_err(&err).await;
                 self.close().await;
                 Ok(false)
             }
@@ -246,7 +279,7 @@ impl<'a> Relay<'a> {
                 Ok(true)
             }
             Err(Error::BackendRefused(err)) => {
-                self.send_client_err(&err).await;
+                self.send_client_err(&err).await?;
                 Ok(true)
             }
             Err(e) => {
@@ -256,7 +289,7 @@ impl<'a> Relay<'a> {
                     .unwrap_or_else(|| {
                         ErrPacket::new(1105, *b"HY000", "KILL failed in the router")
                     });
-                self.send_client_err(&err).await;
+                self.send_client_err(&err).await?;
                 Ok(true)
             }
         }
@@ -277,20 +310,26 @@ impl<'a> Relay<'a> {
             can_switch: self.caps.contains(CapabilityFlags::PLUGIN_AUTH),
             always_switch: true,
         };
-        let authed =
-            match auth::authenticate(&mut self.client, &mut seq, attempt, self.shared).await {
-                Ok(a) => a,
-                Err(e) => {
-                    self.client_seq = seq;
-                    if let Error::AccessDenied { user, reason, .. } = &e {
-                        self.shared.metrics.auth_failures.inc();
-                        info!(user = %user, reason, "change user: access denied");
-                    }
-                    send_err(&mut self.client, seq, &e, self.peer).await;
-                    self.close().await;
-                    return Ok(false);
+        let limit = self.shared.config.frontend.handshake_timeout;
+        let authed = match tokio::time::timeout(
+            limit,
+            auth::authenticate(&mut self.client, &mut seq, attempt, self.shared),
+        )
+        .await
+        .unwrap_or(Err(Error::ClientTimeout("change user")))
+        {
+            Ok(a) => a,
+            Err(e) => {
+                self.client_seq = seq;
+                if let Error::AccessDenied { user, reason, .. } = &e {
+                    self.shared.metrics.auth_failures.inc();
+                    info!(user = %user, reason, "change user: access denied");
                 }
-            };
+                send_err(&mut self.client, seq, &e, self.peer).await;
+                self.close().await;
+                return Ok(false);
+            }
+        };
         let plugin = causeway_wire::auth::CACHING_SHA2_PASSWORD;
         let cmd = ComChangeUser {
             username: cu.username,
@@ -306,11 +345,18 @@ impl<'a> Relay<'a> {
         self.backend.write_packet(0, &buf).await?;
         self.client_seq = seq;
         let nonce = self.backend_nonce.clone();
-        let ok = match finish_auth(&mut self.backend, 1, nonce, &authed.password).await {
+        let limit = self.shared.config.backend.connect_timeout;
+        let ok = match tokio::time::timeout(
+            limit,
+            finish_auth(&mut self.backend, 1, nonce, &authed.password),
+        )
+        .await
+        .unwrap_or_else(|_| Err(Error::backend_timeout("change user", limit)))
+        {
             Ok(ok) => ok,
             Err(Error::BackendRefused(err)) => {
                 info!(code = err.code, "change user refused by the backend");
-                self.send_client_err(&err).await;
+                let _ = self.send_client_err(&err).await;
                 self.close().await;
                 return Ok(false);
             }
