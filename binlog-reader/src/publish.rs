@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::hub::{Hub, Next, Update};
+use crate::hub::{Hub, Next, Subscription, Update};
 use crate::metrics::Metrics;
 
 /// How long a subscriber has to authenticate.
@@ -234,63 +234,38 @@ where
             return Err(SubscriberError::BadToken);
         }
     }
-    let (snap, mut sub) = ctx.hub.subscribe();
-    enc.encode(
-        &Message::Hello(Hello {
+    let (snap, sub) = ctx.hub.subscribe();
+    let hello = |server_uuid, epoch| {
+        Message::Hello(Hello {
             protocol_version: binary::VERSION,
-            server_uuid: snap.server_uuid,
+            server_uuid,
             reader_instance: ctx.reader_instance,
-            epoch: snap.epoch,
-        }),
-        &mut out,
-    );
-    enc.encode(&Message::Snapshot((*snap.set).clone()), &mut out);
+            epoch,
+        })
+    };
+    enc.encode(&hello(snap.server_uuid, snap.epoch), &mut out);
+    enc.snapshot(&snap.set, &mut out);
     write_all(&mut wr, &mut out, ctx.write_timeout).await?;
-    let mut probe = [0u8; 1];
-    loop {
-        tokio::select! {
-            next = sub.next() => {
-                let Some(next) = next else { return Ok(()) };
-                match next {
-                    Next::Update(Update::Delta { delta, .. }) => {
-                        enc.encode(&Message::Delta((*delta).clone()), &mut out);
-                    }
-                    Next::Update(Update::Heartbeat { view_age, .. }) => {
-                        enc.heartbeat(view_age, &mut out);
-                    }
-                    Next::Update(Update::Reset { reason, detail, snapshot, epoch }) => {
-                        enc.encode(&Message::Reset(Reset { reason, detail }), &mut out);
-                        let (server_uuid, _) = ctx.hub.identity();
-                        enc.encode(&Message::Hello(Hello {
-                            protocol_version: binary::VERSION,
-                            server_uuid,
-                            reader_instance: ctx.reader_instance,
-                            epoch,
-                        }), &mut out);
-                        enc.encode(&Message::Snapshot((*snapshot).clone()), &mut out);
-                    }
-                    Next::Resnapshot(snap) => {
-                        ctx.metrics.subscribers_resnapshot.inc();
-                        debug!("fell behind; sending a fresh snapshot");
-                        enc.encode(&Message::Snapshot((*snap.set).clone()), &mut out);
-                    }
-                }
-                write_all(&mut wr, &mut out, ctx.write_timeout).await?;
-            }
-            n = rd.read(&mut probe) => {
-                return match n? {
-                    0 => Ok(()),
-                    _ => Err(SubscriberError::Garbage(format!(
-                        "unexpected byte {:#04x} after auth", probe[0]
-                    ))),
-                };
-            }
+    stream(rd, wr, sub, ctx, "after auth", |next, out| match next {
+        Next::Update(Update::Delta { delta, .. }) => enc.delta(&delta, out),
+        Next::Update(Update::Heartbeat { view_age, .. }) => enc.heartbeat(view_age, out),
+        Next::Update(Update::Reset {
+            reason,
+            detail,
+            snapshot,
+            epoch,
+        }) => {
+            enc.encode(&Message::Reset(Reset { reason, detail }), out);
+            enc.encode(&hello(ctx.hub.identity().0, epoch), out);
+            enc.snapshot(&snapshot, out);
         }
-    }
+        Next::Resnapshot(snap) => enc.snapshot(&snap.set, out),
+    })
+    .await
 }
 
 async fn proxysql_session(sock: TcpStream, ctx: &PublishCtx) -> Result<(), SubscriberError> {
-    let (mut rd, mut wr) = sock.into_split();
+    let (rd, mut wr) = sock.into_split();
     let dialect = if ctx.proxysql_batched {
         proxysql::Dialect::Batched
     } else {
@@ -298,35 +273,68 @@ async fn proxysql_session(sock: TcpStream, ctx: &PublishCtx) -> Result<(), Subsc
     };
     let mut enc = proxysql::Encoder::new(dialect);
     let mut out = Vec::with_capacity(4096);
-    let (snap, mut sub) = ctx.hub.subscribe();
+    let (snap, sub) = ctx.hub.subscribe();
     enc.snapshot(&snap.set, &mut out);
     write_all(&mut wr, &mut out, ctx.write_timeout).await?;
+    stream(
+        rd,
+        wr,
+        sub,
+        ctx,
+        "on the ProxySQL port",
+        |next, out| match next {
+            Next::Update(Update::Delta { delta, .. }) => {
+                enc.delta(&delta, out);
+            }
+            // The text protocol has no heartbeat.
+            Next::Update(Update::Heartbeat { .. }) => {}
+            Next::Update(Update::Reset { snapshot, .. }) => {
+                enc.snapshot(&snapshot, out);
+            }
+            Next::Resnapshot(snap) => {
+                enc.snapshot(&snap.set, out);
+            }
+        },
+    )
+    .await
+}
+
+/// One subscriber's stream after its first snapshot, for either protocol:
+/// `encode` appends what an update means in that protocol (maybe nothing),
+/// the bytes go out under the write timeout, and any byte the subscriber
+/// sends (`where_` names the place in the error) ends it as garbage.
+async fn stream<R, W>(
+    mut rd: R,
+    mut wr: W,
+    mut sub: Subscription,
+    ctx: &PublishCtx,
+    where_: &str,
+    mut encode: impl FnMut(Next, &mut Vec<u8>),
+) -> Result<(), SubscriberError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut out = Vec::with_capacity(4096);
     let mut probe = [0u8; 1];
     loop {
         tokio::select! {
             next = sub.next() => {
                 let Some(next) = next else { return Ok(()) };
-                match next {
-                    Next::Update(Update::Delta { delta, .. }) => {
-                        enc.delta(&delta, &mut out);
-                    }
-                    // The text protocol has no heartbeat.
-                    Next::Update(Update::Heartbeat { .. }) => continue,
-                    Next::Update(Update::Reset { snapshot, .. }) => {
-                        enc.snapshot(&snapshot, &mut out);
-                    }
-                    Next::Resnapshot(snap) => {
-                        ctx.metrics.subscribers_resnapshot.inc();
-                        enc.snapshot(&snap.set, &mut out);
-                    }
+                if matches!(next, Next::Resnapshot(_)) {
+                    ctx.metrics.subscribers_resnapshot.inc();
+                    debug!("fell behind; sending a fresh snapshot");
                 }
-                write_all(&mut wr, &mut out, ctx.write_timeout).await?;
+                encode(next, &mut out);
+                if !out.is_empty() {
+                    write_all(&mut wr, &mut out, ctx.write_timeout).await?;
+                }
             }
             n = rd.read(&mut probe) => {
                 return match n? {
                     0 => Ok(()),
                     _ => Err(SubscriberError::Garbage(format!(
-                        "unexpected byte {:#04x} on the ProxySQL port", probe[0]
+                        "unexpected byte {:#04x} {where_}", probe[0]
                     ))),
                 };
             }

@@ -215,42 +215,60 @@ impl Encoder {
 
     /// Appends one frame for `msg` to `out`.
     pub fn encode(&mut self, msg: &Message, out: &mut Vec<u8>) {
-        let mut body = std::mem::take(&mut self.scratch);
-        body.clear();
-        body.push(VERSION);
         match msg {
-            Message::Hello(h) => {
+            Message::Snapshot(set) => self.snapshot(set, out),
+            Message::Delta(set) => self.delta(set, out),
+            Message::Hello(h) => self.frame(out, |_, body| {
                 body.push(KIND_HELLO);
                 body.push(h.protocol_version);
                 body.extend_from_slice(h.server_uuid.as_bytes());
-                varint::put(&mut body, h.reader_instance);
-                varint::put(&mut body, h.epoch);
-            }
-            Message::Snapshot(set) => {
-                body.push(KIND_SNAPSHOT);
-                self.reset_table();
-                self.put_set(set, &mut body);
-            }
-            Message::Delta(set) => {
-                body.push(KIND_DELTA);
-                self.put_set(set, &mut body);
-                self.deltas += 1;
-            }
-            Message::Heartbeat(hb) => {
+                varint::put(body, h.reader_instance);
+                varint::put(body, h.epoch);
+            }),
+            Message::Heartbeat(hb) => self.frame(out, |_, body| {
                 body.push(KIND_HEARTBEAT);
                 let micros = u64::try_from(hb.view_age.as_micros()).unwrap_or(u64::MAX);
-                varint::put(&mut body, micros);
-                varint::put(&mut body, hb.sequence);
-            }
-            Message::Reset(r) => {
+                varint::put(body, micros);
+                varint::put(body, hb.sequence);
+            }),
+            Message::Reset(r) => self.frame(out, |enc, body| {
                 body.push(KIND_RESET);
-                self.reset_table();
+                enc.reset_table();
                 body.push(r.reason.code());
                 let detail = truncate_utf8(&r.detail, MAX_RESET_DETAIL);
-                varint::put(&mut body, detail.len() as u64);
+                varint::put(body, detail.len() as u64);
                 body.extend_from_slice(detail.as_bytes());
-            }
+            }),
         }
+    }
+
+    /// Appends a Snapshot frame of `set` (as `encode(&Message::Snapshot)`,
+    /// without owning the set: a publisher encodes one shared view for many
+    /// subscribers).
+    pub fn snapshot(&mut self, set: &GtidSet, out: &mut Vec<u8>) {
+        self.frame(out, |enc, body| {
+            body.push(KIND_SNAPSHOT);
+            enc.reset_table();
+            enc.put_set(set, body);
+        });
+    }
+
+    /// Appends a Delta frame of `set` (as `encode(&Message::Delta)`).
+    pub fn delta(&mut self, set: &GtidSet, out: &mut Vec<u8>) {
+        self.frame(out, |enc, body| {
+            body.push(KIND_DELTA);
+            enc.put_set(set, body);
+            enc.deltas += 1;
+        });
+    }
+
+    /// One frame: `len version body`, the body written by `f` into the
+    /// reused scratch buffer.
+    fn frame(&mut self, out: &mut Vec<u8>, f: impl FnOnce(&mut Self, &mut Vec<u8>)) {
+        let mut body = std::mem::take(&mut self.scratch);
+        body.clear();
+        body.push(VERSION);
+        f(self, &mut body);
         varint::put(out, body.len() as u64);
         out.extend_from_slice(&body);
         self.scratch = body;
