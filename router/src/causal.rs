@@ -17,9 +17,11 @@
 use std::time::Duration;
 
 use causeway_gtid::GtidSet;
+use serde::Deserialize;
 
 /// How consistent a read must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Plain read/write split: any healthy replica, lag accepted.
     Eventual,

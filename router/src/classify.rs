@@ -108,6 +108,14 @@ impl Classified {
         }
     }
 
+    /// What is known of a statement that was not looked at: a write.
+    pub fn unparsed() -> Classified {
+        Classified {
+            parsed: false,
+            ..Classified::new(Kind::Write)
+        }
+    }
+
     /// A plain read: no lock, no INTO, no side effect, no session state.
     /// Only such statements may leave the session's writer outside a
     /// transaction.

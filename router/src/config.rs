@@ -12,17 +12,34 @@ use causeway_common::secret::sources_given;
 pub use causeway_common::secret::Secret;
 use serde::Deserialize;
 
+use crate::causal::Scope;
+pub use crate::monitor::MonitorConfig;
+pub use crate::rules::QueryRuleConfig;
+use crate::rules::Rules;
+
 /// The whole configuration of one router.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The client-facing side.
     pub frontend: FrontendConfig,
-    /// The MySQL server every session is passed through to.
+    /// Settings shared by every backend server (timeouts, TLS, pools).
     pub backend: BackendConfig,
-    /// Users clients may log in as (the router logs in to the backend with
-    /// the same name and password).
+    /// Hostgroups: named sets of servers, each a writer or a reader group.
+    pub hostgroups: Vec<HostgroupConfig>,
+    /// The MySQL servers.
+    pub servers: Vec<ServerConfig>,
+    /// Reader hostgroups whose reads must be causally consistent with the
+    /// writes of a writer hostgroup.
+    pub consistent_pairs: Vec<ConsistentPair>,
+    /// Users clients may log in as.
     pub users: Vec<UserConfig>,
+    /// Query rules, evaluated in order for every statement.
+    pub query_rules: Vec<QueryRuleConfig>,
+    /// Routing defaults.
+    pub routing: RoutingConfig,
+    /// The health monitor.
+    pub monitor: MonitorConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
 }
@@ -93,19 +110,128 @@ pub struct FrontendTls {
     pub key_file: Option<PathBuf>,
 }
 
-/// The backend MySQL server.
+/// Settings shared by every backend server.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackendConfig {
-    /// Host name or IP address.
-    pub host: String,
-    /// Port.
-    pub port: u16,
     /// TCP connect plus greeting timeout.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// TLS towards the backend.
+    /// TLS towards the servers (a server may override it).
     pub tls: BackendTls,
+    /// Idle connections kept per server for reuse once their session ends
+    /// (each reset with COM_RESET_CONNECTION first). 0 disables pooling.
+    pub pool_max_idle: usize,
+    /// An idle pooled connection older than this is closed.
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    /// After a failed connect to a server, new connects to it wait at
+    /// least this long (doubling per failure up to 16 times this), so a
+    /// down server is not hammered; its sessions fail over or get an ERR.
+    #[serde(with = "humantime_serde")]
+    pub connect_backoff: Duration,
+}
+
+/// A hostgroup's role.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Takes writes, transactions and everything not provably a read.
+    #[default]
+    Writer,
+    /// Takes plain reads outside transactions.
+    Reader,
+}
+
+/// One hostgroup.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostgroupConfig {
+    /// Its name, used by servers, users, rules and hints.
+    pub name: String,
+    /// Writer or reader.
+    pub role: Role,
+    /// For a reader hostgroup: the writer hostgroup its servers replicate
+    /// from. Servers of the two groups then move between them by their
+    /// `read_only` (as the monitor sees it): a writable server serves the
+    /// writer group, a read-only one the reader group, so a promoted
+    /// replica becomes the writer without a config change. Plain reads of
+    /// sessions whose writer group is this one go here.
+    pub writer: Option<String>,
+}
+
+/// One MySQL server.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Its name in logs, metrics and hints (default `host:port`).
+    pub name: Option<String>,
+    /// Host name (re-resolved on every connect) or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// The hostgroup it belongs to (the monitor may move it between a
+    /// writer group and its reader group, see `hostgroups.writer`).
+    pub hostgroup: String,
+    /// Share of the reads of its hostgroup, relative to the other servers'.
+    /// 0 keeps the server configured but sends it nothing.
+    pub weight: u32,
+    /// At most this many backend connections to it at once (sessions and
+    /// pool together); more sessions get ERR 1040 or another server.
+    pub max_connections: usize,
+    /// Shunned while its replication lag is above this, or replication is
+    /// broken (unset: lag is not checked).
+    #[serde(default, with = "humantime_serde")]
+    pub max_replication_lag: Option<Duration>,
+    /// TLS towards this server, instead of `backend.tls`.
+    pub tls: Option<BackendTls>,
+    /// The native address (`host:port`) of the `causeway-reader` beside it.
+    pub reader: Option<String>,
+    /// File holding that reader's token.
+    pub reader_token_file: Option<PathBuf>,
+}
+
+/// Reads in `reader` must see the session's writes made in `writer`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsistentPair {
+    /// The reader hostgroup.
+    pub reader: String,
+    /// The writer hostgroup.
+    pub writer: String,
+    /// The default consistency of reads routed to `reader`.
+    pub scope: Scope,
+    /// How long a read may wait for a replica to catch up before it goes to
+    /// the writer.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+/// Routing defaults.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// A writable server also serves plain reads of the reader group paired
+    /// with its writer group.
+    pub writer_is_also_reader: bool,
+    /// What to do when the monitor sees two writable servers in one writer
+    /// hostgroup.
+    pub split_brain: SplitBrain,
+    /// Plain reads go to a reader group only when it has a usable server;
+    /// with `false` they fail with an ERR instead of going to the writer.
+    pub reads_fall_back_to_writer: bool,
+}
+
+/// Two writable servers in one writer hostgroup.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitBrain {
+    /// Refuse statements for that group with ERR 9002 until one
+    /// server is read-only again (reads elsewhere go on).
+    #[default]
+    RefuseWrites,
+    /// Keep writing to the configured writer (the first by config order).
+    Allow,
 }
 
 /// TLS towards the backend.
@@ -117,7 +243,7 @@ pub struct BackendTls {
     /// PEM CA bundle for `verify_ca` / `verify_identity`.
     pub ca_file: Option<PathBuf>,
     /// Name checked against the certificate with `verify_identity`
-    /// (default: `backend.host`).
+    /// (default: the server's `host`).
     pub server_name: Option<String>,
 }
 
@@ -161,7 +287,7 @@ impl AuthPlugin {
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct UserConfig {
-    /// User name (also used towards the backend).
+    /// User name (also the backend user unless `backend_user` is set).
     pub name: String,
     /// The password, inline (prefer `password_env` or `password_file`).
     pub password: Option<Secret>,
@@ -171,6 +297,24 @@ pub struct UserConfig {
     pub password_file: Option<PathBuf>,
     /// The plugin clients authenticate to the router with.
     pub auth_plugin: AuthPlugin,
+    /// Where its statements go when nothing else decides (default: the
+    /// first writer hostgroup). Plain reads go to the reader group paired
+    /// with it (`hostgroups.writer`).
+    pub default_hostgroup: Option<String>,
+    /// The user the router logs in to the servers as (default: `name`).
+    pub backend_user: Option<String>,
+    /// Its password, inline (default: the frontend password).
+    pub backend_password: Option<Secret>,
+    /// Environment variable holding the backend password.
+    pub backend_password_env: Option<String>,
+    /// File holding the backend password.
+    pub backend_password_file: Option<PathBuf>,
+    /// At most this many sessions of this user at once (0: no limit beyond
+    /// `frontend.max_connections`); more get ERR 1226.
+    pub max_connections: usize,
+    /// The consistency of this user's reads in a consistent pair (default:
+    /// the pair's scope).
+    pub consistency: Option<Scope>,
 }
 
 /// Prometheus endpoint.
@@ -213,10 +357,58 @@ impl Default for FrontendTls {
 impl Default for BackendConfig {
     fn default() -> Self {
         BackendConfig {
-            host: "127.0.0.1".into(),
-            port: 3306,
             connect_timeout: Duration::from_secs(5),
             tls: BackendTls::default(),
+            pool_max_idle: 64,
+            pool_idle_timeout: Duration::from_secs(60),
+            connect_backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            name: None,
+            host: "127.0.0.1".into(),
+            port: 3306,
+            hostgroup: String::new(),
+            weight: 1,
+            max_connections: 1000,
+            max_replication_lag: None,
+            tls: None,
+            reader: None,
+            reader_token_file: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Its name: `name`, or `host:port`.
+    pub fn name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.host, self.port))
+    }
+}
+
+impl Default for ConsistentPair {
+    fn default() -> Self {
+        ConsistentPair {
+            reader: String::new(),
+            writer: String::new(),
+            scope: Scope::Session,
+            max_wait: Duration::from_millis(5),
+        }
+    }
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            writer_is_also_reader: false,
+            split_brain: SplitBrain::RefuseWrites,
+            reads_fall_back_to_writer: true,
         }
     }
 }
@@ -264,22 +456,11 @@ impl Config {
             errors.push("frontend.tls.required needs frontend.tls.enabled".to_string());
         }
         let b = &self.backend;
-        if b.host.is_empty() {
-            errors.push("backend.host must not be empty".to_string());
-        }
         if b.connect_timeout.is_zero() {
             errors.push("backend.connect_timeout must be > 0".to_string());
         }
-        let verifies = matches!(
-            b.tls.mode,
-            BackendTlsMode::VerifyCa | BackendTlsMode::VerifyIdentity
-        );
-        if verifies && b.tls.ca_file.is_none() {
-            errors.push(
-                "backend.tls.mode verify_ca / verify_identity needs backend.tls.ca_file"
-                    .to_string(),
-            );
-        }
+        check_tls(&b.tls, "backend.tls", &mut errors);
+        self.validate_topology(&mut errors);
         if self.users.is_empty() {
             errors.push("no [[users]]: nobody could log in".to_string());
         }
@@ -296,12 +477,158 @@ impl Config {
             if self.users[..i].iter().any(|o| o.name == u.name) {
                 errors.push(format!("users[{i}]: user {:?} is defined twice", u.name));
             }
+            let backend = (
+                &u.backend_password,
+                &u.backend_password_env,
+                &u.backend_password_file,
+            );
+            if sources_given(backend.0, backend.1, backend.2) > 1 {
+                errors.push(format!(
+                    "users[{i}] ({}): give at most one of backend_password, \
+                     backend_password_env, backend_password_file",
+                    u.name
+                ));
+            }
+            if let Some(hg) = &u.default_hostgroup {
+                if self.hostgroup(hg).is_none() {
+                    errors.push(format!(
+                        "users[{i}] ({}): default_hostgroup {hg:?} is not a hostgroup",
+                        u.name
+                    ));
+                }
+            }
         }
+        if let Err(rule_errors) = Rules::compile(&self.query_rules) {
+            errors.extend(rule_errors);
+        }
+        for (i, r) in self.query_rules.iter().enumerate() {
+            if let Some(hg) = &r.destination {
+                if self.hostgroup(hg).is_none() {
+                    errors.push(format!(
+                        "query_rules[{i}]: destination {hg:?} is not a hostgroup"
+                    ));
+                }
+            }
+        }
+        errors.extend(self.monitor.validate());
         if errors.is_empty() {
             Ok(())
         } else {
             Err(ConfigError::Invalid(errors))
         }
+    }
+
+    /// The hostgroup called `name`.
+    pub fn hostgroup(&self, name: &str) -> Option<&HostgroupConfig> {
+        self.hostgroups.iter().find(|h| h.name == name)
+    }
+
+    fn validate_topology(&self, errors: &mut Vec<String>) {
+        if self.hostgroups.is_empty() {
+            errors.push("no [[hostgroups]]: define at least a writer hostgroup".to_string());
+        }
+        for (i, h) in self.hostgroups.iter().enumerate() {
+            if h.name.is_empty() {
+                errors.push(format!("hostgroups[{i}].name must not be empty"));
+            }
+            if self.hostgroups[..i].iter().any(|o| o.name == h.name) {
+                errors.push(format!("hostgroups[{i}]: {:?} is defined twice", h.name));
+            }
+            match (h.role, &h.writer) {
+                (Role::Writer, Some(_)) => errors.push(format!(
+                    "hostgroups[{i}] ({}): only a reader hostgroup names a writer",
+                    h.name
+                )),
+                (Role::Reader, Some(w))
+                    if self.hostgroup(w).map(|g| g.role) != Some(Role::Writer) =>
+                {
+                    errors.push(format!(
+                        "hostgroups[{i}] ({}): writer {w:?} is not a writer hostgroup",
+                        h.name
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if !self.hostgroups.iter().any(|h| h.role == Role::Writer) {
+            errors.push("no writer hostgroup: writes would have nowhere to go".to_string());
+        }
+        if self.servers.is_empty() {
+            errors.push("no [[servers]]".to_string());
+        }
+        for (i, srv) in self.servers.iter().enumerate() {
+            let name = srv.name();
+            if srv.host.is_empty() {
+                errors.push(format!("servers[{i}] ({name}): host must not be empty"));
+            }
+            if self.servers[..i].iter().any(|o| o.name() == name) {
+                errors.push(format!(
+                    "servers[{i}]: {name:?} is defined twice (names default to host:port)"
+                ));
+            }
+            if self.hostgroup(&srv.hostgroup).is_none() {
+                errors.push(format!(
+                    "servers[{i}] ({name}): hostgroup {:?} is not a hostgroup",
+                    srv.hostgroup
+                ));
+            }
+            if srv.max_connections == 0 {
+                errors.push(format!(
+                    "servers[{i}] ({name}): max_connections must be > 0"
+                ));
+            }
+            if let Some(tls) = &srv.tls {
+                check_tls(tls, &format!("servers[{i}].tls"), errors);
+            }
+            if let Some(addr) = &srv.reader {
+                if addr
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .is_none()
+                {
+                    errors.push(format!(
+                        "servers[{i}] ({name}): reader {addr:?} is not host:port"
+                    ));
+                }
+            }
+        }
+        for (i, p) in self.consistent_pairs.iter().enumerate() {
+            let reader = self.hostgroup(&p.reader).map(|g| g.role);
+            let writer = self.hostgroup(&p.writer).map(|g| g.role);
+            if reader != Some(Role::Reader) {
+                errors.push(format!(
+                    "consistent_pairs[{i}]: reader {:?} is not a reader hostgroup",
+                    p.reader
+                ));
+            }
+            if writer != Some(Role::Writer) {
+                errors.push(format!(
+                    "consistent_pairs[{i}]: writer {:?} is not a writer hostgroup",
+                    p.writer
+                ));
+            }
+            if self.consistent_pairs[..i]
+                .iter()
+                .any(|o| o.reader == p.reader)
+            {
+                errors.push(format!(
+                    "consistent_pairs[{i}]: reader {:?} is already paired",
+                    p.reader
+                ));
+            }
+        }
+    }
+}
+
+fn check_tls(tls: &BackendTls, what: &str, errors: &mut Vec<String>) {
+    let verifies = matches!(
+        tls.mode,
+        BackendTlsMode::VerifyCa | BackendTlsMode::VerifyIdentity
+    );
+    if verifies && tls.ca_file.is_none() {
+        errors.push(format!(
+            "{what}.mode verify_ca / verify_identity needs {what}.ca_file"
+        ));
     }
 }
 
@@ -309,14 +636,16 @@ impl Config {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = "[[users]]\nname = \"app\"\npassword = \"pw\"\n";
+    const MINIMAL: &str = "[[hostgroups]]\nname = \"w\"\n[[servers]]\nhostgroup = \"w\"\n\
+                           [[users]]\nname = \"app\"\npassword = \"pw\"\n";
 
     #[test]
     fn defaults_listen_on_6033_and_validate_with_a_user() {
         let c = Config::from_toml(MINIMAL, Path::new("r.toml")).unwrap();
         c.validate().unwrap();
         assert_eq!(c.frontend.listen.port(), 6033);
-        assert_eq!(c.backend.port, 3306);
+        assert_eq!(c.servers[0].port, 3306);
+        assert_eq!(c.servers[0].name(), "127.0.0.1:3306");
         assert_eq!(c.users[0].auth_plugin, AuthPlugin::CachingSha2Password);
     }
 
@@ -327,13 +656,17 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.users.len(), 2);
         assert_eq!(c.frontend.idle_timeout, Duration::from_secs(8 * 3600));
+        assert_eq!(c.hostgroups.len(), 2);
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.consistent_pairs[0].scope, Scope::Session);
+        assert_eq!(c.query_rules.len(), 1);
     }
 
     // The message format (`path:line:column: message`) is
     // causeway_common::config's; here: unknown keys are refused.
     #[test]
     fn unknown_key_is_refused_at_its_line() {
-        let err = Config::from_toml("[backend]\nport = 3306\nprot = 1\n", Path::new("c.toml"))
+        let err = Config::from_toml("[[servers]]\nport = 3306\nprot = 1\n", Path::new("c.toml"))
             .unwrap_err();
         assert!(matches!(err, ConfigError::Parse { line: 3, .. }), "{err}");
         assert!(err.to_string().contains("prot"), "{err}");
@@ -342,6 +675,7 @@ mod tests {
     #[test]
     fn validate_collects_every_error() {
         let text = "[frontend]\nidle_timeout = \"0s\"\n[frontend.tls]\ncert_file = \"c.pem\"\n\
+                    [[hostgroups]]\nname = \"w\"\n[[servers]]\nhostgroup = \"w\"\n\
                     [[users]]\nname = \"a\"\npassword = \"x\"\npassword_env = \"Y\"\n\
                     [[users]]\nname = \"a\"\n";
         let c = Config::from_toml(text, Path::new("r.toml")).unwrap();
@@ -349,6 +683,36 @@ mod tests {
             panic!("expected Invalid");
         };
         assert_eq!(errors.len(), 4, "{errors:?}");
+    }
+
+    #[test]
+    fn topology_errors_name_what_is_wrong() {
+        let text = "[[hostgroups]]\nname = \"r\"\nrole = \"reader\"\nwriter = \"nope\"\n\
+                    [[servers]]\nhostgroup = \"missing\"\nmax_connections = 0\n\
+                    reader = \"no-port\"\n\
+                    [[servers]]\nhostgroup = \"r\"\n\
+                    [[consistent_pairs]]\nreader = \"r\"\nwriter = \"r\"\n\
+                    [[query_rules]]\nmatch_pattern = \"(\"\ndestination = \"zz\"\n\
+                    [[users]]\nname = \"a\"\ndefault_hostgroup = \"q\"\n";
+        let c = Config::from_toml(text, Path::new("r.toml")).unwrap();
+        let ConfigError::Invalid(errors) = c.validate().unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        let all = errors.join("\n");
+        for needle in [
+            "writer \"nope\" is not a writer hostgroup",
+            "no writer hostgroup",
+            "hostgroup \"missing\" is not a hostgroup",
+            "max_connections must be > 0",
+            "reader \"no-port\" is not host:port",
+            "is defined twice",
+            "consistent_pairs[0]: writer \"r\"",
+            "query_rules[0]",
+            "destination \"zz\"",
+            "default_hostgroup \"q\"",
+        ] {
+            assert!(all.contains(needle), "{needle} missing from:\n{all}");
+        }
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub enum Error {
     /// Too many sessions.
     #[error("too many connections")]
     TooManyConnections,
+    /// The user has `max_connections` sessions already.
+    #[error("user {0:?} has too many sessions")]
+    UserLimit(String),
     /// TCP connect to the backend failed or timed out.
     #[error("backend {addr} unreachable")]
     BackendConnect {
@@ -113,7 +116,7 @@ impl Error {
             | Self::BackendTls(_)
             | Self::BackendRefused(_)
             | Self::BackendUnsupported(_) => Side::Backend,
-            Self::TooManyConnections | Self::Internal(_) => Side::Internal,
+            Self::TooManyConnections | Self::UserLimit(_) | Self::Internal(_) => Side::Internal,
         }
     }
 
@@ -183,6 +186,11 @@ impl Error {
                 "Connections using insecure transport are prohibited while --require_secure_transport=ON.",
             ),
             Self::TooManyConnections => ErrPacket::new(1040, *b"08004", "Too many connections"),
+            Self::UserLimit(user) => ErrPacket::new(
+                1226,
+                *b"42000",
+                format!("User '{user}' has exceeded the 'max_connections' resource (Causeway)"),
+            ),
             // The address and the OS error are for the log only: the client
             // may not have authenticated yet.
             Self::BackendConnect { .. } => ErrPacket::new(

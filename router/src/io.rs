@@ -26,8 +26,8 @@ fn placeholder() -> BoxStream {
 }
 
 /// A byte stream the router can speak MySQL over.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + ?Sized> Stream for T {}
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + ?Sized> Stream for T {}
 
 /// A boxed [`Stream`]: plain TCP, or TLS over it.
 pub type BoxStream = Box<dyn Stream>;

@@ -1,23 +1,31 @@
-//! Causeway's router. In this first mode it is a pass-through: each client
-//! session gets its own backend connection to one configured server, and
-//! packets are forwarded byte for byte once both legs are authenticated.
+//! Causeway's router: speaks MySQL to applications and spreads each
+//! session's statements over hostgroups of MySQL servers: writes and
+//! transactions to the writer, plain reads to replicas, session state kept
+//! where it lives, query rules and hints on top, servers watched by a health
+//! monitor, the configuration reloadable without dropping a connection.
 //!
 //! | module | what |
 //! |---|---|
 //! | [`config`] | the TOML configuration, secrets |
+//! | [`runtime`] | the configuration in force: resolved, compiled, swappable; hostgroup membership |
 //! | [`frontend`] | listener, client handshake (TLS, authentication) |
-//! | [`backend`] | backend connection and login |
-//! | [`session`] | the command relay: streaming responses, KILL, COM_CHANGE_USER |
+//! | [`backend`] | backend connections: connect and login, pools, simple queries |
+//! | [`session`] | the command loop: routing, streaming responses, prepared statements, KILL, COM_CHANGE_USER |
+//! | [`route`] | where a statement goes (pure) |
+//! | [`classify`] | what a statement is (pure) |
+//! | [`rules`] | query rules, statement digests and `/* causeway: */` hints (pure) |
+//! | [`monitor`] | backend health checks: read_only, replication lag, shunning |
+//! | [`causal`] | where a causal read goes (pure; used by causal reads) |
 //! | [`io`] | one framed leg (TCP or TLS) |
 //! | [`tls`] | rustls set-up for both legs |
 //! | [`error`] | the error type (side, retry, ERR packet) |
 //! | [`metrics`] | Prometheus metrics |
-//! | [`classify`] | what a statement is, for routing (pure; used by the read/write split) |
-//! | [`causal`] | where a causal read goes (pure; used by causal reads) |
 //!
 //! ```text
-//! accept --> backend connect (greeting) --> client handshake [TLS] --> auth (router users)
-//!        --> backend login (same user) --> OK to client --> relay until QUIT / EOF / idle
+//! accept --> greeting (learned from a backend) --> client handshake [TLS] --> auth (router users)
+//!        --> a connection in the user's default hostgroup (pool or login) --> OK to client
+//!        --> per statement: classify, rules, hints --> route --> connection (lazily opened,
+//!            session state replayed) --> response streamed back
 //! ```
 
 pub mod backend;
@@ -28,60 +36,70 @@ pub mod error;
 pub mod frontend;
 pub mod io;
 pub mod metrics;
+pub mod monitor;
+pub mod route;
+pub mod rules;
+pub mod runtime;
 pub mod session;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use anyhow::Context;
+use bytes::Bytes;
 use causeway_common::secret::resolve_secret;
 use causeway_wire::auth::RsaKeyPair;
-use rustls_pki_types::ServerName;
 use tokio::net::TcpListener;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsAcceptor;
 
-use crate::config::{AuthPlugin, Config};
+use crate::backend::connect::Endpoint;
+use crate::backend::pool::Pools;
+use crate::config::Config;
 use crate::metrics::Metrics;
-
-/// A user the router authenticates, with its password resolved.
-#[derive(Clone)]
-pub struct User {
-    /// The password (never logged).
-    pub password: Vec<u8>,
-    /// The plugin clients authenticate with.
-    pub plugin: AuthPlugin,
-}
-
-impl std::fmt::Debug for User {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User")
-            .field("plugin", &self.plugin)
-            .finish_non_exhaustive()
-    }
-}
+use crate::monitor::{Monitor, MonitorTarget};
+use crate::runtime::Runtime;
 
 /// What KILL needs to know about a live session.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
-    /// The backend's thread id of the session's connection.
-    pub backend_thread: u32,
     /// The user the session is logged in as.
     pub user: String,
+    /// Its backend connections: server name and the server's thread id.
+    pub threads: Vec<(String, u32)>,
+    /// The server of its current (or last) statement.
+    pub active: Option<String>,
+    /// Wakes the session to close it (KILL CONNECTION).
+    pub kill: Arc<tokio::sync::Notify>,
+}
+
+/// What the router greets clients with: learned from the first backend
+/// greeting, so every client sees the version and capabilities of the
+/// servers behind it.
+#[derive(Debug, Clone)]
+pub struct Greeting {
+    /// The backend's version string.
+    pub server_version: Bytes,
+    /// The backend's capabilities.
+    pub capabilities: causeway_wire::CapabilityFlags,
+    /// Its default collation.
+    pub charset: u8,
 }
 
 /// State shared by every session of one router.
 pub struct Shared {
-    /// The configuration the router started with.
+    /// The configuration the router started with: its `frontend` and
+    /// `metrics` parts stay in force until restart.
     pub config: Config,
-    /// Users by name.
-    pub users: HashMap<String, User>,
+    runtime: RwLock<Arc<Runtime>>,
+    /// Where the configuration was read from (for reloads).
+    pub config_path: Option<PathBuf>,
     /// TLS towards clients.
     pub tls_acceptor: Option<TlsAcceptor>,
-    /// TLS towards the backend.
-    pub backend_tls: Option<(TlsConnector, ServerName<'static>)>,
     /// The RSA key pair of the caching_sha2 exchange, loaded or generated once.
     pub rsa: tokio::sync::OnceCell<Arc<RsaKeyPair>>,
     /// Users whose caching_sha2 full authentication succeeded since start.
@@ -90,38 +108,32 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Live sessions by router connection id.
     pub sessions: Mutex<HashMap<u32, SessionInfo>>,
+    /// Backend connections per server.
+    pub pools: Pools,
+    /// Server health.
+    pub monitor: Monitor,
+    /// What clients are greeted with, once a backend was seen.
+    pub greeting: Mutex<Option<Greeting>>,
     next_id: AtomicU32,
+    reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("users", &self.users.len())
+            .field("runtime", &self.runtime())
             .field("frontend_tls", &self.tls_acceptor.is_some())
-            .field("backend_tls", &self.backend_tls.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Shared {
-    /// Builds the shared state: resolves passwords, loads TLS material.
+    /// Builds the shared state: resolves passwords, loads TLS material,
+    /// starts the health monitor (so it needs a tokio runtime unless the
+    /// monitor is disabled).
     pub fn new(config: Config) -> anyhow::Result<Shared> {
-        config.validate()?;
-        let mut users = HashMap::new();
-        for u in &config.users {
-            let what = format!("password of user {:?}", u.name);
-            let password = resolve_secret(&what, &u.password, &u.password_env, &u.password_file)?
-                .unwrap_or_default();
-            users.insert(
-                u.name.clone(),
-                User {
-                    password: password.into_bytes(),
-                    plugin: u.auth_plugin,
-                },
-            );
-        }
+        let runtime = Runtime::build(config.clone())?;
         let tls_acceptor = tls::frontend_acceptor(&config.frontend.tls)?;
-        let backend_tls = tls::backend_connector(&config.backend)?;
         let rsa = tokio::sync::OnceCell::new();
         if let Some(path) = &config.frontend.rsa_private_key_file {
             let pem = std::fs::read_to_string(path)
@@ -131,17 +143,69 @@ impl Shared {
             })?;
             let _ = rsa.set(Arc::new(key));
         }
+        let monitor = start_monitor(&runtime)?;
         Ok(Shared {
             config,
-            users,
+            runtime: RwLock::new(Arc::new(runtime)),
+            config_path: None,
             tls_acceptor,
-            backend_tls,
             rsa,
             full_auth_done: Mutex::new(HashSet::new()),
             metrics: Arc::new(Metrics::new()),
             sessions: Mutex::new(HashMap::new()),
+            pools: Pools::new(),
+            monitor,
+            greeting: Mutex::new(None),
             next_id: AtomicU32::new(1),
+            reload_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The running configuration (sessions take it between statements).
+    pub fn runtime(&self) -> Arc<Runtime> {
+        match self.runtime.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads the configuration file again and, when it is valid as a
+    /// whole, puts it in force: sessions pick it up before their next
+    /// statement, no connection is dropped. When it is not, the running
+    /// configuration stays and the error (with its line) is returned.
+    /// `frontend` and `metrics` changes need a restart (a warning says so).
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let path = self
+            .config_path
+            .as_ref()
+            .context("the router was not started from a configuration file")?;
+        let res = async {
+            let config = Config::from_file(path)?;
+            let runtime = Runtime::build(config)?;
+            Ok::<_, anyhow::Error>(runtime)
+        }
+        .await;
+        let runtime = match res {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.reload_failures.inc();
+                tracing::error!(error = %format!("{e:#}"), "reload refused; the running configuration stays");
+                return Err(e);
+            }
+        };
+        if runtime.config.frontend != self.config.frontend
+            || runtime.config.metrics != self.config.metrics
+        {
+            tracing::warn!("frontend and metrics settings change only at restart");
+        }
+        self.monitor.retarget(monitor_targets(&runtime));
+        if let Ok(mut r) = self.runtime.write() {
+            *r = Arc::new(runtime);
+        }
+        self.metrics.reloads.inc();
+        tracing::info!("configuration reloaded");
+        Ok(())
     }
 
     /// A fresh connection id (never 0).
@@ -168,6 +232,53 @@ impl Shared {
             .await
             .cloned()
     }
+
+    /// Closes idle pooled connections past `backend.pool_idle_timeout`
+    /// and those of servers no longer configured, every few seconds.
+    async fn reap_pools(&self) {
+        loop {
+            let rt = self.runtime();
+            let every = (rt.config.backend.pool_idle_timeout / 4)
+                .clamp(Duration::from_millis(100), Duration::from_secs(5));
+            tokio::time::sleep(every).await;
+            let rt = self.runtime();
+            let keep: Vec<&str> = rt.servers.iter().map(|s| s.name.as_str()).collect();
+            for mut c in self.pools.reap(rt.config.backend.pool_idle_timeout, &keep) {
+                let _ = c.io.write_packet(0, &[0x01]).await;
+                c.io.shutdown().await;
+            }
+        }
+    }
+}
+
+fn monitor_targets(rt: &Runtime) -> Vec<MonitorTarget> {
+    rt.servers
+        .iter()
+        .zip(&rt.config.servers)
+        .map(|(s, c)| MonitorTarget {
+            endpoint: Endpoint {
+                connect_timeout: rt.config.monitor.connect_timeout,
+                ..s.endpoint.clone()
+            },
+            max_lag: c.max_replication_lag,
+        })
+        .collect()
+}
+
+fn start_monitor(rt: &Runtime) -> anyhow::Result<Monitor> {
+    let m = &rt.config.monitor;
+    let password = resolve_secret(
+        "monitor password",
+        &m.password,
+        &m.password_env,
+        &m.password_file,
+    )?
+    .unwrap_or_default();
+    Ok(Monitor::spawn(
+        monitor_targets(rt),
+        m.clone(),
+        password.into_bytes(),
+    ))
 }
 
 /// A bound router, ready to serve.
@@ -178,10 +289,13 @@ pub struct Router {
 }
 
 impl Router {
-    /// Builds the shared state and binds `frontend.listen`.
-    pub async fn bind(config: Config) -> anyhow::Result<Router> {
+    /// Builds the shared state and binds `frontend.listen`. With `path`,
+    /// [`Shared::reload`] reads that file again.
+    pub async fn bind(config: Config, path: Option<PathBuf>) -> anyhow::Result<Router> {
         let addr = config.frontend.listen;
-        let shared = Arc::new(Shared::new(config)?);
+        let mut shared = Shared::new(config)?;
+        shared.config_path = path;
+        let shared = Arc::new(shared);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
@@ -200,6 +314,10 @@ impl Router {
 
     /// Accepts clients until the task is dropped.
     pub async fn run(self) {
-        frontend::listener::serve(self.listener, self.shared).await
+        let shared = self.shared.clone();
+        tokio::select! {
+            _ = frontend::listener::serve(self.listener, self.shared) => {}
+            _ = shared.reap_pools() => {}
+        }
     }
 }

@@ -1,22 +1,24 @@
-//! `causeway-router`: speaks MySQL to applications and passes each session
-//! through to the configured backend.
+//! `causeway-router`: speaks MySQL to applications and routes their
+//! statements over hostgroups of MySQL servers.
 //!
 //! Settings come from a TOML file (`--config`); a few flags override it,
 //! each of which may also be given as an environment variable (see `--help`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use causeway_common::logging::{self, Output};
 use causeway_common::metrics_http;
 use causeway_common::signal::terminate;
 use causeway_router::config::Config;
+use causeway_router::metrics::Live;
 use causeway_router::Router;
 use clap::Parser;
 use tracing::info;
 
-/// MySQL router: a pass-through to one backend, with TLS and authentication.
+/// MySQL router: read/write split over hostgroups, query rules, pools, health checks.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -38,6 +40,14 @@ struct Cli {
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// Write the process id to this file (removed at exit).
+    #[arg(long, env = "CAUSEWAY_ROUTER_PID_FILE")]
+    pid_file: Option<PathBuf>,
+    /// Check the configuration, then ask the router whose pid is in
+    /// `--pid-file` to reload it (SIGHUP), and exit. A router also reloads
+    /// on SIGHUP sent any other way.
+    #[arg(long, requires = "pid_file")]
+    reload: bool,
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
@@ -63,32 +73,71 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(Output::Stderr, cli.log_json)?;
     let cfg = load(&cli)?;
-    if cli.check {
+    if cli.check || cli.reload {
         // Resolves every password and loads every certificate and key.
-        causeway_router::Shared::new(cfg)?;
+        causeway_router::runtime::Runtime::build(cfg)?;
         eprintln!("configuration ok");
+        if cli.reload {
+            signal_reload(cli.pid_file.as_deref().context("--pid-file")?)?;
+        }
         return Ok(());
     }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.threads {
         rt.worker_threads(n.max(1));
     }
-    rt.enable_all().build()?.block_on(run(cfg))
+    let res = rt.enable_all().build()?.block_on(run(cfg, &cli));
+    if let Some(p) = &cli.pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    res
 }
 
-async fn run(cfg: Config) -> anyhow::Result<()> {
+/// Sends SIGHUP to the router whose pid is in `pid_file`.
+fn signal_reload(pid_file: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(pid_file)
+        .with_context(|| format!("reading {}", pid_file.display()))?;
+    let pid: u32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{}: not a process id", pid_file.display()))?;
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    anyhow::ensure!(status.success(), "kill -HUP {pid} failed");
+    eprintln!("reload requested from process {pid}");
+    Ok(())
+}
+
+async fn run(cfg: Config, cli: &Cli) -> anyhow::Result<()> {
     let metrics_addr = cfg.metrics.enabled.then_some(cfg.metrics.listen);
-    let router = Router::bind(cfg).await?;
+    let router = Router::bind(cfg, Some(cli.config.clone())).await?;
     info!(addr = %router.local_addr()?, "listening");
+    if let Some(p) = &cli.pid_file {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let shared = router.shared();
     if let Some(addr) = metrics_addr {
         let l = metrics_http::bind(addr)
             .await
             .with_context(|| format!("binding the metrics endpoint {addr}"))?;
         info!(addr = %l.local_addr()?, "metrics listening");
-        tokio::spawn(metrics_http::serve(l, router.shared().metrics.clone()));
+        tokio::spawn(metrics_http::serve(l, Arc::new(Live(shared.clone()))));
     }
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let reloads = async {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP: reloading the configuration");
+            // Errors are logged (with the file's line) by reload itself.
+            let _ = shared.reload().await;
+        }
+    };
     tokio::select! {
         _ = router.run() => {}
+        _ = reloads => {}
         _ = tokio::signal::ctrl_c() => info!("interrupted; exiting"),
         _ = terminate() => info!("terminated; exiting"),
     }

@@ -3,9 +3,13 @@
 //!
 //! Every metric name is a constant below, with its meaning.
 
+use crate::monitor::{Lag, ServerHealth, Status};
 use causeway_common::metrics_http::Render;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 /// Client connections accepted.
@@ -20,6 +24,47 @@ pub const AUTH_FAILURES: &str = "causeway_router_auth_failures";
 pub const BACKEND_CONNECT_ERRORS: &str = "causeway_router_backend_connect_errors";
 /// Client commands relayed.
 pub const COMMANDS: &str = "causeway_router_commands";
+/// Statements routed, by route (why: read, write, transaction,
+/// session_state, hint, rule) and hostgroup.
+pub const QUERIES: &str = "causeway_router_queries";
+/// Errors sent to clients by the router itself, by kind (no_backend,
+/// split_brain, backend_failed, hint, user_limit).
+pub const ERRORS: &str = "causeway_router_errors";
+/// Seconds from a statement's arrival to the end of its response.
+pub const QUERY_SECONDS: &str = "causeway_router_query_seconds";
+/// Configuration reloads put in force.
+pub const RELOADS: &str = "causeway_router_reloads";
+/// Configuration reloads refused (the running configuration stayed).
+pub const RELOAD_FAILURES: &str = "causeway_router_reload_failures";
+/// Backend connections per server and state (in_use, idle), at scrape time.
+pub const POOL_CONNECTIONS: &str = "causeway_router_pool_connections";
+/// Consecutive failed connects per server, at scrape time.
+pub const POOL_CONNECT_FAILURES: &str = "causeway_router_pool_connect_failures";
+/// 1 when the server is usable (not shunned), per server.
+pub const SERVER_UP: &str = "causeway_router_server_up";
+/// 1 when the monitor saw the server read-only (absent until known).
+pub const SERVER_READ_ONLY: &str = "causeway_router_server_read_only";
+/// Replication lag the monitor last saw, in seconds (absent for a source
+/// or when unknown; -1 when replication is broken).
+pub const SERVER_LAG_SECONDS: &str = "causeway_router_server_lag_seconds";
+/// Health checks that failed, per server.
+pub const SERVER_CHECK_FAILURES: &str = "causeway_router_server_check_failures";
+
+/// Labels of [`QUERIES`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Why it went there.
+    pub route: &'static str,
+    /// The hostgroup's name.
+    pub hostgroup: String,
+}
+
+/// Labels of [`ERRORS`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// What went wrong.
+    pub kind: &'static str,
+}
 
 /// All metrics of one router.
 #[derive(Debug)]
@@ -37,6 +82,16 @@ pub struct Metrics {
     pub backend_connect_errors: Counter,
     /// See [`COMMANDS`].
     pub commands: Counter,
+    /// See [`QUERIES`].
+    pub queries: Family<RouteLabels, Counter>,
+    /// See [`ERRORS`].
+    pub errors: Family<KindLabels, Counter>,
+    /// See [`QUERY_SECONDS`].
+    pub query_seconds: Histogram,
+    /// See [`RELOADS`].
+    pub reloads: Counter,
+    /// See [`RELOAD_FAILURES`].
+    pub reload_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -57,6 +112,11 @@ impl Metrics {
             auth_failures: Counter::default(),
             backend_connect_errors: Counter::default(),
             commands: Counter::default(),
+            queries: Family::default(),
+            errors: Family::default(),
+            query_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
+            reloads: Counter::default(),
+            reload_failures: Counter::default(),
         };
         let strip = |name: &'static str| name.strip_prefix("causeway_router_").unwrap_or(name);
         let r = registry.sub_registry_with_prefix("causeway_router");
@@ -86,8 +146,157 @@ impl Metrics {
             "client commands relayed",
             m.commands.clone(),
         );
+        r.register(
+            strip(QUERIES),
+            "statements routed, by route and hostgroup",
+            m.queries.clone(),
+        );
+        r.register(
+            strip(ERRORS),
+            "errors the router sent to clients, by kind",
+            m.errors.clone(),
+        );
+        r.register(
+            strip(QUERY_SECONDS),
+            "statement latency through the router",
+            m.query_seconds.clone(),
+        );
+        r.register(strip(RELOADS), "configuration reloads", m.reloads.clone());
+        r.register(
+            strip(RELOAD_FAILURES),
+            "configuration reloads refused",
+            m.reload_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
+
+    /// Counts a statement routed by `route` to `hostgroup`.
+    pub fn routed(&self, route: &'static str, hostgroup: &str) {
+        self.queries
+            .get_or_create(&RouteLabels {
+                route,
+                hostgroup: hostgroup.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts an error of `kind` sent to a client.
+    pub fn error(&self, kind: &'static str) {
+        self.errors.get_or_create(&KindLabels { kind }).inc();
+    }
+}
+
+/// The registry plus what is read at scrape time: pools and server health.
+#[derive(Debug)]
+pub struct Live(pub std::sync::Arc<crate::Shared>);
+
+impl Render for Live {
+    fn render(&self) -> String {
+        use std::fmt::Write;
+        let shared = &self.0;
+        let mut out = shared.metrics.registry.render();
+        // The registry ends with "# EOF"; live gauges go before it.
+        if let Some(stripped) = out.strip_suffix("# EOF\n") {
+            out.truncate(stripped.len());
+        }
+        let gauge = |out: &mut String, name: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        };
+        let pools = shared.pools.stats();
+        gauge(
+            &mut out,
+            POOL_CONNECTIONS,
+            "backend connections by server and state",
+        );
+        for p in &pools {
+            let s = escape(&p.server);
+            let _ = writeln!(
+                out,
+                "{POOL_CONNECTIONS}{{server=\"{s}\",state=\"in_use\"}} {}",
+                p.open - p.idle.min(p.open)
+            );
+            let _ = writeln!(
+                out,
+                "{POOL_CONNECTIONS}{{server=\"{s}\",state=\"idle\"}} {}",
+                p.idle
+            );
+        }
+        gauge(
+            &mut out,
+            POOL_CONNECT_FAILURES,
+            "consecutive failed connects by server",
+        );
+        for p in &pools {
+            let _ = writeln!(
+                out,
+                "{POOL_CONNECT_FAILURES}{{server=\"{}\"}} {}",
+                escape(&p.server),
+                p.failures
+            );
+        }
+        let health = shared.monitor.snapshot();
+        let rt = shared.runtime();
+        let unknown = ServerHealth::default();
+        let rows: Vec<_> = rt
+            .servers
+            .iter()
+            .map(|s| {
+                (
+                    escape(&s.name),
+                    health.get(&s.name).unwrap_or(&unknown).clone(),
+                )
+            })
+            .collect();
+        gauge(
+            &mut out,
+            SERVER_UP,
+            "1 when the server is usable (not shunned)",
+        );
+        for (s, h) in &rows {
+            let up = u8::from(!matches!(h.status, Status::Shunned { .. }));
+            let _ = writeln!(out, "{SERVER_UP}{{server=\"{s}\"}} {up}");
+        }
+        gauge(&mut out, SERVER_READ_ONLY, "1 when the server is read-only");
+        for (s, h) in &rows {
+            if let Some(ro) = h.read_only {
+                let _ = writeln!(out, "{SERVER_READ_ONLY}{{server=\"{s}\"}} {}", u8::from(ro));
+            }
+        }
+        gauge(
+            &mut out,
+            SERVER_LAG_SECONDS,
+            "replication lag in seconds (-1: broken)",
+        );
+        for (s, h) in &rows {
+            let lag = match h.lag {
+                Lag::Seconds(n) => n as i64,
+                Lag::Broken => -1,
+                _ => continue,
+            };
+            let _ = writeln!(out, "{SERVER_LAG_SECONDS}{{server=\"{s}\"}} {lag}");
+        }
+        gauge(
+            &mut out,
+            SERVER_CHECK_FAILURES,
+            "consecutive failed health checks",
+        );
+        for (s, h) in &rows {
+            let _ = writeln!(
+                out,
+                "{SERVER_CHECK_FAILURES}{{server=\"{s}\"}} {}",
+                h.consecutive_errors
+            );
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+}
+
+/// A label value with `\\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The Prometheus text exposition of every metric.

@@ -18,7 +18,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::warn;
 
-use crate::config::{BackendConfig, BackendTlsMode, FrontendTls};
+use crate::config::{BackendTls, BackendTlsMode, FrontendTls};
 
 /// The acceptor for clients, or `None` when TLS is off.
 pub fn frontend_acceptor(cfg: &FrontendTls) -> anyhow::Result<Option<TlsAcceptor>> {
@@ -43,11 +43,13 @@ fn self_signed() -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<
 }
 
 /// The connector and server name for the backend, or `None` when TLS is off.
+/// `host` is the name checked against the certificate unless
+/// `tls.server_name` is set.
 pub fn backend_connector(
-    cfg: &BackendConfig,
+    tls: &BackendTls,
+    host: &str,
 ) -> anyhow::Result<Option<(TlsConnector, ServerName<'static>)>> {
-    let tls = &cfg.tls;
-    let name = tls.server_name.clone().unwrap_or_else(|| cfg.host.clone());
+    let name = tls.server_name.clone().unwrap_or_else(|| host.to_string());
     let name = ServerName::try_from(name.clone())
         .with_context(|| format!("backend tls server name {name:?}"))?;
     let builder = rustls::ClientConfig::builder_with_provider(provider())

@@ -276,3 +276,23 @@ impl Topology {
         Ok(self.var("CAUSEWAY_ROUTER_PORT")?.parse()?)
     }
 }
+
+/// The body of `GET url` for a plain `http://host:port/path` URL (the
+/// metrics endpoints), bounded in time.
+pub fn http_get(url: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url}: not an http:// URL"))?;
+    let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut s =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let (_, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("{url}: no HTTP body"))?;
+    Ok(body.to_string())
+}

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use anyhow::{bail, Context, Result};
-use causeway_router::config::{AuthPlugin, BackendTlsMode, Config, Secret, UserConfig};
+use causeway_router::config::{
+    AuthPlugin, BackendTlsMode, Config, HostgroupConfig, Role, Secret, ServerConfig, UserConfig,
+};
 use causeway_router::{Router, Shared};
 use mysql_async::{Opts, OptsBuilder, SslOpts};
 
@@ -22,17 +24,30 @@ pub struct TestRouter {
 }
 
 impl Topology {
-    /// A router configuration in front of the primary: an ephemeral port,
-    /// the APP and ADMIN users (caching_sha2_password, inline passwords),
-    /// TLS on both legs, the primary's RSA key.
+    /// A router configuration in front of the primary alone (one writer
+    /// hostgroup, no reader group: every statement goes to the primary, as
+    /// through a pass-through): an ephemeral port, the APP and ADMIN users
+    /// (caching_sha2_password, inline passwords), TLS on both legs, the
+    /// primary's RSA key, the monitor off.
     pub fn router_config(&self) -> Result<Config> {
         let mut cfg = Config::default();
         cfg.frontend.listen = "127.0.0.1:0".parse()?;
         cfg.frontend.rsa_private_key_file = Some(self.primary_data().join("private_key.pem"));
-        cfg.backend.host = self.host.clone();
-        cfg.backend.port = self.primary_port;
         cfg.backend.tls.mode = BackendTlsMode::Required;
         cfg.metrics.enabled = false;
+        cfg.monitor.enabled = false;
+        cfg.hostgroups.push(HostgroupConfig {
+            name: "primary".into(),
+            role: Role::Writer,
+            writer: None,
+        });
+        cfg.servers.push(ServerConfig {
+            name: Some("primary".into()),
+            host: self.host.clone(),
+            port: self.primary_port,
+            hostgroup: "primary".into(),
+            ..ServerConfig::default()
+        });
         for role in ["APP", "ADMIN"] {
             let who = self.user(role)?;
             cfg.users.push(UserConfig {
@@ -45,6 +60,32 @@ impl Topology {
         Ok(cfg)
     }
 
+    /// [`Topology::router_config`] plus the replicas as the reader
+    /// hostgroup `replicas` of the writer group `primary`, and the health
+    /// monitor on (as the MONITOR user, checking every 100 ms).
+    pub fn split_config(&self) -> Result<Config> {
+        let mut cfg = self.router_config()?;
+        cfg.hostgroups.push(HostgroupConfig {
+            name: "replicas".into(),
+            role: Role::Reader,
+            writer: Some("primary".into()),
+        });
+        for (i, port) in self.replica_ports.iter().enumerate() {
+            cfg.servers.push(ServerConfig {
+                name: Some(format!("replica{}", i + 1)),
+                host: self.host.clone(),
+                port: *port,
+                hostgroup: "replicas".into(),
+                ..ServerConfig::default()
+            });
+        }
+        let monitor = self.user("MONITOR")?;
+        cfg.monitor.enabled = true;
+        cfg.monitor.interval = std::time::Duration::from_millis(100);
+        cfg.monitor.user = monitor.user;
+        cfg.monitor.password = Some(Secret(monitor.password));
+        Ok(cfg)
+    }
     /// The primary's data directory (certificates, RSA keys).
     pub fn primary_data(&self) -> PathBuf {
         PathBuf::from(
@@ -101,17 +142,79 @@ impl Topology {
 
 /// Starts a router with `cfg` on the current tokio runtime.
 pub async fn start_router(cfg: Config) -> Result<TestRouter> {
-    let router = Router::bind(cfg).await?;
+    let router = Router::bind(cfg, None).await?;
     let port = router.local_addr()?.port();
     let shared = router.shared();
     tokio::spawn(router.run());
     Ok(TestRouter { port, shared })
 }
 
+/// A router on a runtime of its own thread, usable from sync and async
+/// tests alike; it stops when dropped.
+#[derive(Debug)]
+pub struct BackgroundRouter {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its shared state.
+    pub shared: std::sync::Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for BackgroundRouter {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts a router with `cfg` in the background (see [`BackgroundRouter`]).
+pub fn background_router(cfg: Config) -> Result<BackgroundRouter> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(anyhow::Error::from(e)));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            match Router::bind(cfg, None).await {
+                Ok(router) => {
+                    let port = router.local_addr().map(|a| a.port());
+                    let _ = ready_tx.send(port.map(|p| (p, router.shared())).map_err(Into::into));
+                    tokio::select! {
+                        _ = router.run() => {}
+                        _ = stopped => {}
+                    }
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        });
+    });
+    let (port, shared) = ready_rx.recv().context("router thread died")??;
+    Ok(BackgroundRouter {
+        port,
+        shared,
+        stop: Some(stop),
+    })
+}
+
 /// mysql_async options for `role` on `port`; `tls` selects TLS (certificates
 /// not verified) or plain TCP.
 pub fn opts(topo: &Topology, port: u16, role: &str, tls: bool) -> Result<Opts> {
-    let mut b = OptsBuilder::from_opts(topo.opts(port, &topo.user(role)?));
+    // mysql_async reads @@socket after connecting and, without TLS, moves
+    // to that Unix socket when the host is local: past the router, to
+    // whichever server answered. Tests through a router must not.
+    let mut b = OptsBuilder::from_opts(topo.opts(port, &topo.user(role)?)).prefer_socket(false);
     if !tls {
         b = b.ssl_opts(None::<SslOpts>);
     }

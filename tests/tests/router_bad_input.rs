@@ -172,7 +172,7 @@ async fn an_unreachable_backend_is_err_2003() -> Result<()> {
     let port = free.local_addr()?.port();
     drop(free);
     let mut cfg = topo.router_config()?;
-    cfg.backend.port = port;
+    cfg.servers[0].port = port;
     let router = start_router(cfg).await?;
     let mut raw = Raw::connect(router.port).await?;
     let p = raw.read().await?.context("no packet")?;

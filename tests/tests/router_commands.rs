@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
-use causeway_e2e::router::{opts, start_router, Raw};
+use causeway_e2e::router::{background_router, opts, start_router, Raw};
 use causeway_e2e::Topology;
 use causeway_router::config::FullAuth;
 use mysql_async::prelude::*;
@@ -223,7 +223,8 @@ async fn kill_with_comments_is_translated_and_untranslatable_kill_refused() -> R
 #[test]
 fn load_data_local_infile_as_direct() -> Result<()> {
     let topo = Topology::get()?;
-    let router = topo.router_port()?;
+    let passthrough = background_router(topo.router_config()?)?;
+    let router = passthrough.port;
     let admin = topo.user("ADMIN")?;
     topo.mysql_batch(
         topo.primary_port,

@@ -9,6 +9,7 @@
 //!                                     --> plain: 0x02 <-- public key PEM --> RSA(password ^ nonce)
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -23,11 +24,12 @@ use causeway_wire::handshake::{
     CACHING_SHA2_REQUEST_PUBLIC_KEY,
 };
 use causeway_wire::{CapabilityFlags, ErrPacket};
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use crate::error::{Error, Result, Side};
 use crate::io::PacketIo;
-use crate::Shared;
 
 /// Largest packet accepted during the backend's handshake.
 const MAX_AUTH_PACKET: usize = 64 * 1024;
@@ -47,11 +49,41 @@ pub struct Greeted {
     pub greeting: HandshakeV10,
 }
 
-/// Opens a TCP connection to the configured backend and reads its greeting.
-pub async fn connect(shared: &Shared) -> Result<Greeted> {
-    let b = &shared.config.backend;
-    let addr = format!("{}:{}", b.host, b.port);
-    let timeout = b.connect_timeout;
+/// TLS towards one backend server: the connector and the name checked
+/// against its certificate.
+pub type BackendTls = Arc<(TlsConnector, ServerName<'static>)>;
+
+/// Where and how to reach one backend server. The host name is resolved on
+/// every connect, so a moved DNS name is followed.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The server's name in the configuration (for logs and metrics).
+    pub name: String,
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// TCP connect plus greeting timeout.
+    pub connect_timeout: Duration,
+    /// TLS, when the server is reached over TLS.
+    pub tls: Option<BackendTls>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens a TCP connection to `ep` and reads its greeting.
+pub async fn connect(ep: &Endpoint) -> Result<Greeted> {
+    let addr = format!("{}:{}", ep.host, ep.port);
+    let timeout = ep.connect_timeout;
     let tcp = match tokio::time::timeout(timeout, TcpStream::connect(&addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(source)) => return Err(Error::BackendConnect { addr, source }),
@@ -112,7 +144,7 @@ pub async fn login(
     greeted: &mut Greeted,
     login: &Login,
     password: &[u8],
-    shared: &Shared,
+    tls: Option<&BackendTls>,
 ) -> Result<Bytes> {
     let io = &mut greeted.io;
     let g = &greeted.greeting;
@@ -121,7 +153,8 @@ pub async fn login(
     caps.remove(CapabilityFlags::ZSTD_COMPRESSION_ALGORITHM);
     caps.set(CapabilityFlags::CONNECT_WITH_DB, login.database.is_some());
     let mut seq = 1u8;
-    if let Some((connector, name)) = &shared.backend_tls {
+    if let Some(tls) = tls {
+        let (connector, name) = &**tls;
         if !g.capabilities.contains(CapabilityFlags::SSL) {
             return Err(Error::BackendUnsupported("TLS"));
         }

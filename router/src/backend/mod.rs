@@ -1,3 +1,5 @@
-//! The router as a MySQL client: connecting to the backend and logging in.
+//! The router as a MySQL client: connecting to servers, logging in, pools.
 
 pub mod connect;
+pub mod pool;
+pub mod query;

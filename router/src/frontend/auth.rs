@@ -21,7 +21,8 @@ use causeway_wire::CodecError;
 use crate::config::{AuthPlugin, FullAuth};
 use crate::error::{Error, Result};
 use crate::io::PacketIo;
-use crate::{Shared, User};
+use crate::runtime::User;
+use crate::Shared;
 
 /// Largest packet accepted during authentication.
 pub const MAX_AUTH_PACKET: usize = 64 * 1024;
@@ -115,7 +116,8 @@ pub async fn authenticate(
     shared: &Shared,
 ) -> Result<Authenticated> {
     let name = String::from_utf8_lossy(&attempt.user).into_owned();
-    let Some(user) = shared.users.get(&name) else {
+    let rt = shared.runtime();
+    let Some(user) = rt.users.get(&name) else {
         return Err(denied(&name, "unknown user", !attempt.response.is_empty()));
     };
     let wanted = user.plugin.name().as_bytes();

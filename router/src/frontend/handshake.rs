@@ -1,15 +1,17 @@
 //! The connection phase facing a client, ending with both legs logged in.
 //!
 //! ```text
-//! backend connect + greeting          (unreachable: ERR 2003 in place of our greeting)
+//! [first client only: a backend's greeting, to learn its version and
+//!  capabilities]                     (unreachable: ERR 2003 in place of our greeting)
 //! --> HandshakeV10 (backend's version, our id and nonce, capabilities ∩ backend's)
 //! <-- [SSLRequest --> TLS] HandshakeResponse41
 //! auth against the router's users     (ERR 1045 like MySQL)
-//! backend login with the client's capabilities, schema, collation, attributes
-//! --> the backend's OK                (or its ERR, e.g. 1049 unknown database)
 //! ```
-//! Capabilities are the intersection on both legs, so packets in the command
-//! phase can be forwarded unchanged.
+//! The session then opens its first backend connection (with the client's
+//! capabilities, schema, collation, attributes) and answers the client with
+//! OK or the backend's ERR (e.g. 1049 unknown database). Capabilities are
+//! the intersection on both legs, so packets in the command phase can be
+//! forwarded unchanged.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,14 +19,15 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use causeway_wire::auth::{generate_nonce, CACHING_SHA2_PASSWORD};
 use causeway_wire::handshake::{ClientHandshake, HandshakeResponse, HandshakeV10};
-use causeway_wire::CapabilityFlags as C;
+use causeway_wire::{CapabilityFlags as C, StatusFlags};
 use tokio::net::TcpStream;
 
-use crate::backend::connect::{self, Greeted, Login, REQUIRED};
+use crate::backend::connect::{self, Login, REQUIRED};
+use crate::config::Role;
 use crate::error::{Error, Result, Side};
 use crate::frontend::auth::{self, Attempt};
 use crate::io::PacketIo;
-use crate::Shared;
+use crate::{Greeting, Shared};
 
 /// Capabilities the router offers clients (before intersecting with the
 /// backend's). Compression is not offered: packets are forwarded as they are.
@@ -54,17 +57,20 @@ pub const OFFERED: C = C::LONG_PASSWORD
     .union(C::OPTIONAL_RESULTSET_METADATA)
     .union(C::QUERY_ATTRIBUTES);
 
-/// Both legs authenticated; the command phase can start.
+/// The client authenticated; its first backend connection is next.
 #[derive(Debug)]
 pub struct Established {
     /// The client leg.
     pub client: PacketIo,
-    /// The backend leg and its greeting.
-    pub backend: Greeted,
-    /// Capabilities in force on both legs.
+    /// Capabilities in force on the client leg.
     pub caps: C,
     /// The user logged in.
     pub user: String,
+    /// What the backend connections log in with (user and password are the
+    /// runtime's backend credentials of `user`).
+    pub login: Login,
+    /// Sequence id of the next packet to the client (the final OK or ERR).
+    pub seq: u8,
 }
 
 /// The capabilities offered to a client of a backend that offers `backend`.
@@ -91,17 +97,49 @@ pub async fn establish(
         Err(_) => Err(Error::ClientTimeout("handshake")),
     };
     match res {
-        Ok((backend, caps, user)) => Ok(Established {
+        Ok((caps, user, login)) => Ok(Established {
             client,
-            backend,
             caps,
             user,
+            login,
+            seq,
         }),
         Err(e) => {
             send_err(&mut client, seq, &e, peer).await;
             Err(e)
         }
     }
+}
+
+/// What clients are greeted with: learned once from a backend greeting (a
+/// server of the first writer hostgroup that answers; then the others).
+pub async fn greeting(shared: &Shared) -> Result<Greeting> {
+    if let Some(g) = shared.greeting.lock().ok().and_then(|g| g.clone()) {
+        return Ok(g);
+    }
+    let rt = shared.runtime();
+    let mut order: Vec<usize> = (0..rt.servers.len()).collect();
+    order.sort_by_key(|&i| rt.groups[rt.servers[i].group].role != Role::Writer);
+    let mut last = None;
+    for i in order {
+        match connect::connect(&rt.servers[i].endpoint).await {
+            Ok(mut g) => {
+                let _ = g.io.write_packet(1, &[]).await;
+                g.io.shutdown().await;
+                let learned = Greeting {
+                    server_version: g.greeting.server_version.clone(),
+                    capabilities: g.greeting.capabilities,
+                    charset: g.greeting.charset,
+                };
+                if let Ok(mut slot) = shared.greeting.lock() {
+                    *slot = Some(learned.clone());
+                }
+                return Ok(learned);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(Error::Internal("no servers configured".into())))
 }
 
 /// Sends the ERR for `e` (if any), bounded in time, and closes.
@@ -119,9 +157,8 @@ async fn steps(
     seq: &mut u8,
     id: u32,
     shared: &Shared,
-) -> Result<(Greeted, C, String)> {
-    let mut backend = connect::connect(shared).await?;
-    let g = &backend.greeting;
+) -> Result<(C, String, Login)> {
+    let g = greeting(shared).await?;
     let offered = offered(g.capabilities, shared.tls_acceptor.is_some());
     let nonce = generate_nonce();
     let greeting = HandshakeV10 {
@@ -130,7 +167,7 @@ async fn steps(
         auth_plugin_data: Bytes::copy_from_slice(&nonce),
         capabilities: offered,
         charset: g.charset,
-        status: g.status,
+        status: StatusFlags::AUTOCOMMIT,
         auth_plugin_name: Bytes::from_static(CACHING_SHA2_PASSWORD.as_bytes()),
     };
     let mut buf = BytesMut::new();
@@ -176,17 +213,7 @@ async fn steps(
         max_packet_size: resp.max_packet_size,
         connect_attrs: resp.connect_attrs,
     };
-    let ok = match connect::login(&mut backend, &login, &authed.password, shared).await {
-        Ok(ok) => ok,
-        Err(e) => {
-            if !matches!(e, Error::BackendRefused(_)) {
-                shared.metrics.backend_connect_errors.inc();
-            }
-            return Err(e);
-        }
-    };
-    client.write_packet(*seq, &ok).await?;
-    Ok((backend, caps, authed.user))
+    Ok((caps, authed.user, login))
 }
 
 #[cfg(test)]

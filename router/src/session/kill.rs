@@ -187,7 +187,9 @@ fn scan_words(sql: &[u8], backslash_escapes: bool, word: &[u8]) -> bool {
 }
 
 /// Kills `target` for a session logged in as `user`. An ERR to relay to the
-/// client is [`Error::BackendRefused`].
+/// client is [`Error::BackendRefused`]. `KILL QUERY` stops the statement on
+/// the server the session used last; `KILL CONNECTION` wakes the session to
+/// close and also kills that statement, so a running query stops at once.
 pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<()> {
     let id = target.id();
     let info = shared
@@ -203,30 +205,42 @@ pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<
         let msg = format!("You are not owner of thread {id}");
         return Err(Error::BackendRefused(ErrPacket::new(1095, *b"HY000", msg)));
     }
-    let password = shared
-        .users
-        .get(user)
-        .map(|u| u.password.clone())
-        .unwrap_or_default();
-    let mut conn = connect::connect(shared).await?;
+    if matches!(target, KillTarget::Connection(_)) {
+        info.kill.notify_one();
+    }
+    let active = info
+        .active
+        .as_ref()
+        .and_then(|a| info.threads.iter().find(|(s, _)| s == a));
+    let Some((server, thread)) = active.cloned() else {
+        return Ok(());
+    };
+    let rt = shared.runtime();
+    let (Some(u), Some(s)) = (rt.users.get(user), rt.server(&server)) else {
+        return Ok(());
+    };
+    let endpoint = &rt.servers[s].endpoint;
+    let mut conn = connect::connect(endpoint).await?;
     let caps = REQUIRED | CapabilityFlags::TRANSACTIONS | CapabilityFlags::DEPRECATE_EOF;
     let login = Login {
-        user: Bytes::copy_from_slice(user.as_bytes()),
+        user: Bytes::copy_from_slice(u.backend_user.as_bytes()),
         database: None,
         charset: 255,
         capabilities: caps,
         max_packet_size: 1 << 24,
         connect_attrs: Vec::new(),
     };
-    let limit = shared.config.backend.connect_timeout;
+    let limit = endpoint.connect_timeout;
     conn.io.set_write_timeout(Some(limit));
-    tokio::time::timeout(limit, connect::login(&mut conn, &login, &password, shared))
-        .await
-        .map_err(|_| Error::backend_timeout("KILL login", limit))??;
-    let sql = match target {
-        KillTarget::Query(_) => format!("KILL QUERY {}", info.backend_thread),
-        KillTarget::Connection(_) => format!("KILL CONNECTION {}", info.backend_thread),
-    };
+    let password = u.backend_password.clone();
+    tokio::time::timeout(
+        limit,
+        connect::login(&mut conn, &login, &password, endpoint.tls.as_ref()),
+    )
+    .await
+    .map_err(|_| Error::backend_timeout("KILL login", limit))??;
+    // The session itself closes its connections for KILL CONNECTION.
+    let sql = format!("KILL QUERY {thread}");
     let mut buf = BytesMut::new();
     ComQuery::new(sql)
         .encode(caps, &mut buf)
@@ -238,6 +252,11 @@ pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<
     let _ = conn.io.write_packet(0, &[0x01]).await;
     if is_err(&reply.payload) {
         let err = ErrPacket::decode(&reply.payload).map_err(Error::BackendProtocol)?;
+        // The statement may have finished meanwhile; for KILL CONNECTION the
+        // session is closing either way.
+        if matches!(target, KillTarget::Connection(_)) && err.code == 1094 {
+            return Ok(());
+        }
         return Err(Error::BackendRefused(err));
     }
     Ok(())

@@ -1,5 +1,5 @@
 //! A client session from accept to close: connection phase, then the
-//! command relay. Never panics; every failure ends this session only, with a
+//! command loop. Never panics; every failure ends this session only, with a
 //! log line giving the reason.
 
 pub mod kill;
@@ -14,9 +14,9 @@ use tracing::{debug, info, warn};
 use crate::error::Error;
 use crate::frontend::handshake::{self, establish};
 use crate::io::PacketIo;
-use crate::{SessionInfo, Shared};
+use crate::Shared;
 
-/// Counts the session in the gauge and the KILL registry while it lives.
+/// Counts the session in the gauges and the KILL registry while it lives.
 struct Registered<'a> {
     shared: &'a Shared,
     id: u32,
@@ -26,12 +26,6 @@ impl<'a> Registered<'a> {
     fn new(shared: &'a Shared, id: u32) -> Self {
         shared.metrics.sessions.inc();
         Self { shared, id }
-    }
-
-    fn publish(&self, info: SessionInfo) {
-        if let Ok(mut s) = self.shared.sessions.lock() {
-            s.insert(self.id, info);
-        }
     }
 }
 
@@ -44,18 +38,27 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// Sessions of `user` alive now.
+fn sessions_of(shared: &Shared, user: &str) -> usize {
+    shared
+        .sessions
+        .lock()
+        .map(|s| s.values().filter(|i| i.user == user).count())
+        .unwrap_or(0)
+}
+
 /// Serves one client connection to the end.
 pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>) {
     let shared = &*shared;
     shared.metrics.connections.inc();
-    let registered = Registered::new(shared, id);
+    let _registered = Registered::new(shared, id);
     if shared.metrics.sessions.get() > shared.config.frontend.max_connections as i64 {
         warn!("too many connections; refused");
         let mut client = PacketIo::new(Box::new(tcp), crate::error::Side::Client, 1024);
         handshake::send_err(&mut client, 0, &Error::TooManyConnections, peer).await;
         return;
     }
-    let est = match establish(tcp, peer, id, shared).await {
+    let mut est = match establish(tcp, peer, id, shared).await {
         Ok(est) => est,
         Err(e) => {
             shared.metrics.handshake_failures.inc();
@@ -73,18 +76,37 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>)
             return;
         }
     };
-    let backend_thread = est.backend.greeting.connection_id;
-    info!(user = %est.user, tls = est.client.tls, backend_thread, "session established");
-    registered.publish(SessionInfo {
-        backend_thread,
-        user: est.user.clone(),
-    });
-    let mut relay = relay::Relay::new(est, peer, id, shared);
-    match relay.run().await {
+    let limit = shared
+        .runtime()
+        .users
+        .get(&est.user)
+        .map_or(0, |u| u.max_connections);
+    if limit > 0 && sessions_of(shared, &est.user) >= limit {
+        warn!(user = %est.user, limit, "user connection limit reached; refused");
+        shared.metrics.error("user_limit");
+        let e = Error::UserLimit(est.user.clone());
+        handshake::send_err(&mut est.client, est.seq, &e, peer).await;
+        return;
+    }
+    let kill = Arc::new(tokio::sync::Notify::new());
+    let mut session = relay::Session::new(est, peer, id, shared, kill);
+    let started = match session.start().await {
+        Ok(started) => started,
+        Err(e) => {
+            warn!(error = %e.report(), side = ?e.side(), "session could not start");
+            session.fail(&e).await;
+            return;
+        }
+    };
+    if !started {
+        return;
+    }
+    info!("session established");
+    match session.run().await {
         Ok(()) => debug!("session closed"),
         Err(e) => {
             warn!(error = %e.report(), side = ?e.side(), "session ended");
-            relay.fail(&e).await;
+            session.fail(&e).await;
         }
     }
 }

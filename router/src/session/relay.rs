@@ -1,78 +1,215 @@
-//! The command phase: each client command is forwarded to the backend chunk
-//! by chunk, and the backend's response is streamed back chunk by chunk
-//! while a [`ResponseTracker`] says when it is complete. Memory per session
-//! is bounded by one 16 MiB chunk plus the socket buffers, whatever the
+//! The command phase: each client command is routed ([`crate::route`]) to
+//! one of the session's backend connections, opened lazily (from the pool
+//! or by a new login) and brought to the session's state first; the
+//! backend's response is streamed back chunk by chunk while a
+//! [`ResponseTracker`] says when it is complete. Memory per session is
+//! bounded by one 16 MiB chunk plus the socket buffers, whatever the
 //! result size.
 //!
 //! ```text
-//! Idle --command--> Forwarding --response complete--> Idle
+//! Idle --command--> route --> [open: pool | connect+login] --> [sync: USE, replayed SETs]
+//!      --> Forwarding --response complete--> effects (txn from status flags, pins, schema) --> Idle
 //!                   Forwarding --LOCAL INFILE request--> client file --> Forwarding
-//! Idle --COM_QUIT | EOF | idle_timeout--> closed
+//! Idle --COM_QUIT | EOF | idle_timeout | KILL CONNECTION--> connections reset into the pool, closed
 //! Idle --KILL n / COM_PROCESS_KILL--> kill via a separate backend connection --> Idle
 //! Idle --other KILL (multi-statement, prepared)--> ERR 1235 --> Idle
-//! Forwarding --client not reading for net_write_timeout--> closed
-//! Idle --COM_CHANGE_USER--> re-authenticate (router users), switch the backend --> Idle
+//! Idle --no usable server / split brain--> ERR 9001 / 9002 --> Idle
+//! Idle --COM_CHANGE_USER--> re-authenticate (router users), fresh connections --> Idle
 //! ```
+//!
+//! Session state a second connection needs is kept here: the default schema
+//! (`USE`, COM_INIT_DB, login) and every successful `SET` of session
+//! variables, replayed in order on a connection before its first statement.
+//! The transaction state comes from the status flags of each response
+//! (`SERVER_STATUS_IN_TRANS`, `SERVER_STATUS_AUTOCOMMIT`), not from guessing
+//! at statements: while either says a transaction is open, everything goes to
+//! that connection.
+//!
+//! Prepared statements keep client-visible ids of the router's own; each is
+//! prepared lazily on whichever connection an EXECUTE is routed to, the
+//! parameter types of the last EXECUTE are supplied to a connection that has
+//! not seen them, and CLOSE reaches every connection that holds it.
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+use causeway_wire::buf::read_lenenc_int;
 use causeway_wire::command::{ComChangeUser, ComQuery};
 use causeway_wire::flags::Command;
-use causeway_wire::response::ResponseTracker;
-use causeway_wire::{CapabilityFlags, Chunk, ErrPacket, OkPacket};
-use tracing::{debug, info};
+use causeway_wire::response::{PacketRole, ResponseTracker};
+use causeway_wire::{CapabilityFlags, Chunk, ErrPacket, OkPacket, StatusFlags};
+use tracing::{debug, info, warn};
 
-use crate::backend::connect::{finish_auth, scramble, REQUIRED};
+use crate::backend::connect::{self, Login, REQUIRED};
+use crate::backend::pool::{Conn, Refused};
+use crate::backend::query::simple_query;
+use crate::classify::{self, Classified, Kind};
+use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::frontend::auth::{self, Attempt};
 use crate::frontend::handshake::{send_err, Established};
 use crate::io::PacketIo;
+use crate::route::{self, Groups, Held, Steer, Target, Why};
+use crate::rules::{Hints, RuleInput};
+use crate::runtime::{GroupIdx, Runtime, ServerIdx};
 use crate::session::kill::{self, KillTarget};
-use crate::Shared;
+use crate::{SessionInfo, Shared};
+
+/// `CURSOR_TYPE`/`PARAMETER_COUNT_AVAILABLE` flag of COM_STMT_EXECUTE.
+const PARAMETER_COUNT_AVAILABLE: u8 = 0x08;
+
+/// A prepared statement, as the client knows it.
+#[derive(Debug)]
+struct Prepared {
+    sql: Bytes,
+    class: Classified,
+    params: u16,
+    /// Backend statement ids by server.
+    on: Vec<(String, u32)>,
+    /// The parameter-type block of the last EXECUTE that bound types.
+    types: Option<Bytes>,
+    /// Servers whose statement has seen `types`.
+    typed: HashSet<String>,
+    /// Where SEND_LONG_DATA went since the last EXECUTE.
+    long_data: Option<String>,
+    /// Where the last EXECUTE ran (FETCH and RESET go there).
+    last_exec: Option<String>,
+}
+
+/// What a forwarded command's response was.
+#[derive(Debug, Default, Clone, Copy)]
+struct Outcome {
+    status: Option<StatusFlags>,
+    err: bool,
+    prepared: Option<(u32, u16)>,
+}
+
+/// A client-visible error the router makes itself.
+fn router_err(code: u16, msg: impl Into<String>) -> ErrPacket {
+    ErrPacket::new(code, *b"HY000", msg.into())
+}
 
 /// One session in its command phase.
 #[derive(Debug)]
-pub struct Relay<'a> {
+pub struct Session<'a> {
     client: PacketIo,
-    backend: PacketIo,
-    backend_nonce: Bytes,
     caps: CapabilityFlags,
+    login: Login,
     user: String,
     peer: SocketAddr,
     id: u32,
     shared: &'a Shared,
     /// Sequence id of the next packet to the client within the current command.
     client_seq: u8,
+    rt: Arc<Runtime>,
+    conns: Vec<Conn>,
+    schema: Option<Bytes>,
+    replay: Vec<Bytes>,
+    txn: Option<String>,
+    last: Option<String>,
+    vars: Option<String>,
+    locks: Option<String>,
+    temp: Option<String>,
+    temp_tables: HashSet<String>,
+    stmts: HashMap<u32, Prepared>,
+    next_stmt: u32,
+    turn: u64,
+    kill: Arc<tokio::sync::Notify>,
 }
 
-impl<'a> Relay<'a> {
-    /// Takes over an established session.
-    pub fn new(est: Established, peer: SocketAddr, id: u32, shared: &'a Shared) -> Self {
-        let (mut client, mut backend) = (est.client, est.backend.io);
-        let write_timeout = Some(shared.config.frontend.net_write_timeout);
-        client.set_write_timeout(write_timeout);
-        backend.set_write_timeout(write_timeout);
+impl<'a> Session<'a> {
+    /// Takes over an authenticated client.
+    pub fn new(
+        est: Established,
+        peer: SocketAddr,
+        id: u32,
+        shared: &'a Shared,
+        kill: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        let mut client = est.client;
+        client.set_write_timeout(Some(shared.config.frontend.net_write_timeout));
         Self {
             client,
-            backend,
-            backend_nonce: est.backend.greeting.auth_plugin_data,
             caps: est.caps,
+            schema: est.login.database.clone(),
+            login: est.login,
             user: est.user,
             peer,
             id,
             shared,
-            client_seq: 1,
+            client_seq: est.seq,
+            rt: shared.runtime(),
+            conns: Vec::new(),
+            replay: Vec::new(),
+            txn: None,
+            last: None,
+            vars: None,
+            locks: None,
+            temp: None,
+            temp_tables: HashSet::new(),
+            stmts: HashMap::new(),
+            next_stmt: 1,
+            turn: u64::from(id),
+            kill,
+        }
+    }
+
+    /// Opens the first backend connection (in the user's default hostgroup)
+    /// and answers the client's login with OK, or with the backend's ERR
+    /// (then the session is over: returns false).
+    pub async fn start(&mut self) -> Result<bool> {
+        let group = match self.rt.users.get(&self.user) {
+            Some(u) => u.default_group,
+            None => return Err(Error::Internal("user vanished".into())),
+        };
+        match self.in_group(group, false).await {
+            Ok(i) => {
+                if let Err(err) = self.sync(i).await {
+                    self.send_client_err(&err).await?;
+                    self.close().await;
+                    return Ok(false);
+                }
+                self.last = Some(self.conns[i].server.clone());
+                let mut ok = BytesMut::new();
+                OkPacket {
+                    status: StatusFlags::AUTOCOMMIT,
+                    ..OkPacket::default()
+                }
+                .encode(self.caps, &mut ok);
+                let seq = self.client_seq;
+                self.client.write_packet(seq, &ok).await?;
+                self.publish();
+                Ok(true)
+            }
+            Err(Failure::Client(err)) => {
+                self.send_client_err(&err).await?;
+                self.close().await;
+                Ok(false)
+            }
+            Err(Failure::Fatal(e)) => Err(e),
         }
     }
 
     /// Relays commands until the client quits or something fails.
     pub async fn run(&mut self) -> Result<()> {
-        let idle = self.shared.config.frontend.idle_timeout;
         loop {
             self.client.expect_sequence(Some(0));
             self.client_seq = 1;
-            let first = match tokio::time::timeout(idle, self.client.next_chunk()).await {
+            let idle = self.shared.config.frontend.idle_timeout;
+            let next = tokio::select! {
+                r = tokio::time::timeout(idle, self.client.next_chunk()) => r,
+                _ = self.kill.notified() => {
+                    info!("killed");
+                    let err = router_err(1317, "Query execution was interrupted");
+                    let _ = self.send_client_err(&err).await;
+                    self.close().await;
+                    return Ok(());
+                }
+            };
+            let first = match next {
                 Err(_) => {
                     info!(timeout = ?idle, "idle timeout; closing");
                     let err = ErrPacket::new(
@@ -93,17 +230,21 @@ impl<'a> Relay<'a> {
                     }
                 },
             };
+            // The configuration in force when the command arrived (a reload
+            // applies from the next command on).
+            self.rt = self.shared.runtime();
             self.shared.metrics.commands.inc();
             let Some(&command) = first.payload.first() else {
                 return Err(Error::ClientUnexpected("empty command packet"));
             };
+            let started = Instant::now();
+            let whole = !first.more;
             match Command::from_u8(command) {
                 Some(Command::Quit) => {
-                    self.backend.queue_chunk(&first);
                     self.close().await;
                     return Ok(());
                 }
-                Some(Command::ProcessKill) if !first.more => {
+                Some(Command::ProcessKill) if whole => {
                     let id = causeway_wire::buf::Reader::new(&first.payload[1..])
                         .u32("connection id")
                         .ok();
@@ -121,45 +262,111 @@ impl<'a> Relay<'a> {
                         }
                     }
                 }
-                Some(Command::Query) if !first.more => {
-                    // A malformed query is the backend's to refuse, not ours;
-                    // but it must not carry a KILL.
-                    let query = ComQuery::decode(&first.payload, self.caps).ok();
+                Some(Command::Query) => {
+                    let query = whole
+                        .then(|| ComQuery::decode(&first.payload, self.caps).ok())
+                        .flatten();
                     let sql = query.as_ref().map_or(&first.payload[1..], |q| &q.query[..]);
                     match kill::parse(sql) {
-                        Some(target) => {
+                        Some(target) if whole => {
                             if !self.kill(target).await? {
                                 return Ok(());
                             }
                         }
-                        None if kill::mentions_kill(sql) => self.refuse_kill().await?,
-                        None => self.forward(first).await?,
+                        _ if kill::mentions_kill(sql) => self.refuse_kill().await?,
+                        _ => {
+                            let sql = Bytes::copy_from_slice(sql);
+                            self.query(first, &sql).await?;
+                            self.shared
+                                .metrics
+                                .query_seconds
+                                .observe(started.elapsed().as_secs_f64());
+                        }
                     }
                 }
-                Some(Command::StmtPrepare)
-                    if !first.more && kill::mentions_kill(&first.payload[1..]) =>
-                {
-                    self.refuse_kill().await?;
+                Some(Command::StmtPrepare) if whole => {
+                    if kill::mentions_kill(&first.payload[1..]) {
+                        self.refuse_kill().await?;
+                    } else {
+                        self.prepare(first).await?;
+                    }
                 }
-                Some(Command::ChangeUser) if !first.more => {
+                Some(
+                    Command::StmtExecute
+                    | Command::StmtSendLongData
+                    | Command::StmtFetch
+                    | Command::StmtReset
+                    | Command::StmtClose,
+                ) if first.payload.len() >= 5 => {
+                    self.statement(first).await?;
+                    if command == Command::StmtExecute as u8 {
+                        self.shared
+                            .metrics
+                            .query_seconds
+                            .observe(started.elapsed().as_secs_f64());
+                    }
+                }
+                Some(Command::ChangeUser) if whole => {
                     if !self.change_user(first).await? {
                         return Ok(());
                     }
                 }
-                _ => self.forward(first).await?,
+                Some(Command::InitDb) if whole => {
+                    let db = Bytes::copy_from_slice(&first.payload[1..]);
+                    if let Some((i, out)) = self.on_home(first).await? {
+                        if !out.err {
+                            self.schema = Some(db.clone());
+                            self.conns[i].schema = Some(db);
+                        }
+                    }
+                }
+                Some(Command::ResetConnection) if whole => {
+                    if let Some((_, out)) = self.on_home(first).await? {
+                        if !out.err {
+                            self.forget_state().await;
+                        }
+                    }
+                }
+                _ => {
+                    self.on_home(first).await?;
+                }
             }
         }
     }
 
     /// After a failure: an ERR to the client unless its own connection
-    /// broke, then close both legs.
+    /// broke, then close every leg.
     pub async fn fail(&mut self, e: &Error) {
         send_err(&mut self.client, self.client_seq, e, self.peer).await;
-        self.close().await;
+        self.conns.clear();
     }
 
+    /// Ends the session: connections outside a transaction are reset and
+    /// kept in the pool, the rest closed.
     async fn close(&mut self) {
-        self.backend.shutdown().await;
+        let max_idle = self.rt.config.backend.pool_max_idle;
+        let limit = self.rt.config.backend.connect_timeout;
+        for mut c in std::mem::take(&mut self.conns) {
+            let reusable = max_idle > 0
+                && self.txn.as_deref() != Some(c.server.as_str())
+                && self.rt.server(&c.server).is_some();
+            if reusable {
+                let reset = async {
+                    c.io.write_packet(0, &[Command::ResetConnection as u8])
+                        .await?;
+                    let p = c.io.read_packet(64 * 1024).await?;
+                    Ok::<_, Error>(p.payload.first() == Some(&0x00))
+                };
+                if let Ok(Ok(true)) = tokio::time::timeout(limit, reset).await {
+                    c.schema = None;
+                    c.applied = 0;
+                    self.shared.pools.give_back(c, max_idle);
+                    continue;
+                }
+            }
+            let _ = c.io.write_packet(0, &[Command::Quit as u8]).await;
+            c.io.shutdown().await;
+        }
         self.client.shutdown().await;
     }
 
@@ -167,6 +374,18 @@ impl<'a> Relay<'a> {
         let mut buf = BytesMut::new();
         err.encode(self.caps, &mut buf);
         self.client.write_packet(self.client_seq, &buf).await
+    }
+
+    /// Sends a router-made ERR for a command and counts it.
+    async fn refuse(&mut self, kind: &'static str, err: &ErrPacket) -> Result<()> {
+        self.shared.metrics.error(kind);
+        debug!(
+            kind,
+            code = err.code,
+            "refused: {}",
+            String::from_utf8_lossy(&err.message)
+        );
+        self.send_client_err(err).await
     }
 
     /// A KILL the router cannot translate to the backend's thread id (in a
@@ -183,10 +402,720 @@ impl<'a> Relay<'a> {
         self.send_client_err(&err).await
     }
 
-    /// Forwards a command and streams its response.
-    async fn forward(&mut self, first: Chunk) -> Result<()> {
-        let mut tracker = ResponseTracker::for_command(&first.payload, self.caps);
-        self.backend.queue_chunk(&first);
+    // ---------------------------------------------------------------- routing
+
+    fn groups(&self) -> Groups {
+        let (writer, default) = self
+            .rt
+            .users
+            .get(&self.user)
+            .map_or((0, 0), |u| (u.writer, u.default_group));
+        let reads = match self.rt.groups.get(default).map(|g| g.role) {
+            Some(Role::Reader) => Some(default),
+            _ => self.rt.groups.get(writer).and_then(|g| g.reads_to),
+        };
+        Groups { writer, reads }
+    }
+
+    fn held(&self) -> Held<'_> {
+        Held {
+            txn: self.txn.as_deref(),
+            last: self.last.as_deref(),
+            vars: self.vars.as_deref(),
+            locks: self.locks.as_deref(),
+            temp: self.temp.as_deref(),
+        }
+    }
+
+    /// Hints and rules for `sql`; an ERR when a hint is malformed or names
+    /// no hostgroup.
+    fn steer(&self, sql: &str, class: &Classified) -> std::result::Result<Steer, ErrPacket> {
+        let hints = Hints::parse(sql);
+        if let Some(e) = hints.errors.first() {
+            return Err(router_err(9003, format!("Causeway: bad hint: {e}")));
+        }
+        let groups = self.groups();
+        let find = |name: &str| self.rt.groups.iter().position(|g| g.name == name);
+        let hint = match (&hints.hostgroup, hints.primary) {
+            (_, true) => Some(groups.writer),
+            (Some(name), false) => Some(find(name).ok_or_else(|| {
+                router_err(9003, format!("Causeway: hint names no hostgroup {name:?}"))
+            })?),
+            (None, false) => None,
+        };
+        let rule = if self.rt.rules.is_empty() {
+            None
+        } else {
+            let schema = self
+                .schema
+                .as_deref()
+                .and_then(|s| std::str::from_utf8(s).ok());
+            let out = self.rt.rules.evaluate(&RuleInput {
+                sql,
+                digest: None,
+                user: &self.user,
+                schema,
+                client_ip: self.peer.ip(),
+            });
+            out.destination.and_then(find)
+        };
+        let temp_table = !self.temp_tables.is_empty()
+            && class.tables.iter().any(|t| self.temp_tables.contains(t));
+        Ok(Steer {
+            hint,
+            rule,
+            temp_table,
+        })
+    }
+
+    /// Classifies `sql`, parsing fully when the session has temporary
+    /// tables (the fast path does not list tables).
+    fn classify(&self, sql: &str) -> Classified {
+        if self.temp_tables.is_empty() {
+            classify::classify(sql)
+        } else {
+            classify::classify_parsed(sql)
+        }
+    }
+
+    /// Routes a statement to a connection index.
+    async fn route(
+        &mut self,
+        sql: &str,
+        class: &Classified,
+    ) -> std::result::Result<(usize, Why), Failure> {
+        let steer = self.steer(sql, class).map_err(Failure::Client)?;
+        let target = route::decide(class, &self.held(), &steer, &self.groups());
+        match target {
+            Target::Conn(name, why) => {
+                let name = name.to_string();
+                match self.conns.iter().position(|c| c.server == name) {
+                    Some(i) => {
+                        self.count(why, i);
+                        Ok((i, why))
+                    }
+                    // Its server left the configuration: the state is gone.
+                    None => {
+                        let g = self.groups().writer;
+                        let i = self.in_group(g, true).await?;
+                        self.count(Why::Write, i);
+                        Ok((i, Why::Write))
+                    }
+                }
+            }
+            Target::Group(g, why) => {
+                let writes = self.rt.groups[g].role == Role::Writer;
+                let i = match self.in_group(g, writes).await {
+                    Ok(i) => i,
+                    Err(Failure::Client(_))
+                        if why == Why::Read && self.rt.config.routing.reads_fall_back_to_writer =>
+                    {
+                        self.in_group(self.groups().writer, true).await?
+                    }
+                    Err(e) => return Err(e),
+                };
+                self.count(why, i);
+                Ok((i, why))
+            }
+        }
+    }
+
+    fn count(&self, why: Why, conn: usize) {
+        let Some(s) = self.rt.server(&self.conns[conn].server) else {
+            return;
+        };
+        let g = &self.rt.groups[self.rt.servers[s].group];
+        self.shared.metrics.routed(why.label(), &g.name);
+    }
+
+    /// A connection to a usable server of group `g` (one the session has,
+    /// else a new one), trying the others when one cannot be reached.
+    async fn in_group(&mut self, g: GroupIdx, writes: bool) -> std::result::Result<usize, Failure> {
+        let health = self.shared.monitor.snapshot();
+        let members = self.rt.members(&health);
+        let name = self.rt.groups[g].name.clone();
+        if writes && members.split[g] {
+            return Err(Failure::Client(router_err(
+                9002,
+                format!(
+                    "Causeway: hostgroup '{name}' has more than one writable server (split brain); \
+                     refusing until one is read-only"
+                ),
+            )));
+        }
+        let mut candidates = members.members[g].clone();
+        let mut last_err = None;
+        while !candidates.is_empty() {
+            self.turn = self.turn.wrapping_add(1);
+            let pick = {
+                let rt = &self.rt;
+                let pools = &self.shared.pools;
+                let conns = &self.conns;
+                route::pick(
+                    &candidates,
+                    |m| conns.iter().any(|c| c.server == rt.servers[m].name),
+                    |m| pools.open(&rt.servers[m].name),
+                    |m| rt.servers[m].weight,
+                    self.turn,
+                )
+            };
+            let Some(m) = pick else { break };
+            match self.open(m).await {
+                Ok(i) => return Ok(i),
+                Err(Failure::Fatal(e)) => return Err(Failure::Fatal(e)),
+                Err(Failure::Client(err)) => {
+                    last_err = Some(err);
+                    candidates.retain(|&c| c != m);
+                }
+            }
+        }
+        Err(Failure::Client(last_err.unwrap_or_else(|| {
+            router_err(
+                9001,
+                format!("Causeway: no usable server in hostgroup '{name}' (all down, shunned or without weight)"),
+            )
+        })))
+    }
+
+    /// The session's connection to server `m`, opened if needed.
+    async fn open(&mut self, m: ServerIdx) -> std::result::Result<usize, Failure> {
+        let server = self.rt.servers[m].clone();
+        if let Some(i) = self.conns.iter().position(|c| c.server == server.name) {
+            return Ok(i);
+        }
+        let Some(user) = self.rt.users.get(&self.user).cloned() else {
+            return Err(Failure::Fatal(Error::Internal("user vanished".into())));
+        };
+        let pools = &self.shared.pools;
+        let caps = self.caps | REQUIRED;
+        if let Some(mut c) = pools.take(&server.name, &user.backend_user, caps, self.login.charset)
+        {
+            // COM_RESET_CONNECTION gave it the server's default character
+            // set; the handshake's collation is put back (ids are accepted
+            // for these variables).
+            let cs = self.login.charset;
+            let sql = format!(
+                "SET character_set_client = {cs}, character_set_results = {cs}, \
+                 collation_connection = {cs}"
+            );
+            let limit = self.rt.config.backend.connect_timeout;
+            if simple_query(&mut c.io, c.caps, &sql, limit).await.is_ok() {
+                self.conns.push(c);
+                self.publish();
+                return Ok(self.conns.len() - 1);
+            }
+        }
+        let lease = pools
+            .reserve(&server.name, server.max_connections)
+            .map_err(|r| {
+                self.shared.metrics.error("no_backend");
+                Failure::Client(match r {
+                    Refused::Full(max) => router_err(
+                        1040,
+                        format!(
+                            "Causeway: server '{}' has {max} connections open (max_connections)",
+                            server.name
+                        ),
+                    ),
+                    Refused::Backoff(wait) => router_err(
+                        9001,
+                        format!(
+                            "Causeway: server '{}' is unreachable (retrying in {} ms)",
+                            server.name,
+                            wait.as_millis()
+                        ),
+                    ),
+                })
+            })?;
+        let ep = &server.endpoint;
+        let login = Login {
+            user: Bytes::copy_from_slice(user.backend_user.as_bytes()),
+            database: self.schema.clone(),
+            ..self.login.clone()
+        };
+        let attempt = async {
+            let mut g = connect::connect(ep).await?;
+            connect::login(&mut g, &login, &user.backend_password, ep.tls.as_ref()).await?;
+            Ok::<_, Error>(g)
+        };
+        let res = tokio::time::timeout(ep.connect_timeout, attempt)
+            .await
+            .unwrap_or_else(|_| Err(Error::backend_timeout("connect", ep.connect_timeout)));
+        match res {
+            Ok(g) => {
+                pools.connected(&server.name);
+                let mut io = g.io;
+                io.set_write_timeout(Some(self.shared.config.frontend.net_write_timeout));
+                self.conns.push(Conn {
+                    io,
+                    server: server.name.clone(),
+                    thread_id: g.greeting.connection_id,
+                    nonce: g.greeting.auth_plugin_data,
+                    user: user.backend_user.clone(),
+                    caps,
+                    charset: self.login.charset,
+                    schema: self.schema.clone(),
+                    applied: 0,
+                    lease,
+                });
+                self.publish();
+                Ok(self.conns.len() - 1)
+            }
+            // The server answered and said no (unknown database, access
+            // denied): the client sees that ERR as it is.
+            Err(Error::BackendRefused(err)) => Err(Failure::Client(err)),
+            Err(e) => {
+                pools.failed(&server.name, self.rt.config.backend.connect_backoff);
+                self.shared.metrics.backend_connect_errors.inc();
+                warn!(server = %server.name, error = %e.report(), "backend connect failed");
+                // TLS and protocol failures keep their MySQL codes (2026,
+                // ...); the server's address stays in the log.
+                let err = match &e {
+                    Error::BackendConnect { .. } | Error::BackendIo(_) => None,
+                    _ => e.client_err(&self.peer.ip().to_string()),
+                };
+                Err(Failure::Client(err.unwrap_or_else(|| {
+                    router_err(
+                        9001,
+                        format!("Causeway: cannot reach server '{}'", server.name),
+                    )
+                })))
+            }
+        }
+    }
+
+    /// Brings connection `i` to the session's state: schema, then the SET
+    /// statements it has not run. A refusal is the client's ERR.
+    async fn sync(&mut self, i: usize) -> std::result::Result<(), ErrPacket> {
+        let limit = self.rt.config.backend.connect_timeout;
+        let c = &mut self.conns[i];
+        if self.schema.is_some() && c.schema != self.schema {
+            let db = self.schema.clone().unwrap_or_default();
+            let mut p = BytesMut::with_capacity(db.len() + 1);
+            p.put_u8(Command::InitDb as u8);
+            p.put_slice(&db);
+            let res = async {
+                c.io.write_packet(0, &p).await?;
+                c.io.read_packet(64 * 1024).await
+            };
+            match tokio::time::timeout(limit, res).await {
+                Ok(Ok(r)) if r.payload.first() == Some(&0x00) => c.schema = Some(db),
+                Ok(Ok(r)) => {
+                    return Err(ErrPacket::decode(&r.payload)
+                        .unwrap_or_else(|_| router_err(1105, "Causeway: COM_INIT_DB failed")))
+                }
+                _ => {
+                    return Err(router_err(
+                        9001,
+                        format!("Causeway: server '{}' did not answer", c.server),
+                    ))
+                }
+            }
+        }
+        while c.applied < self.replay.len() {
+            let sql = String::from_utf8_lossy(&self.replay[c.applied]).into_owned();
+            match simple_query(&mut c.io, c.caps, &sql, limit).await {
+                Ok(_) => c.applied += 1,
+                Err(Error::BackendRefused(err)) => return Err(err),
+                Err(e) => {
+                    return Err(router_err(
+                        9001,
+                        format!(
+                            "Causeway: replaying session state on '{}': {}",
+                            c.server,
+                            e.report()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes, opens and syncs: the connection index, or the ERR already
+    /// sent to the client (`None`).
+    async fn prepare_target(
+        &mut self,
+        sql: &str,
+        class: &Classified,
+    ) -> Result<Option<(usize, Why)>> {
+        match self.route(sql, class).await {
+            Ok((i, why)) => match self.sync(i).await {
+                Ok(()) => Ok(Some((i, why))),
+                Err(err) => {
+                    self.refuse("backend_failed", &err).await?;
+                    Ok(None)
+                }
+            },
+            Err(Failure::Client(err)) => {
+                let kind = match err.code {
+                    9002 => "split_brain",
+                    9003 => "hint",
+                    _ => "no_backend",
+                };
+                self.refuse(kind, &err).await?;
+                Ok(None)
+            }
+            Err(Failure::Fatal(e)) => Err(e),
+        }
+    }
+
+    /// The connection of commands that are not statements (PING,
+    /// STATISTICS, FIELD_LIST, INIT_DB, ...): the transaction's, the last
+    /// one used, or a new one in the default group.
+    async fn home(&mut self) -> Result<Option<usize>> {
+        let name = self.txn.clone().or_else(|| self.last.clone());
+        if let Some(i) = name.and_then(|n| self.conns.iter().position(|c| c.server == n)) {
+            return Ok(Some(i));
+        }
+        if !self.conns.is_empty() {
+            return Ok(Some(0));
+        }
+        let g = self.groups().writer;
+        match self.in_group(g, false).await {
+            Ok(i) => match self.sync(i).await {
+                Ok(()) => Ok(Some(i)),
+                Err(err) => self.refuse("backend_failed", &err).await.map(|()| None),
+            },
+            Err(Failure::Client(err)) => self.refuse("no_backend", &err).await.map(|()| None),
+            Err(Failure::Fatal(e)) => Err(e),
+        }
+    }
+
+    async fn on_home(&mut self, first: Chunk) -> Result<Option<(usize, Outcome)>> {
+        let Some(i) = self.home().await? else {
+            return Ok(None);
+        };
+        let out = self.forward(first, i, None).await?;
+        self.after(i, &out);
+        Ok(Some((i, out)))
+    }
+
+    /// Runs one COM_QUERY.
+    async fn query(&mut self, first: Chunk, raw: &Bytes) -> Result<()> {
+        let sql = String::from_utf8_lossy(raw);
+        let class = if first.more {
+            // Over 16 MiB: not worth parsing; the writer takes it.
+            Classified::unparsed()
+        } else {
+            self.classify(&sql)
+        };
+        let Some((i, _)) = self.prepare_target(&sql, &class).await? else {
+            return Ok(());
+        };
+        let out = self.forward(first, i, None).await?;
+        self.after(i, &out);
+        if !out.err {
+            self.effects(i, &class, raw);
+        }
+        Ok(())
+    }
+
+    /// Transaction state from the response's status flags.
+    fn after(&mut self, i: usize, out: &Outcome) {
+        let server = self.conns[i].server.clone();
+        if let Some(st) = out.status {
+            let open = st.contains(StatusFlags::IN_TRANS) || !st.contains(StatusFlags::AUTOCOMMIT);
+            if open {
+                self.txn = Some(server.clone());
+            } else if self.txn.as_deref() == Some(server.as_str()) {
+                self.txn = None;
+            }
+        }
+        if self.last.as_deref() != Some(server.as_str()) {
+            self.last = Some(server);
+            self.publish();
+        }
+    }
+
+    /// What a successful statement leaves in the session.
+    fn effects(&mut self, i: usize, class: &Classified, raw: &Bytes) {
+        let server = self.conns[i].server.clone();
+        match &class.kind {
+            Kind::Use(db) => {
+                let db = Bytes::copy_from_slice(db.as_bytes());
+                self.conns[i].schema = Some(db.clone());
+                self.schema = Some(db);
+            }
+            Kind::SetSession if !class.multi => {
+                self.replay.push(raw.clone());
+                self.conns[i].applied = self.replay.len();
+            }
+            _ => {}
+        }
+        let s = &class.session;
+        if s.sets_user_vars {
+            self.vars = Some(server.clone());
+        }
+        if s.named_locks {
+            self.locks = Some(server.clone());
+        }
+        if s.temp_tables {
+            self.temp = Some(server);
+            for t in &class.tables {
+                self.temp_tables.insert(t.clone());
+            }
+        }
+    }
+
+    /// COM_RESET_CONNECTION succeeded on one connection: reset the others
+    /// too, and forget the session state.
+    async fn forget_state(&mut self) {
+        let limit = self.rt.config.backend.connect_timeout;
+        let home = self.last.clone();
+        let mut broken = Vec::new();
+        for (k, c) in self.conns.iter_mut().enumerate() {
+            c.applied = 0;
+            if Some(&c.server) == home.as_ref() {
+                continue;
+            }
+            let reset = async {
+                c.io.write_packet(0, &[Command::ResetConnection as u8])
+                    .await?;
+                c.io.read_packet(64 * 1024).await
+            };
+            if !matches!(tokio::time::timeout(limit, reset).await, Ok(Ok(p)) if p.payload.first() == Some(&0))
+            {
+                broken.push(k);
+            }
+        }
+        for k in broken.into_iter().rev() {
+            self.conns.remove(k);
+        }
+        self.replay.clear();
+        self.txn = None;
+        self.vars = None;
+        self.locks = None;
+        self.temp = None;
+        self.temp_tables.clear();
+        self.stmts.clear();
+        self.publish();
+    }
+
+    /// Tells KILL where this session's backend threads are.
+    fn publish(&self) {
+        if let Ok(mut s) = self.shared.sessions.lock() {
+            s.insert(
+                self.id,
+                SessionInfo {
+                    user: self.user.clone(),
+                    threads: self
+                        .conns
+                        .iter()
+                        .map(|c| (c.server.clone(), c.thread_id))
+                        .collect(),
+                    active: self.last.clone(),
+                    kill: self.kill.clone(),
+                },
+            );
+        }
+    }
+
+    // ---------------------------------------------------- prepared statements
+
+    async fn prepare(&mut self, first: Chunk) -> Result<()> {
+        let raw = first.payload.slice(1..);
+        let sql = String::from_utf8_lossy(&raw).into_owned();
+        let class = self.classify(&sql);
+        let Some((i, _)) = self.prepare_target(&sql, &class).await? else {
+            return Ok(());
+        };
+        let id = self.next_stmt;
+        let out = self.forward(first, i, Some(id)).await?;
+        self.after(i, &out);
+        if let Some((backend_id, params)) = out.prepared {
+            self.next_stmt = self.next_stmt.wrapping_add(1).max(1);
+            self.stmts.insert(
+                id,
+                Prepared {
+                    sql: raw,
+                    class,
+                    params,
+                    on: vec![(self.conns[i].server.clone(), backend_id)],
+                    types: None,
+                    typed: HashSet::new(),
+                    long_data: None,
+                    last_exec: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// EXECUTE, SEND_LONG_DATA, FETCH, RESET, CLOSE of a prepared statement.
+    async fn statement(&mut self, first: Chunk) -> Result<()> {
+        let command = first.payload[0];
+        let id = u32::from_le_bytes([
+            first.payload[1],
+            first.payload[2],
+            first.payload[3],
+            first.payload[4],
+        ]);
+        let Some(stmt) = self.stmts.get(&id) else {
+            if command == Command::StmtClose as u8 || command == Command::StmtSendLongData as u8 {
+                return Ok(());
+            }
+            let err = ErrPacket::new(
+                1243,
+                *b"HY000",
+                format!("Unknown prepared statement handler ({id}) given to the router"),
+            );
+            return self.send_client_err(&err).await;
+        };
+        if command == Command::StmtClose as u8 {
+            let on = stmt.on.clone();
+            self.stmts.remove(&id);
+            for (server, bid) in on {
+                if let Some(c) = self.conns.iter_mut().find(|c| c.server == server) {
+                    let mut p = BytesMut::with_capacity(5);
+                    p.put_u8(command);
+                    p.put_u32_le(bid);
+                    c.io.write_packet(0, &p).await?;
+                }
+            }
+            return Ok(());
+        }
+        // Where it goes: FETCH and RESET follow the last EXECUTE; EXECUTE
+        // follows SEND_LONG_DATA; otherwise routed like its statement.
+        let pinned = if command == Command::StmtFetch as u8 || command == Command::StmtReset as u8 {
+            stmt.last_exec
+                .clone()
+                .or_else(|| stmt.on.first().map(|o| o.0.clone()))
+        } else {
+            stmt.long_data.clone()
+        };
+        let target = match pinned.and_then(|s| self.conns.iter().position(|c| c.server == s)) {
+            Some(i) => Some(i),
+            None => {
+                let sql = String::from_utf8_lossy(&stmt.sql).into_owned();
+                let class = stmt.class.clone();
+                self.prepare_target(&sql, &class).await?.map(|(i, _)| i)
+            }
+        };
+        let Some(i) = target else {
+            if command == Command::StmtSendLongData as u8 {
+                // No response is allowed; the EXECUTE will fail instead.
+                self.client_seq = 1;
+            }
+            return Ok(());
+        };
+        let Some(bid) = self.ensure_prepared(id, i).await? else {
+            return Ok(());
+        };
+        let server = self.conns[i].server.clone();
+        let first = self.rewrite(first, id, bid, &server);
+        let Some(stmt) = self.stmts.get_mut(&id) else {
+            return Ok(());
+        };
+        if command == Command::StmtSendLongData as u8 {
+            stmt.long_data = Some(server);
+            // No response; forward() still takes every chunk of a long one.
+            self.forward(first, i, None).await?;
+            return Ok(());
+        }
+        if command == Command::StmtExecute as u8 {
+            stmt.long_data = None;
+            stmt.last_exec = Some(server);
+        }
+        let out = self.forward(first, i, None).await?;
+        self.after(i, &out);
+        Ok(())
+    }
+
+    /// The backend id of client statement `id` on connection `i`, preparing
+    /// it there first when needed (the client sees nothing of that).
+    async fn ensure_prepared(&mut self, id: u32, i: usize) -> Result<Option<u32>> {
+        let server = self.conns[i].server.clone();
+        let Some(stmt) = self.stmts.get(&id) else {
+            return Ok(None);
+        };
+        if let Some(&(_, bid)) = stmt.on.iter().find(|o| o.0 == server) {
+            return Ok(Some(bid));
+        }
+        let mut p = BytesMut::with_capacity(stmt.sql.len() + 1);
+        p.put_u8(Command::StmtPrepare as u8);
+        p.put_slice(&stmt.sql);
+        let c = &mut self.conns[i];
+        let mut tracker = ResponseTracker::for_command(&p, c.caps);
+        c.io.write_packet(0, &p).await?;
+        let mut bid = None;
+        let mut err = None;
+        loop {
+            let pkt = c.io.read_packet(1 << 24).await?;
+            let step = tracker.feed(&pkt.payload).map_err(Error::BackendProtocol)?;
+            match step.role {
+                PacketRole::PrepareOk(ok) => bid = Some(ok.statement_id),
+                PacketRole::Err => err = ErrPacket::decode(&pkt.payload).ok(),
+                _ => {}
+            }
+            if step.done {
+                break;
+            }
+        }
+        match (bid, err) {
+            (Some(bid), _) => {
+                if let Some(stmt) = self.stmts.get_mut(&id) {
+                    stmt.on.push((server, bid));
+                }
+                Ok(Some(bid))
+            }
+            (None, err) => {
+                let err = err.unwrap_or_else(|| router_err(1105, "Causeway: re-prepare failed"));
+                self.refuse("backend_failed", &err).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The command with the backend's statement id, and for an EXECUTE
+    /// without types on a connection that has not seen them, the types of
+    /// the last EXECUTE that sent them.
+    fn rewrite(&mut self, first: Chunk, id: u32, bid: u32, server: &str) -> Chunk {
+        let mut payload = BytesMut::from(&first.payload[..]);
+        payload[1..5].copy_from_slice(&bid.to_le_bytes());
+        if payload[0] == Command::StmtExecute as u8 && !first.more {
+            if let Some(stmt) = self.stmts.get_mut(&id) {
+                let qa = self.caps.contains(CapabilityFlags::QUERY_ATTRIBUTES);
+                if let Some(layout) = execute_layout(&payload, stmt.params, qa) {
+                    if payload[layout.bound_at] == 1 {
+                        stmt.types = Some(Bytes::copy_from_slice(
+                            &payload[layout.bound_at + 1..layout.types_end],
+                        ));
+                        stmt.typed.insert(server.to_string());
+                    } else if !stmt.typed.contains(server) {
+                        if let Some(types) = &stmt.types {
+                            let mut p = BytesMut::with_capacity(payload.len() + types.len());
+                            p.put_slice(&payload[..layout.bound_at]);
+                            p.put_u8(1);
+                            p.put_slice(types);
+                            p.put_slice(&payload[layout.bound_at + 1..]);
+                            payload = p;
+                            stmt.typed.insert(server.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        Chunk {
+            payload: payload.freeze(),
+            ..first
+        }
+    }
+
+    // ------------------------------------------------------------ forwarding
+
+    /// Forwards a command to connection `i` and streams its response. With
+    /// `prepare_id`, a COM_STMT_PREPARE_OK is rewritten to carry that id.
+    async fn forward(
+        &mut self,
+        first: Chunk,
+        i: usize,
+        prepare_id: Option<u32>,
+    ) -> Result<Outcome> {
+        let caps = self.conns[i].caps;
+        let mut tracker = ResponseTracker::for_command(&first.payload, caps);
+        let backend = &mut self.conns[i].io;
+        backend.queue_chunk(&first);
         let mut more = first.more;
         let limit = self.shared.config.frontend.handshake_timeout;
         while more {
@@ -196,32 +1125,54 @@ impl<'a> Relay<'a> {
                 .ok_or(Error::ClientUnexpected(
                     "connection closed inside a command",
                 ))?;
-            self.backend.queue_chunk(&c);
-            if self.backend.should_flush() {
-                self.backend.flush().await?;
+            backend.queue_chunk(&c);
+            if backend.should_flush() {
+                backend.flush().await?;
             }
             more = c.more;
         }
-        self.backend.flush().await?;
+        backend.flush().await?;
+        let mut out = Outcome::default();
         if tracker.is_done() {
-            return Ok(());
+            return Ok(out);
         }
-        self.stream_response(&mut tracker).await
+        self.stream_response(i, &mut tracker, prepare_id, &mut out)
+            .await?;
+        out.status = tracker.status();
+        Ok(out)
     }
 
     /// Streams the backend's response to the client until it is complete.
-    async fn stream_response(&mut self, tracker: &mut ResponseTracker) -> Result<()> {
+    async fn stream_response(
+        &mut self,
+        i: usize,
+        tracker: &mut ResponseTracker,
+        prepare_id: Option<u32>,
+        out: &mut Outcome,
+    ) -> Result<()> {
         let mut done = false;
         loop {
-            let c = self.backend.next_chunk().await?.ok_or_else(|| {
+            let backend = &mut self.conns[i].io;
+            let mut c = backend.next_chunk().await?.ok_or_else(|| {
                 Error::BackendIo(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
             })?;
             if c.first {
-                done = tracker
-                    .feed(&c.payload)
-                    .map_err(Error::BackendProtocol)?
-                    .done;
+                let step = tracker.feed(&c.payload).map_err(Error::BackendProtocol)?;
+                done = step.done;
+                match step.role {
+                    PacketRole::Err => out.err = true,
+                    PacketRole::PrepareOk(ok) => {
+                        out.prepared = Some((ok.statement_id, ok.num_params));
+                        if let Some(id) = prepare_id {
+                            let mut p = BytesMut::from(&c.payload[..]);
+                            p[1..5].copy_from_slice(&id.to_le_bytes());
+                            c.payload = p.freeze();
+                        }
+                    }
+                    _ => {}
+                }
             }
+            let buffered = self.conns[i].io.has_buffered_chunk();
             self.client.queue_chunk(&c);
             self.client_seq = c.seq.wrapping_add(1);
             if !c.more {
@@ -230,19 +1181,20 @@ impl<'a> Relay<'a> {
                 }
                 if tracker.awaiting_client_data() {
                     self.client.flush().await?;
-                    self.local_infile().await?;
+                    self.local_infile(i).await?;
                     continue;
                 }
             }
-            if self.client.should_flush() || !self.backend.has_buffered_chunk() {
+            if self.client.should_flush() || !buffered {
                 self.client.flush().await?;
             }
         }
     }
 
     /// LOAD DATA LOCAL: the client's file, up to its empty packet, to the backend.
-    async fn local_infile(&mut self) -> Result<()> {
+    async fn local_infile(&mut self, i: usize) -> Result<()> {
         self.client.expect_sequence(None);
+        let backend = &mut self.conns[i].io;
         loop {
             let c = self
                 .client
@@ -251,27 +1203,30 @@ impl<'a> Relay<'a> {
                 .ok_or(Error::ClientUnexpected(
                     "connection closed inside a LOCAL INFILE",
                 ))?;
-            self.backend.queue_chunk(&c);
+            backend.queue_chunk(&c);
             if c.first && c.payload.is_empty() {
-                return self.backend.flush().await;
+                return backend.flush().await;
             }
-            if self.backend.should_flush() {
-                self.backend.flush().await?;
+            if backend.should_flush() {
+                backend.flush().await?;
             }
         }
     }
+
+    // ----------------------------------------------------- KILL, CHANGE_USER
 
     /// KILL from the client, addressed by router connection id. Returns
     /// false when the session must end (it killed its own connection).
     async fn kill(&mut self, target: KillTarget) -> Result<bool> {
         let own = target.id() == self.id;
+        if own && matches!(target, KillTarget::Connection(_)) {
+            let err = ErrPacket::new(1317, *b"70100", "Query execution was interrupted");
+            let _ = self.send_client_err(&err).await;
+            self.conns.clear();
+            self.client.shutdown().await;
+            return Ok(false);
+        }
         match kill::execute(self.shared, &self.user, target).await {
-            Ok(()) if own && matches!(target, KillTarget::Connection(_)) => {
-                let err = ErrPacket::new(1317, *b"70100", "Query execution was interrupted");
-                let _ = self.send_client_err(&err).await;
-                self.close().await;
-                Ok(false)
-            }
             Ok(()) => {
                 let mut buf = BytesMut::new();
                 OkPacket::default().encode(self.caps, &mut buf);
@@ -296,8 +1251,9 @@ impl<'a> Relay<'a> {
     }
 
     /// COM_CHANGE_USER: the client re-authenticates against the router's
-    /// users, then the backend connection switches to that user. Returns
-    /// false when it failed and the session was closed (as MySQL does).
+    /// users; the session's connections are closed and a fresh one is
+    /// opened as the new user, as MySQL resets the session. Returns false
+    /// when it failed and the session was closed (as MySQL does).
     async fn change_user(&mut self, first: Chunk) -> Result<bool> {
         let cu = ComChangeUser::decode(&first.payload, self.caps).map_err(Error::ClientProtocol)?;
         self.client.expect_sequence(None);
@@ -326,50 +1282,145 @@ impl<'a> Relay<'a> {
                     info!(user = %user, reason, "change user: access denied");
                 }
                 send_err(&mut self.client, seq, &e, self.peer).await;
-                self.close().await;
+                self.conns.clear();
                 return Ok(false);
             }
         };
-        let plugin = causeway_wire::auth::CACHING_SHA2_PASSWORD;
-        let cmd = ComChangeUser {
-            username: cu.username,
-            auth_response: scramble(plugin, &authed.password, &self.backend_nonce).into(),
-            database: cu.database,
-            charset: Some(cu.charset.unwrap_or(255)),
-            auth_plugin_name: Some(Bytes::from_static(plugin.as_bytes())),
-            connect_attrs: cu.connect_attrs,
-        };
-        let mut buf = BytesMut::new();
-        cmd.encode(self.caps | REQUIRED, &mut buf)
-            .map_err(Error::BackendProtocol)?;
-        self.backend.write_packet(0, &buf).await?;
-        self.client_seq = seq;
-        let nonce = self.backend_nonce.clone();
-        let limit = self.shared.config.backend.connect_timeout;
-        let ok = match tokio::time::timeout(
-            limit,
-            finish_auth(&mut self.backend, 1, nonce, &authed.password),
-        )
-        .await
-        .unwrap_or_else(|_| Err(Error::backend_timeout("change user", limit)))
-        {
-            Ok(ok) => ok,
-            Err(Error::BackendRefused(err)) => {
-                info!(code = err.code, "change user refused by the backend");
-                let _ = self.send_client_err(&err).await;
-                self.close().await;
-                return Ok(false);
-            }
-            Err(e) => return Err(e),
-        };
-        self.client.write_packet(seq, &ok).await?;
+        // The backend connections belong to the old user's session: close
+        // them (not pooled: they may hold its transaction).
+        for mut c in std::mem::take(&mut self.conns) {
+            let _ = c.io.write_packet(0, &[Command::Quit as u8]).await;
+        }
         info!(from = %self.user, to = %authed.user, "user changed");
         self.user = authed.user;
-        if let Ok(mut s) = self.shared.sessions.lock() {
-            if let Some(info) = s.get_mut(&self.id) {
-                info.user.clone_from(&self.user);
+        self.login.user = cu.username;
+        if let Some(cs) = cu.charset {
+            self.login.charset = cs as u8;
+        }
+        self.schema = Some(cu.database).filter(|d| !d.is_empty());
+        self.login.database = self.schema.clone();
+        self.replay.clear();
+        self.txn = None;
+        self.last = None;
+        self.vars = None;
+        self.locks = None;
+        self.temp = None;
+        self.temp_tables.clear();
+        self.stmts.clear();
+        self.client_seq = seq;
+        self.start().await
+    }
+}
+
+/// Why no connection could be had.
+#[derive(Debug)]
+enum Failure {
+    /// An ERR for the client; the session goes on.
+    Client(ErrPacket),
+    /// The session cannot go on.
+    Fatal(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Fatal(e)
+    }
+}
+
+/// Where the parameter types sit in a COM_STMT_EXECUTE payload.
+#[derive(Debug, PartialEq, Eq)]
+struct ExecuteLayout {
+    /// Offset of `new_params_bind_flag`.
+    bound_at: usize,
+    /// End of the types block (equals `bound_at + 1` when the flag is 0).
+    types_end: usize,
+}
+
+/// Finds the bind flag and the types of a COM_STMT_EXECUTE for a statement
+/// with `params` parameters; `None` when there are none or the packet is
+/// not what MySQL sends (then it is forwarded unchanged).
+fn execute_layout(p: &[u8], params: u16, query_attributes: bool) -> Option<ExecuteLayout> {
+    let flags = *p.get(5)?;
+    let mut at = 10;
+    let mut count = u64::from(params);
+    if query_attributes && (params > 0 || flags & PARAMETER_COUNT_AVAILABLE != 0) {
+        let (n, len) = read_lenenc_int(p.get(at..)?, "parameter count").ok()?;
+        count = n;
+        at += len;
+    }
+    if count == 0 || count > 65_535 {
+        return None;
+    }
+    at += usize::try_from(count.div_ceil(8)).ok()?;
+    let bound_at = at;
+    let flag = *p.get(bound_at)?;
+    let mut end = bound_at + 1;
+    if flag == 1 {
+        for _ in 0..count {
+            end += 2;
+            if query_attributes {
+                let (len, n) = read_lenenc_int(p.get(end..)?, "parameter name").ok()?;
+                end += n + usize::try_from(len).ok()?;
             }
         }
-        Ok(true)
+        if end > p.len() {
+            return None;
+        }
+    } else if flag != 0 {
+        return None;
+    }
+    Some(ExecuteLayout {
+        bound_at,
+        types_end: end,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execute_layout_finds_the_types_with_and_without_query_attributes() {
+        // id 7, flags 0, iterations 1, 2 params: null bitmap 1 byte, bound 1,
+        // types LONG + VAR_STRING, then values.
+        let mut p = vec![0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0b00, 1, 3, 0, 253, 0];
+        p.extend_from_slice(&[1, 0, 0, 0, 1, b'x']);
+        let l = execute_layout(&p, 2, false).unwrap();
+        assert_eq!(
+            l,
+            ExecuteLayout {
+                bound_at: 11,
+                types_end: 16
+            }
+        );
+        // Same with CLIENT_QUERY_ATTRIBUTES: a count, and a name per type.
+        let mut q = vec![
+            0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0b00, 1, 3, 0, 0, 253, 0, 1, b'n',
+        ];
+        q.extend_from_slice(&[1, 0, 0, 0, 1, b'x']);
+        let l = execute_layout(&q, 2, true).unwrap();
+        assert_eq!(
+            l,
+            ExecuteLayout {
+                bound_at: 12,
+                types_end: 20
+            }
+        );
+        // Not bound: the types block is empty.
+        let r = vec![0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        assert_eq!(
+            execute_layout(&r, 2, false).unwrap(),
+            ExecuteLayout {
+                bound_at: 11,
+                types_end: 12
+            }
+        );
+        // No parameters, truncated packets, a bad flag: left alone.
+        assert_eq!(execute_layout(&r, 0, false), None);
+        assert_eq!(execute_layout(&p[..11], 2, false), None);
+        assert_eq!(execute_layout(&p[..14], 2, false), None);
+        let mut bad = p.clone();
+        bad[11] = 7;
+        assert_eq!(execute_layout(&bad, 2, false), None);
     }
 }

@@ -1,0 +1,287 @@
+//! The running configuration: a validated [`Config`] with passwords
+//! resolved, TLS connectors built, rules compiled and names turned into
+//! indexes. One `Runtime` is immutable; a reload builds a new one whole and
+//! swaps it in ([`crate::Shared::reload`]), so a broken file never replaces
+//! a working one and sessions see either the old or the new one, never a
+//! mix: a session takes the current runtime between statements.
+//!
+//! Hostgroup membership is not fixed by the file: [`Runtime::members`]
+//! combines it with the monitor's view of each server (`read_only`,
+//! shunning), so a promoted replica serves its writer group without a
+//! config change.
+//!
+//! ```text
+//! server configured in W or in R (R.writer = W):
+//!   read_only unknown -> its configured group
+//!   read_only = false -> W   (and R too with routing.writer_is_also_reader)
+//!   read_only = true  -> R
+//! shunned or weight 0 -> in no group
+//! two writable servers in W -> W is split (see routing.split_brain)
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use causeway_common::secret::resolve_secret;
+
+use crate::backend::connect::Endpoint;
+use crate::causal::Scope;
+use crate::config::{AuthPlugin, Config, Role, SplitBrain};
+use crate::monitor::{HealthMap, ServerHealth, Status};
+use crate::rules::Rules;
+use crate::tls;
+
+/// Index of a server in [`Runtime::servers`].
+pub type ServerIdx = usize;
+/// Index of a hostgroup in [`Runtime::hostgroups`].
+pub type GroupIdx = usize;
+
+/// A user the router authenticates, with its passwords resolved.
+#[derive(Clone)]
+pub struct User {
+    /// The frontend password (never logged).
+    pub password: Vec<u8>,
+    /// The plugin clients authenticate with.
+    pub plugin: AuthPlugin,
+    /// The user the router logs in to the servers as.
+    pub backend_user: String,
+    /// Its password.
+    pub backend_password: Vec<u8>,
+    /// The writer hostgroup of its sessions.
+    pub writer: GroupIdx,
+    /// Where its statements go when nothing else decides.
+    pub default_group: GroupIdx,
+    /// At most this many sessions at once (0: no limit).
+    pub max_connections: usize,
+    /// Its consistency in consistent pairs, when set.
+    pub consistency: Option<Scope>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("plugin", &self.plugin)
+            .field("backend_user", &self.backend_user)
+            .field("default_group", &self.default_group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One server.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Its name.
+    pub name: String,
+    /// How to reach it.
+    pub endpoint: Endpoint,
+    /// The hostgroup it is configured in.
+    pub group: GroupIdx,
+    /// Its weight in its group.
+    pub weight: u32,
+    /// Connection limit.
+    pub max_connections: usize,
+}
+
+/// One hostgroup.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Its name.
+    pub name: String,
+    /// Writer or reader.
+    pub role: Role,
+    /// For a writer group: the reader group its plain reads go to (the
+    /// first reader group naming it as `writer`).
+    pub reads_to: Option<GroupIdx>,
+    /// For a reader group: its writer group.
+    pub writer: Option<GroupIdx>,
+    /// For a reader group: the consistent pair it belongs to, as (writer
+    /// group, default scope, max wait).
+    pub pair: Option<(GroupIdx, Scope, std::time::Duration)>,
+}
+
+/// Which servers serve each hostgroup now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// Usable servers per group, in config order.
+    pub members: Vec<Vec<ServerIdx>>,
+    /// Groups with more than one writable server.
+    pub split: Vec<bool>,
+}
+
+/// The running configuration.
+pub struct Runtime {
+    /// The configuration it was built from.
+    pub config: Config,
+    /// Users by name.
+    pub users: HashMap<String, User>,
+    /// Servers in config order.
+    pub servers: Vec<Server>,
+    /// Hostgroups in config order.
+    pub groups: Vec<Group>,
+    /// Compiled query rules.
+    pub rules: Rules,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("users", &self.users.len())
+            .field("servers", &self.servers)
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Validates `config` and builds everything it names: passwords,
+    /// certificates, rules. Fails without side effects.
+    pub fn build(config: Config) -> anyhow::Result<Runtime> {
+        config.validate()?;
+        let group_idx = |name: &str| config.hostgroups.iter().position(|h| h.name == name);
+        let mut groups: Vec<Group> = config
+            .hostgroups
+            .iter()
+            .map(|h| Group {
+                name: h.name.clone(),
+                role: h.role,
+                reads_to: None,
+                writer: h.writer.as_deref().and_then(group_idx),
+                pair: None,
+            })
+            .collect();
+        for i in 0..groups.len() {
+            if let Some(w) = groups[i].writer {
+                if groups[w].reads_to.is_none() {
+                    groups[w].reads_to = Some(i);
+                }
+            }
+        }
+        for p in &config.consistent_pairs {
+            if let (Some(r), Some(w)) = (group_idx(&p.reader), group_idx(&p.writer)) {
+                groups[r].pair = Some((w, p.scope, p.max_wait));
+            }
+        }
+        let first_writer = groups
+            .iter()
+            .position(|g| g.role == Role::Writer)
+            .context("no writer hostgroup")?;
+        let mut users = HashMap::new();
+        for u in &config.users {
+            let what = format!("password of user {:?}", u.name);
+            let password = resolve_secret(&what, &u.password, &u.password_env, &u.password_file)?
+                .unwrap_or_default();
+            let what = format!("backend password of user {:?}", u.name);
+            let backend_password = resolve_secret(
+                &what,
+                &u.backend_password,
+                &u.backend_password_env,
+                &u.backend_password_file,
+            )?
+            .unwrap_or_else(|| password.clone());
+            let default_group = u
+                .default_hostgroup
+                .as_deref()
+                .and_then(group_idx)
+                .unwrap_or(first_writer);
+            let writer = match groups[default_group].role {
+                Role::Writer => default_group,
+                Role::Reader => groups[default_group].writer.unwrap_or(first_writer),
+            };
+            users.insert(
+                u.name.clone(),
+                User {
+                    password: password.into_bytes(),
+                    plugin: u.auth_plugin,
+                    backend_user: u.backend_user.clone().unwrap_or_else(|| u.name.clone()),
+                    backend_password: backend_password.into_bytes(),
+                    writer,
+                    default_group,
+                    max_connections: u.max_connections,
+                    consistency: u.consistency,
+                },
+            );
+        }
+        let mut servers = Vec::new();
+        for s in &config.servers {
+            let cfg = s.tls.as_ref().unwrap_or(&config.backend.tls);
+            let tls = tls::backend_connector(cfg, &s.host)
+                .with_context(|| format!("server {}", s.name()))?
+                .map(Arc::new);
+            servers.push(Server {
+                name: s.name(),
+                endpoint: Endpoint {
+                    name: s.name(),
+                    host: s.host.clone(),
+                    port: s.port,
+                    connect_timeout: config.backend.connect_timeout,
+                    tls,
+                },
+                group: group_idx(&s.hostgroup).context("unknown hostgroup")?,
+                weight: s.weight,
+                max_connections: s.max_connections,
+            });
+        }
+        let rules = Rules::compile(&config.query_rules)
+            .map_err(|e| anyhow::anyhow!("query rules: {}", e.join("; ")))?;
+        Ok(Runtime {
+            config,
+            users,
+            servers,
+            groups,
+            rules,
+        })
+    }
+
+    /// The server called `name`.
+    pub fn server(&self, name: &str) -> Option<ServerIdx> {
+        self.servers.iter().position(|s| s.name == name)
+    }
+
+    /// Which servers serve each group, given the monitor's view.
+    pub fn members(&self, health: &HealthMap) -> Membership {
+        let unknown = ServerHealth::default();
+        let n = self.groups.len();
+        let mut m = Membership {
+            members: vec![Vec::new(); n],
+            split: vec![false; n],
+        };
+        let mut writable = vec![0usize; n];
+        for (i, s) in self.servers.iter().enumerate() {
+            let h = health.get(&s.name).unwrap_or(&unknown);
+            if s.weight == 0 || matches!(h.status, Status::Shunned { .. }) {
+                continue;
+            }
+            let g = &self.groups[s.group];
+            // The writer/reader pair this server moves between, if any.
+            let (w, r) = match g.role {
+                Role::Writer => (Some(s.group), g.reads_to),
+                Role::Reader => (g.writer, Some(s.group)),
+            };
+            match (h.read_only, w, r) {
+                (Some(false), Some(w), r) => {
+                    m.members[w].push(i);
+                    writable[w] += 1;
+                    if let (Some(r), true) = (r, self.config.routing.writer_is_also_reader) {
+                        m.members[r].push(i);
+                    }
+                }
+                (Some(true), _, Some(r)) => m.members[r].push(i),
+                _ => {
+                    m.members[s.group].push(i);
+                    if g.role == Role::Writer && h.read_only == Some(false) {
+                        writable[s.group] += 1;
+                    }
+                }
+            }
+        }
+        for (g, count) in writable.into_iter().enumerate() {
+            m.split[g] = count > 1 && self.config.routing.split_brain == SplitBrain::RefuseWrites;
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+#[path = "runtime_tests.rs"]
+mod tests;

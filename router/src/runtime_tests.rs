@@ -1,0 +1,170 @@
+use std::path::Path;
+
+use super::*;
+use crate::monitor::{Lag, ShunReason};
+
+const SPLIT: &str = r#"
+[[hostgroups]]
+name = "w"
+[[hostgroups]]
+name = "r"
+role = "reader"
+writer = "w"
+[[hostgroups]]
+name = "other"
+[[servers]]
+name = "a"
+port = 1
+hostgroup = "w"
+[[servers]]
+name = "b"
+port = 2
+hostgroup = "r"
+[[servers]]
+name = "c"
+port = 3
+hostgroup = "r"
+[[servers]]
+name = "x"
+port = 4
+hostgroup = "other"
+[[users]]
+name = "app"
+password = "pw"
+[[users]]
+name = "bi"
+password = "pw"
+default_hostgroup = "r"
+backend_user = "bi_ro"
+[backend.tls]
+mode = "disabled"
+[monitor]
+enabled = false
+"#;
+
+fn runtime(text: &str) -> Runtime {
+    let cfg = Config::from_toml(text, Path::new("r.toml")).unwrap();
+    Runtime::build(cfg).unwrap()
+}
+
+fn health(states: &[(&str, Option<bool>, bool)]) -> HealthMap {
+    states
+        .iter()
+        .map(|&(name, read_only, shunned)| {
+            let status = if shunned {
+                Status::Shunned {
+                    reason: ShunReason::Unreachable,
+                }
+            } else {
+                Status::Up
+            };
+            let h = ServerHealth {
+                status,
+                read_only,
+                lag: Lag::Unknown,
+                ..ServerHealth::default()
+            };
+            (name.to_string(), h)
+        })
+        .collect()
+}
+
+fn names(rt: &Runtime, m: &Membership, group: &str) -> Vec<String> {
+    let g = rt.groups.iter().position(|g| g.name == group).unwrap();
+    m.members[g]
+        .iter()
+        .map(|&s| rt.servers[s].name.clone())
+        .collect()
+}
+
+#[test]
+fn users_get_their_groups_and_backend_credentials() {
+    let rt = runtime(SPLIT);
+    let app = &rt.users["app"];
+    assert_eq!(rt.groups[app.writer].name, "w");
+    assert_eq!(app.default_group, app.writer);
+    assert_eq!(app.backend_user, "app");
+    assert_eq!(app.backend_password, b"pw");
+    let bi = &rt.users["bi"];
+    assert_eq!(rt.groups[bi.default_group].name, "r");
+    assert_eq!(
+        rt.groups[bi.writer].name, "w",
+        "a reader default keeps its writer"
+    );
+    assert_eq!(bi.backend_user, "bi_ro");
+    assert_eq!(rt.groups[0].reads_to, Some(1));
+    assert_eq!(rt.groups[2].reads_to, None);
+}
+
+#[test]
+fn unknown_health_keeps_the_configured_groups() {
+    let rt = runtime(SPLIT);
+    let m = rt.members(&HealthMap::new());
+    assert_eq!(names(&rt, &m, "w"), ["a"]);
+    assert_eq!(names(&rt, &m, "r"), ["b", "c"]);
+    assert_eq!(names(&rt, &m, "other"), ["x"]);
+    assert!(m.split.iter().all(|s| !s));
+}
+
+#[test]
+fn read_only_moves_servers_between_a_writer_and_its_reader_group() {
+    let rt = runtime(SPLIT);
+    // An operator promoted b and demoted a.
+    let h = health(&[
+        ("a", Some(true), false),
+        ("b", Some(false), false),
+        ("c", Some(true), false),
+    ]);
+    let m = rt.members(&h);
+    assert_eq!(names(&rt, &m, "w"), ["b"]);
+    assert_eq!(names(&rt, &m, "r"), ["a", "c"]);
+    assert!(!m.split[0]);
+}
+
+#[test]
+fn shunned_servers_and_weight_zero_serve_nothing() {
+    let text = SPLIT.replace(
+        "port = 3\nhostgroup = \"r\"",
+        "port = 3\nhostgroup = \"r\"\nweight = 0",
+    );
+    let rt = runtime(&text);
+    let h = health(&[("a", Some(false), false), ("b", Some(true), true)]);
+    let m = rt.members(&h);
+    assert_eq!(names(&rt, &m, "w"), ["a"]);
+    assert!(names(&rt, &m, "r").is_empty());
+}
+
+#[test]
+fn two_writable_servers_split_the_writer_group_unless_allowed() {
+    let rt = runtime(SPLIT);
+    let h = health(&[("a", Some(false), false), ("b", Some(false), false)]);
+    let m = rt.members(&h);
+    assert_eq!(names(&rt, &m, "w"), ["a", "b"]);
+    assert!(m.split[0]);
+    let allow = format!("{SPLIT}\n[routing]\nsplit_brain = \"allow\"\n");
+    let rt = runtime(&allow);
+    assert!(!rt.members(&h).split[0]);
+}
+
+#[test]
+fn writer_is_also_reader_puts_the_writer_in_the_reader_group() {
+    let text = format!("{SPLIT}\n[routing]\nwriter_is_also_reader = true\n");
+    let rt = runtime(&text);
+    let h = health(&[("a", Some(false), false), ("b", Some(true), false)]);
+    let m = rt.members(&h);
+    assert_eq!(names(&rt, &m, "w"), ["a"]);
+    assert_eq!(names(&rt, &m, "r"), ["a", "b", "c"]);
+}
+
+#[test]
+fn a_broken_config_is_refused_whole_with_every_problem() {
+    let text = SPLIT
+        .replace("hostgroup = \"other\"", "hostgroup = \"nowhere\"")
+        .replace("writer = \"w\"", "writer = \"r\"")
+        .replace("default_hostgroup = \"r\"", "default_hostgroup = \"zz\"");
+    let cfg = Config::from_toml(&text, Path::new("r.toml")).unwrap();
+    let err = Runtime::build(cfg).unwrap_err().to_string();
+    for needle in ["nowhere", "writer \"r\" is not a writer hostgroup", "zz"] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
