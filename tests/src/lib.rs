@@ -51,7 +51,9 @@ fn sandbox_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/sandbox"))
 }
 
-fn sandbox(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
+/// Runs `scripts/sandbox ARGS --dir DIR` and returns what it printed and its
+/// exit status.
+pub fn sandbox(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
     Command::new(workspace_root().join("scripts/sandbox"))
         .args(args)
         .arg("--dir")
@@ -155,6 +157,19 @@ impl Topology {
             .get(key)
             .map(String::as_str)
             .with_context(|| format!("{key} missing from topology.env"))
+    }
+
+    /// Runs `scripts/sandbox ARGS` on this topology's sandbox (stop, start,
+    /// pause, resume a server, ...); fails with its stderr unless it succeeds.
+    pub fn sandbox(&self, args: &[&str]) -> Result<()> {
+        let out = sandbox(&self.dir, args)?;
+        if !out.status.success() {
+            bail!(
+                "scripts/sandbox {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
     }
 
     /// The user named by `CAUSEWAY_<ROLE>_USER` / `_PASSWORD` (APP, ADMIN, ...).

@@ -4,32 +4,17 @@
 //! server's GTID history. Each test breaks its own replica, so both can run
 //! side by side.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use causeway_e2e::reader::NativeSubscriber;
-use causeway_e2e::{workspace_root, Topology};
+use causeway_e2e::Topology;
 use causeway_gtid::delta::binary::{Message, ResetReason};
 use causeway_gtid::GtidSet;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn sandbox(topo: &Topology, args: &[&str]) -> Result<()> {
-    let out = Command::new(workspace_root().join("scripts/sandbox"))
-        .args(args)
-        .arg("--dir")
-        .arg(&topo.dir)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "scripts/sandbox {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
 
 async fn executed(conn: &mut Conn) -> Result<GtidSet> {
     let text: String = conn
@@ -82,9 +67,9 @@ async fn a_stalled_server_shows_as_a_growing_view_age() -> Result<()> {
     let mut sub = subscribe(&topo, 1).await?;
     // Fresh first: an age below one server heartbeat period (0.5 s) + slack.
     let fresh = wait_for_age(&mut sub, |age| age < Duration::from_secs(1)).await?;
-    sandbox(&topo, &["pause", "replica1"])?;
+    topo.sandbox(&["pause", "replica1"])?;
     let stale = wait_for_age(&mut sub, |age| age >= Duration::from_secs(2)).await;
-    sandbox(&topo, &["resume", "replica1"])?;
+    topo.sandbox(&["resume", "replica1"])?;
     let stale = stale.context("the view age never grew while the server was stalled")?;
     let recovered = wait_for_age(&mut sub, |age| age < Duration::from_secs(1))
         .await
@@ -122,9 +107,9 @@ async fn restart_keeps_the_stream_and_reset_replaces_the_view() -> Result<()> {
     // A restart mid-stream: no reset, nothing lost, nothing twice.
     let before = write_rows(&topo, 10).await?;
     until_no_reset(&mut sub, &before).await?;
-    sandbox(&topo, &["stop", "replica2"])?;
+    topo.sandbox(&["stop", "replica2"])?;
     write_rows(&topo, 20).await?;
-    sandbox(&topo, &["start", "replica2"])?;
+    topo.sandbox(&["start", "replica2"])?;
     let after = write_rows(&topo, 10).await?;
     until_no_reset(&mut sub, &after)
         .await

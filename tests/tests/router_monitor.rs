@@ -2,12 +2,11 @@
 //! (the test stops a replication thread and a server): the roles it reads,
 //! a stopped SQL thread, a server that goes away and comes back.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use causeway_e2e::{workspace_root, Topology};
+use causeway_e2e::Topology;
 use causeway_router::backend::connect::Endpoint;
 use causeway_router::monitor::{
     HealthMap, Lag, Monitor, MonitorConfig, MonitorTarget, ShunReason, Status,
@@ -17,20 +16,6 @@ use tokio::sync::watch;
 
 /// Deadline of each wait: a guard against hanging, not a speed assertion.
 const WAIT: Duration = Duration::from_secs(60);
-
-fn sandbox(topo: &Topology, args: &[&str]) -> Result<()> {
-    let out = Command::new(workspace_root().join("scripts/sandbox"))
-        .args(args)
-        .arg("--dir")
-        .arg(&topo.dir)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "scripts/sandbox {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
 
 fn target(topo: &Topology, name: &str, port: u16, max_lag: Option<Duration>) -> MonitorTarget {
     MonitorTarget {
@@ -125,7 +110,7 @@ async fn the_monitor_follows_roles_replication_and_outages() -> Result<()> {
     .await?;
 
     // A stopped server: unreachable after shun_after_errors checks.
-    sandbox(&topo, &["stop", "replica2"])?;
+    topo.sandbox(&["stop", "replica2"])?;
     let down = wait_for(&mut rx, "shunned replica2", |map| {
         let h = &map["replica2"];
         h.status
@@ -135,7 +120,7 @@ async fn the_monitor_follows_roles_replication_and_outages() -> Result<()> {
             && h.consecutive_errors >= 2
     })
     .await;
-    sandbox(&topo, &["start", "replica2"])?;
+    topo.sandbox(&["start", "replica2"])?;
     down?;
     wait_for(&mut rx, "saw replica2 back", |map| {
         is_replicating(map, "replica2")

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use causeway_e2e::router::{opts, start_router};
-use causeway_e2e::{workspace_root, Topology};
+use causeway_e2e::Topology;
 use causeway_router::config::{Config, QueryRuleConfig};
 use causeway_router::Router;
 use mysql_async::prelude::*;
@@ -323,20 +323,6 @@ fn sighup_reloads_the_sandbox_router() -> Result<()> {
     Ok(())
 }
 
-fn sandbox(topo: &Topology, args: &[&str]) -> Result<()> {
-    let out = Command::new(workspace_root().join("scripts/sandbox"))
-        .args(args)
-        .arg("--dir")
-        .arg(&topo.dir)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "scripts/sandbox {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
 /// Runs `sql` as ADMIN on `port` of `topo`.
 async fn admin(topo: &Topology, port: u16, sql: &str) -> Result<()> {
     let mut a = topo.conn(port, "ADMIN").await?;
@@ -391,7 +377,7 @@ async fn failures_shun_promotions_move_the_writer_and_two_writers_are_refused() 
     };
 
     // replica1 stops: after the monitor shuns it, every read goes to replica2.
-    sandbox(&topo, &["stop", "replica1"])?;
+    topo.sandbox(&["stop", "replica1"])?;
     let result = async {
         eventually("replica1 shunned", || async {
             for _ in 0..4 {
@@ -404,7 +390,7 @@ async fn failures_shun_promotions_move_the_writer_and_two_writers_are_refused() 
         .await
     }
     .await;
-    sandbox(&topo, &["start", "replica1"])?;
+    topo.sandbox(&["start", "replica1"])?;
     result?;
     eventually("replica1 back in use", || async {
         Ok(fresh_read().await? == r1)

@@ -4,19 +4,10 @@
 
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use anyhow::{ensure, Context, Result};
-use causeway_e2e::{parse_env_file, workspace_root};
-
-fn sandbox(dir: &Path, args: &[&str]) -> Result<Output> {
-    Command::new(workspace_root().join("scripts/sandbox"))
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()
-        .context("running scripts/sandbox")
-}
+use causeway_e2e::{parse_env_file, sandbox, workspace_root};
 
 fn text(out: &Output) -> String {
     format!(
