@@ -243,9 +243,8 @@ impl Shared {
             tokio::time::sleep(every).await;
             let rt = self.runtime();
             let keep: Vec<&str> = rt.servers.iter().map(|s| s.name.as_str()).collect();
-            for mut c in self.pools.reap(rt.config.backend.pool_idle_timeout, &keep) {
-                let _ = c.io.write_packet(0, &[0x01]).await;
-                c.io.shutdown().await;
+            for c in self.pools.reap(rt.config.backend.pool_idle_timeout, &keep) {
+                c.quit().await;
             }
         }
     }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use causeway_wire::CapabilityFlags;
+use causeway_wire::{CapabilityFlags, Command};
 
 use crate::io::PacketIo;
 
@@ -45,6 +45,29 @@ pub struct Conn {
     pub applied: usize,
     /// Its count on the server.
     pub lease: Lease,
+}
+
+impl Conn {
+    /// COM_RESET_CONNECTION within `limit`: true when the server answered
+    /// OK (session state gone, transaction rolled back, locks released).
+    pub async fn reset(&mut self, limit: Duration) -> bool {
+        let io = &mut self.io;
+        let reset = async {
+            io.write_packet(0, &[Command::ResetConnection as u8])
+                .await?;
+            io.read_packet(64 * 1024).await
+        };
+        matches!(
+            tokio::time::timeout(limit, reset).await,
+            Ok(Ok(p)) if p.payload.first() == Some(&0x00)
+        )
+    }
+
+    /// COM_QUIT, then close.
+    pub async fn quit(mut self) {
+        let _ = self.io.write_packet(0, &[Command::Quit as u8]).await;
+        self.io.shutdown().await;
+    }
 }
 
 /// A connection's place in its server's count.
