@@ -15,7 +15,9 @@
 //! | [`classify`] | what a statement is (pure) |
 //! | [`rules`] | query rules, statement digests and `/* causeway: */` hints (pure) |
 //! | [`monitor`] | backend health checks: read_only, replication lag, shunning |
-//! | [`causal`] | where a causal read goes (pure; used by causal reads) |
+//! | [`causal`] | where a causal read goes (pure) |
+//! | [`views`] | what each server has applied: reader streams and GTIDs servers returned |
+//! | [`global`] | the primary's executed set for `global` reads, one fetch per batch |
 //! | [`io`] | one framed leg (TCP or TLS) |
 //! | [`tls`] | rustls set-up for both legs |
 //! | [`error`] | the error type (side, retry, ERR packet) |
@@ -34,6 +36,7 @@ pub mod classify;
 pub mod config;
 pub mod error;
 pub mod frontend;
+pub mod global;
 pub mod io;
 pub mod metrics;
 pub mod monitor;
@@ -42,6 +45,7 @@ pub mod rules;
 pub mod runtime;
 pub mod session;
 pub mod tls;
+pub mod views;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -114,6 +118,10 @@ pub struct Shared {
     pub monitor: Monitor,
     /// What clients are greeted with, once a backend was seen.
     pub greeting: Mutex<Option<Greeting>>,
+    /// What each server has applied (reader streams, returned GTIDs).
+    pub views: views::Views,
+    /// The primary's executed set for `global` reads.
+    pub global: global::GlobalSets,
     next_id: AtomicU32,
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -144,6 +152,8 @@ impl Shared {
             let _ = rsa.set(Arc::new(key));
         }
         let monitor = start_monitor(&runtime)?;
+        let views = views::Views::new();
+        retarget_views(&views, &runtime);
         Ok(Shared {
             config,
             runtime: RwLock::new(Arc::new(runtime)),
@@ -156,6 +166,8 @@ impl Shared {
             pools: Pools::new(),
             monitor,
             greeting: Mutex::new(None),
+            views,
+            global: global::GlobalSets::default(),
             next_id: AtomicU32::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
         })
@@ -200,6 +212,7 @@ impl Shared {
             tracing::warn!("frontend and metrics settings change only at restart");
         }
         self.monitor.retarget(monitor_targets(&runtime));
+        retarget_views(&self.views, &runtime);
         if let Ok(mut r) = self.runtime.write() {
             *r = Arc::new(runtime);
         }
@@ -262,6 +275,12 @@ fn monitor_targets(rt: &Runtime) -> Vec<MonitorTarget> {
             max_lag: c.max_replication_lag,
         })
         .collect()
+}
+
+fn retarget_views(views: &views::Views, rt: &Runtime) {
+    let names: Vec<String> = rt.servers.iter().map(|s| s.name.clone()).collect();
+    let targets = rt.servers.iter().filter_map(|s| s.reader.clone()).collect();
+    views.retarget(&names, targets);
 }
 
 fn start_monitor(rt: &Runtime) -> anyhow::Result<Monitor> {

@@ -50,6 +50,32 @@ pub const SERVER_LAG_SECONDS: &str = "causeway_router_server_lag_seconds";
 /// Health checks that failed, per server.
 pub const SERVER_CHECK_FAILURES: &str = "causeway_router_server_check_failures";
 
+/// Causal reads (reads in a reader hostgroup of a consistent pair), by
+/// scope, where they were served (replica, primary) and why.
+pub const CAUSAL_READS: &str = "causeway_router_causal_reads";
+/// Seconds causal reads waited for a replica to catch up (only reads that
+/// waited).
+pub const CAUSAL_WAIT_SECONDS: &str = "causeway_router_causal_wait_seconds";
+/// Per server: seconds since its view was last confirmed (the reader's
+/// view age plus the time since it last spoke); absent until heard from.
+pub const VIEW_AGE_SECONDS: &str = "causeway_router_view_age_seconds";
+/// Per server: GTIDs the primary of its cluster is known to have and its
+/// view lacks.
+pub const VIEW_GTID_DISTANCE: &str = "causeway_router_view_gtid_distance";
+/// Per server: 1 while the stream from its reader is up.
+pub const READER_CONNECTED: &str = "causeway_router_reader_connected";
+
+/// Labels of [`CAUSAL_READS`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CausalLabels {
+    /// eventual, session, token, global.
+    pub scope: &'static str,
+    /// replica or primary.
+    pub served: &'static str,
+    /// caught_up, not_caught_up, no_healthy_replica, global_fetch_failed.
+    pub reason: &'static str,
+}
+
 /// Labels of [`QUERIES`].
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
@@ -92,6 +118,10 @@ pub struct Metrics {
     pub reloads: Counter,
     /// See [`RELOAD_FAILURES`].
     pub reload_failures: Counter,
+    /// See [`CAUSAL_READS`].
+    pub causal_reads: Family<CausalLabels, Counter>,
+    /// See [`CAUSAL_WAIT_SECONDS`].
+    pub causal_wait_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -117,6 +147,8 @@ impl Metrics {
             query_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
             reloads: Counter::default(),
             reload_failures: Counter::default(),
+            causal_reads: Family::default(),
+            causal_wait_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
         };
         let strip = |name: &'static str| name.strip_prefix("causeway_router_").unwrap_or(name);
         let r = registry.sub_registry_with_prefix("causeway_router");
@@ -167,7 +199,28 @@ impl Metrics {
             "configuration reloads refused",
             m.reload_failures.clone(),
         );
+        r.register(
+            strip(CAUSAL_READS),
+            "causal reads by scope, where they were served and why",
+            m.causal_reads.clone(),
+        );
+        r.register(
+            strip(CAUSAL_WAIT_SECONDS),
+            "time causal reads waited for a replica to catch up",
+            m.causal_wait_seconds.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Counts a causal read.
+    pub fn causal(&self, scope: &'static str, served: &'static str, reason: &'static str) {
+        self.causal_reads
+            .get_or_create(&CausalLabels {
+                scope,
+                served,
+                reason,
+            })
+            .inc();
     }
 
     /// Counts a statement routed by `route` to `hostgroup`.
@@ -287,8 +340,63 @@ impl Render for Live {
                 h.consecutive_errors
             );
         }
+        render_views(shared, &mut out);
         out.push_str("# EOF\n");
         out
+    }
+}
+
+/// Per-server view gauges: age, distance from the cluster's primary,
+/// reader stream up.
+fn render_views(shared: &crate::Shared, out: &mut String) {
+    use std::fmt::Write;
+    let rt = shared.runtime();
+    let members = rt.members(&shared.monitor.snapshot());
+    let views = shared.views.read();
+    let now = std::time::Instant::now();
+    let _ = writeln!(
+        out,
+        "# HELP {VIEW_AGE_SECONDS} seconds since the server's view was confirmed\n# TYPE {VIEW_AGE_SECONDS} gauge"
+    );
+    for s in &rt.servers {
+        if let Some(age) = views.get(&s.name).and_then(|v| v.age(now)) {
+            let _ = writeln!(
+                out,
+                "{VIEW_AGE_SECONDS}{{server=\"{}\"}} {:.6}",
+                escape(&s.name),
+                age.as_secs_f64()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP {VIEW_GTID_DISTANCE} GTIDs the cluster's primary has that the server's view lacks\n# TYPE {VIEW_GTID_DISTANCE} gauge"
+    );
+    for s in &rt.servers {
+        let primary = members.members[s.cluster]
+            .first()
+            .and_then(|&p| views.get(&rt.servers[p].name));
+        if let (Some(p), Some(v)) = (primary, views.get(&s.name)) {
+            let _ = writeln!(
+                out,
+                "{VIEW_GTID_DISTANCE}{{server=\"{}\"}} {}",
+                escape(&s.name),
+                p.set.difference(&v.set).count()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP {READER_CONNECTED} 1 while the reader stream is up\n# TYPE {READER_CONNECTED} gauge"
+    );
+    for s in rt.servers.iter().filter(|s| s.reader.is_some()) {
+        let up = views.get(&s.name).is_some_and(|v| v.connected);
+        let _ = writeln!(
+            out,
+            "{READER_CONNECTED}{{server=\"{}\"}} {}",
+            escape(&s.name),
+            u8::from(up)
+        );
     }
 }
 

@@ -638,8 +638,9 @@ async fn watch_server(
     }
 }
 
-/// The monitor's connection to one server.
-struct Conn {
+/// The monitor's connection to one server (also used for the router's
+/// other small queries of its own, see [`crate::global`]).
+pub(crate) struct Conn {
     io: PacketIo,
     caps: CapabilityFlags,
 }
@@ -654,7 +655,7 @@ const READ_ONLY_SQL: &str = "SELECT @@global.read_only, @@global.super_read_only
 const REPLICA_STATUS_SQL: &str = "SHOW REPLICA STATUS";
 
 impl Conn {
-    async fn open(ep: &Endpoint, user: &str, password: &[u8]) -> Result<Conn, Error> {
+    pub(crate) async fn open(ep: &Endpoint, user: &str, password: &[u8]) -> Result<Conn, Error> {
         let login = Login {
             user: Bytes::copy_from_slice(user.as_bytes()),
             database: None,
@@ -682,7 +683,11 @@ impl Conn {
         })
     }
 
-    async fn query(&mut self, sql: &str, timeout: Duration) -> Result<QueryResult, String> {
+    pub(crate) async fn query(
+        &mut self,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<QueryResult, String> {
         simple_query(&mut self.io, self.caps, sql, timeout)
             .await
             .map_err(|e| format!("{sql}: {}", e.report()))

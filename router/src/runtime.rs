@@ -31,6 +31,7 @@ use crate::config::{AuthPlugin, Config, Role, SplitBrain};
 use crate::monitor::{HealthMap, ServerHealth, Status};
 use crate::rules::Rules;
 use crate::tls;
+use crate::views::ViewTarget;
 
 /// Index of a server in [`Runtime::servers`].
 pub type ServerIdx = usize;
@@ -81,6 +82,16 @@ pub struct Server {
     pub weight: u32,
     /// Connection limit.
     pub max_connections: usize,
+    /// The writer hostgroup of its replication cluster: its own group when
+    /// that is a writer group, else that reader group's writer. GTIDs it
+    /// returns count as writes of this group, wherever the server serves
+    /// now (a promotion does not change it).
+    pub cluster: GroupIdx,
+    /// Its cluster's writer group is the writer of a consistent pair: its
+    /// backend connections track GTIDs (`session_track_gtids=OWN_GTID`).
+    pub track_gtids: bool,
+    /// The `causeway-reader` beside it, with its token.
+    pub reader: Option<ViewTarget>,
 }
 
 /// One hostgroup.
@@ -208,6 +219,25 @@ impl Runtime {
             let tls = tls::backend_connector(cfg, &s.host)
                 .with_context(|| format!("server {}", s.name()))?
                 .map(Arc::new);
+            let group = group_idx(&s.hostgroup).context("unknown hostgroup")?;
+            let cluster = match groups[group].role {
+                Role::Writer => group,
+                Role::Reader => groups[group].writer.unwrap_or(first_writer),
+            };
+            let reader = match &s.reader {
+                None => None,
+                Some(addr) => {
+                    let what = format!("reader token of server {}", s.name());
+                    let token = resolve_secret(&what, &None, &None, &s.reader_token_file)?
+                        .unwrap_or_default()
+                        .into_bytes();
+                    Some(ViewTarget {
+                        server: s.name(),
+                        addr: addr.clone(),
+                        token,
+                    })
+                }
+            };
             servers.push(Server {
                 name: s.name(),
                 endpoint: Endpoint {
@@ -217,9 +247,14 @@ impl Runtime {
                     connect_timeout: config.backend.connect_timeout,
                     tls,
                 },
-                group: group_idx(&s.hostgroup).context("unknown hostgroup")?,
+                group,
                 weight: s.weight,
                 max_connections: s.max_connections,
+                cluster,
+                track_gtids: groups
+                    .iter()
+                    .any(|g| g.pair.is_some_and(|p| p.0 == cluster)),
+                reader,
             });
         }
         let rules = Rules::compile(&config.query_rules)

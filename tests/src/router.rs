@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use anyhow::{bail, Context, Result};
+use causeway_router::causal::Scope;
 use causeway_router::config::{
-    AuthPlugin, BackendTlsMode, Config, HostgroupConfig, Role, Secret, ServerConfig, UserConfig,
+    AuthPlugin, BackendTlsMode, Config, ConsistentPair, HostgroupConfig, Role, Secret,
+    ServerConfig, UserConfig,
 };
 use causeway_router::{Router, Shared};
 use mysql_async::{Opts, OptsBuilder, SslOpts};
@@ -84,6 +86,26 @@ impl Topology {
         cfg.monitor.interval = std::time::Duration::from_millis(100);
         cfg.monitor.user = monitor.user;
         cfg.monitor.password = Some(Secret(monitor.password));
+        Ok(cfg)
+    }
+
+    /// [`Topology::split_config`] with causal reads: each server follows
+    /// the reader beside it, and `replicas` is consistently paired with
+    /// `primary` in `scope`.
+    pub fn causal_config(&self, scope: Scope) -> Result<Config> {
+        let mut cfg = self.split_config()?;
+        let readers = self.reader_addrs()?;
+        let token = PathBuf::from(self.var("CAUSEWAY_READER_TOKEN_FILE")?);
+        for (server, addr) in cfg.servers.iter_mut().zip(readers) {
+            server.reader = Some(addr);
+            server.reader_token_file = Some(token.clone());
+        }
+        cfg.consistent_pairs.push(ConsistentPair {
+            reader: "replicas".into(),
+            writer: "primary".into(),
+            scope,
+            ..ConsistentPair::default()
+        });
         Ok(cfg)
     }
     /// The primary's data directory (certificates, RSA keys).
@@ -302,10 +324,22 @@ impl Raw {
     /// Logs in with caching_sha2_password's fast path (answering an auth
     /// switch if asked), plugin name `plugin` in the response.
     pub async fn login(port: u16, user: &str, password: &str, plugin: &str) -> Result<Raw> {
+        Raw::login_with(port, user, password, plugin, RAW_CAPS).await
+    }
+
+    /// [`Raw::login`] asking for `wanted` capabilities (those the server
+    /// offers).
+    pub async fn login_with(
+        port: u16,
+        user: &str,
+        password: &str,
+        plugin: &str,
+        wanted: causeway_wire::CapabilityFlags,
+    ) -> Result<Raw> {
         use causeway_wire::auth::caching_sha2_scramble;
         use causeway_wire::handshake::{AuthSwitchRequest, HandshakeResponse};
         let (mut raw, g) = Raw::greet(port).await?;
-        let caps = RAW_CAPS & g.capabilities;
+        let caps = wanted & g.capabilities;
         let resp = HandshakeResponse {
             capabilities: caps,
             max_packet_size: 1 << 24,

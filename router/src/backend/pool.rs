@@ -43,6 +43,9 @@ pub struct Conn {
     pub schema: Option<Bytes>,
     /// How many of the session's replayed statements it has run.
     pub applied: usize,
+    /// It reports the GTIDs of its writes in OK packets
+    /// (`session_track_gtids` is not OFF on it).
+    pub tracking: bool,
     /// Its count on the server.
     pub lease: Lease,
 }
@@ -57,10 +60,13 @@ impl Conn {
                 .await?;
             io.read_packet(64 * 1024).await
         };
-        matches!(
+        let ok = matches!(
             tokio::time::timeout(limit, reset).await,
             Ok(Ok(p)) if p.payload.first() == Some(&0x00)
-        )
+        );
+        // Session variables are back to the server's defaults.
+        self.tracking = false;
+        ok
     }
 
     /// COM_QUIT, then close.
@@ -292,6 +298,7 @@ mod tests {
             charset: 255,
             schema: None,
             applied: 0,
+            tracking: false,
             lease,
         }
     }

@@ -36,13 +36,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use causeway_gtid::GtidSet;
 use causeway_wire::command::{ComChangeUser, ComQuery};
 use causeway_wire::flags::Command;
 use causeway_wire::response::{PacketRole, ResponseTracker};
 use causeway_wire::{CapabilityFlags, Chunk, ErrPacket, OkPacket, StatusFlags};
 use tracing::{debug, info, warn};
 
-use crate::backend::connect::{self, Login, REQUIRED};
+use crate::backend::connect::{self, Login};
 use crate::backend::pool::{Conn, Refused};
 use crate::backend::query::simple_query;
 use crate::classify::{self, Classified, Kind};
@@ -57,8 +58,10 @@ use crate::runtime::{GroupIdx, Runtime, ServerIdx};
 use crate::session::kill::{self, KillTarget};
 use crate::{SessionInfo, Shared};
 
+mod causal;
 mod prepared;
 
+use causal::Ask;
 use prepared::Prepared;
 
 /// What a forwarded command's response was.
@@ -100,6 +103,15 @@ pub struct Session<'a> {
     next_stmt: u32,
     turn: u64,
     kill: Arc<tokio::sync::Notify>,
+    /// GTIDs of the session's writes, by writer hostgroup name.
+    needed: HashMap<String, GtidSet>,
+    /// `SET @causeway_min_gtid`: GTIDs every causal read must see.
+    token: Option<GtidSet>,
+    /// The client's own `session_track_gtids` (OWN_GTID, ALL_GTIDS), when
+    /// it set one: it then gets GTIDs in OK packets as MySQL sends them.
+    client_track: Option<String>,
+    /// Status flags of the last response (for OKs the router makes).
+    status: StatusFlags,
 }
 
 impl<'a> Session<'a> {
@@ -136,6 +148,10 @@ impl<'a> Session<'a> {
             next_stmt: 1,
             turn: u64::from(id),
             kill,
+            needed: HashMap::new(),
+            token: None,
+            client_track: None,
+            status: StatusFlags::AUTOCOMMIT,
         }
     }
 
@@ -402,11 +418,20 @@ impl<'a> Session<'a> {
 
     /// Hints and rules for `sql`; an ERR when a hint is malformed or names
     /// no hostgroup.
-    fn steer(&self, sql: &str, class: &Classified) -> std::result::Result<Steer, ErrPacket> {
+    fn steer(&self, sql: &str, class: &Classified) -> std::result::Result<(Steer, Ask), ErrPacket> {
         let hints = Hints::parse(sql);
         if let Some(e) = hints.errors.first() {
             return Err(router_err(9003, format!("Causeway: bad hint: {e}")));
         }
+        let token = match &hints.min_gtid {
+            None => None,
+            Some(text) => Some(GtidSet::parse(text).map_err(|e| {
+                router_err(
+                    9003,
+                    format!("Causeway: bad hint: min_gtid is not a GTID set: {e}"),
+                )
+            })?),
+        };
         let groups = self.groups();
         let find = |name: &str| self.rt.groups.iter().position(|g| g.name == name);
         let hint = match (&hints.hostgroup, hints.primary) {
@@ -416,8 +441,8 @@ impl<'a> Session<'a> {
             })?),
             (None, false) => None,
         };
-        let rule = if self.rt.rules.is_empty() {
-            None
+        let (rule, rule_scope) = if self.rt.rules.is_empty() {
+            (None, None)
         } else {
             let schema = self
                 .schema
@@ -430,15 +455,20 @@ impl<'a> Session<'a> {
                 schema,
                 client_ip: self.peer.ip(),
             });
-            out.destination.and_then(find)
+            (out.destination.and_then(find), out.consistency)
         };
         let temp_table = !self.temp_tables.is_empty()
             && class.tables.iter().any(|t| self.temp_tables.contains(t));
-        Ok(Steer {
+        let steer = Steer {
             hint,
             rule,
             temp_table,
-        })
+        };
+        let ask = Ask {
+            scope: hints.consistency.or(rule_scope),
+            token,
+        };
+        Ok((steer, ask))
     }
 
     /// Classifies `sql`, parsing fully when the session has temporary
@@ -457,7 +487,7 @@ impl<'a> Session<'a> {
         sql: &str,
         class: &Classified,
     ) -> std::result::Result<(usize, Why), Failure> {
-        let steer = self.steer(sql, class).map_err(Failure::Client)?;
+        let (steer, ask) = self.steer(sql, class).map_err(Failure::Client)?;
         let target = route::decide(class, &self.held(), &steer, &self.groups());
         match target {
             Target::Conn(name, why) => {
@@ -475,6 +505,11 @@ impl<'a> Session<'a> {
                         Ok((i, Why::Write))
                     }
                 }
+            }
+            Target::Group(g, why) if self.rt.groups[g].pair.is_some() => {
+                let i = self.causal_read(g, &ask).await?;
+                self.count(why, i);
+                Ok((i, why))
             }
             Target::Group(g, why) => {
                 let writes = self.rt.groups[g].role == Role::Writer;
@@ -560,19 +595,25 @@ impl<'a> Session<'a> {
             return Err(Failure::Fatal(Error::Internal("user vanished".into())));
         };
         let pools = &self.shared.pools;
-        let caps = self.caps | REQUIRED;
+        let caps = self.backend_caps(&server);
         if let Some(mut c) = pools.take(&server.name, &user.backend_user, caps, self.login.charset)
         {
             // COM_RESET_CONNECTION gave it the server's default character
             // set; the handshake's collation is put back (ids are accepted
-            // for these variables).
+            // for these variables), and GTID tracking when it is wanted.
             let cs = self.login.charset;
+            let track = self.track_setting(&server);
             let sql = format!(
                 "SET character_set_client = {cs}, character_set_results = {cs}, \
-                 collation_connection = {cs}"
+                 collation_connection = {cs}{}",
+                track
+                    .as_ref()
+                    .map(|t| format!(", session_track_gtids = {t}"))
+                    .unwrap_or_default()
             );
             let limit = self.rt.config.backend.connect_timeout;
             if simple_query(&mut c.io, c.caps, &sql, limit).await.is_ok() {
+                c.tracking = track.is_some();
                 self.conns.push(c);
                 self.publish();
                 return Ok(self.conns.len() - 1);
@@ -604,6 +645,7 @@ impl<'a> Session<'a> {
         let login = Login {
             user: Bytes::copy_from_slice(user.backend_user.as_bytes()),
             database: self.schema.clone(),
+            capabilities: caps,
             ..self.login.clone()
         };
         let attempt = async {
@@ -629,6 +671,7 @@ impl<'a> Session<'a> {
                     charset: self.login.charset,
                     schema: self.schema.clone(),
                     applied: 0,
+                    tracking: false,
                     lease,
                 });
                 self.publish();
@@ -687,6 +730,9 @@ impl<'a> Session<'a> {
         }
         while c.applied < self.replay.len() {
             let sql = String::from_utf8_lossy(&self.replay[c.applied]).into_owned();
+            if causal::mentions_tracking(sql.as_bytes()) {
+                c.tracking = false;
+            }
             match simple_query(&mut c.io, c.caps, &sql, limit).await {
                 Ok(_) => c.applied += 1,
                 Err(Error::BackendRefused(err)) => return Err(err),
@@ -702,7 +748,7 @@ impl<'a> Session<'a> {
                 }
             }
         }
-        Ok(())
+        self.ensure_tracking(i).await
     }
 
     /// Routes, opens and syncs: the connection index, or the ERR already
@@ -766,6 +812,11 @@ impl<'a> Session<'a> {
 
     /// Runs one COM_QUERY.
     async fn query(&mut self, first: Chunk, raw: &Bytes) -> Result<()> {
+        if !first.more {
+            if let Some(res) = causal::token_statement(raw) {
+                return self.set_token(res).await;
+            }
+        }
         let sql = String::from_utf8_lossy(raw);
         let class = if first.more {
             // Over 16 MiB: not worth parsing; the writer takes it.
@@ -780,6 +831,9 @@ impl<'a> Session<'a> {
         self.after(i, &out);
         if !out.err {
             self.effects(i, &class, raw);
+            if causal::mentions_tracking(raw) {
+                self.tracking_changed(i).await?;
+            }
         }
         Ok(())
     }
@@ -788,6 +842,7 @@ impl<'a> Session<'a> {
     fn after(&mut self, i: usize, out: &Outcome) {
         let server = self.conns[i].server.clone();
         if let Some(st) = out.status {
+            self.status = st;
             let open = st.contains(StatusFlags::IN_TRANS) || !st.contains(StatusFlags::AUTOCOMMIT);
             if open {
                 self.txn = Some(server.clone());
@@ -840,6 +895,8 @@ impl<'a> Session<'a> {
         for (k, c) in self.conns.iter_mut().enumerate() {
             c.applied = 0;
             if Some(&c.server) == home.as_ref() {
+                // The client's COM_RESET_CONNECTION reset this one.
+                c.tracking = false;
                 continue;
             }
             if !c.reset(limit).await {
@@ -856,6 +913,10 @@ impl<'a> Session<'a> {
         self.temp = None;
         self.temp_tables.clear();
         self.stmts.clear();
+        // User variables and session variables are gone; the GTIDs the
+        // session wrote stay needed (its reads must still see them).
+        self.token = None;
+        self.client_track = None;
         self.publish();
     }
 
@@ -937,6 +998,11 @@ impl<'a> Session<'a> {
                 done = step.done;
                 match step.role {
                     PacketRole::Err => out.err = true,
+                    PacketRole::Ok | PacketRole::ResultSetEnd if self.conns[i].tracking => {
+                        if let Some(p) = self.on_ok(i, &c.payload) {
+                            c.payload = p;
+                        }
+                    }
                     PacketRole::PrepareOk(ok) => {
                         out.prepared = Some((ok.statement_id, ok.num_params));
                         if let Some(id) = prepare_id {
@@ -1083,6 +1149,8 @@ impl<'a> Session<'a> {
         self.temp = None;
         self.temp_tables.clear();
         self.stmts.clear();
+        self.token = None;
+        self.client_track = None;
         self.client_seq = seq;
         self.start().await
     }

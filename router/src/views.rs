@@ -1,0 +1,477 @@
+//! What each server has applied, as far as the router knows: one view per
+//! server, fed by the `causeway-reader` beside it (native protocol) and by
+//! the GTIDs a server returned itself in OK packets.
+//!
+//! A view is a *lower bound* of the server's executed set. The reader only
+//! announces a GTID once the transaction is visible on its server, and a
+//! server never forgets a GTID it applied (short of a reset, which the
+//! reader reports), so whatever the view holds, the server has. A reader
+//! that goes silent or down leaves its view as it was: still true, only
+//! older, so fewer reads qualify for that server, none wrongly.
+//!
+//! ```text
+//! per server with a reader address, one task:
+//!   connect --Auth(token)--> Hello --> Snapshot (replaces the view)
+//!     --> Delta (added) | Heartbeat (freshness) ... | Reset (view emptied, Hello + Snapshot follow)
+//!   EOF, error, or nothing for `SILENCE` --> disconnected (view kept) --> backoff --> connect
+//! ```
+//! Every change of any view bumps one `watch` counter, so sessions waiting
+//! for a replica to catch up wake up as soon as a delta arrives, without
+//! polling.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use causeway_gtid::delta::binary::{encode_auth, Decoder, Message};
+use causeway_gtid::GtidSet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tracing::{debug, info, warn};
+
+/// A reader to subscribe to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ViewTarget {
+    /// The server the reader runs beside.
+    pub server: String,
+    /// The reader's native address, `host:port`.
+    pub addr: String,
+    /// Its token (empty when it needs none).
+    pub token: Vec<u8>,
+}
+
+impl std::fmt::Debug for ViewTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewTarget")
+            .field("server", &self.server)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One server's view.
+#[derive(Debug, Clone, Default)]
+pub struct ServerView {
+    /// GTIDs the server is known to have applied (a lower bound).
+    pub set: GtidSet,
+    /// The reader stream is up (Hello and Snapshot received).
+    pub connected: bool,
+    /// When the reader last said anything (a delta, snapshot or heartbeat).
+    pub heard: Option<Instant>,
+    /// How old the reader said its own view was, at `heard`.
+    pub reader_age: Duration,
+    /// Resets the reader reported, and reconnections.
+    pub resets: u64,
+}
+
+impl ServerView {
+    /// How old the view may be now: the reader's own age plus the time
+    /// since it last spoke (`None`: never heard from).
+    pub fn age(&self, now: Instant) -> Option<Duration> {
+        self.heard
+            .map(|h| now.saturating_duration_since(h) + self.reader_age)
+    }
+}
+
+/// Every view, with the tasks that keep them.
+pub struct Views {
+    inner: Arc<Inner>,
+    tasks: Mutex<HashMap<String, (ViewTarget, AbortHandle)>>,
+}
+
+impl std::fmt::Debug for Views {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Views").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    views: RwLock<HashMap<String, ServerView>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Inner {
+    fn write(&self, server: &str, f: impl FnOnce(&mut ServerView) -> bool) {
+        let changed = {
+            let mut views = self.views.write().unwrap_or_else(PoisonError::into_inner);
+            match views.get_mut(server) {
+                Some(v) => f(v),
+                None => false,
+            }
+        };
+        if changed {
+            self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+}
+
+/// Longest silence from a reader before its connection is dropped (it
+/// sends heartbeats several times a second).
+const SILENCE: Duration = Duration::from_secs(3);
+/// Reconnect backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+impl Default for Views {
+    fn default() -> Self {
+        Views::new()
+    }
+}
+
+impl Views {
+    /// No views yet.
+    pub fn new() -> Views {
+        let (changed, _) = watch::channel(0);
+        Views {
+            inner: Arc::new(Inner {
+                views: RwLock::new(HashMap::new()),
+                changed,
+            }),
+            tasks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Keeps a view for each of `servers` and subscribes to the readers of
+    /// `targets` (a reload calls it again: unchanged targets keep their
+    /// stream and view; servers no longer listed are dropped). Needs a
+    /// Tokio runtime when `targets` is not empty.
+    pub fn retarget(&self, servers: &[String], targets: Vec<ViewTarget>) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        {
+            let mut views = self
+                .inner
+                .views
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            views.retain(|name, _| servers.contains(name));
+            for s in servers {
+                views.entry(s.clone()).or_default();
+            }
+        }
+        let mut old = std::mem::take(&mut *tasks);
+        for t in targets {
+            if let Some((prev, handle)) = old.remove(&t.server) {
+                if prev == t {
+                    tasks.insert(t.server.clone(), (prev, handle));
+                    continue;
+                }
+                handle.abort();
+                // Another reader (or token): its view starts over.
+                self.inner.write(&t.server, |v| {
+                    *v = ServerView::default();
+                    true
+                });
+            }
+            let handle = tokio::spawn(follow(self.inner.clone(), t.clone())).abort_handle();
+            tasks.insert(t.server.clone(), (t, handle));
+        }
+        for (_, (_, handle)) in old {
+            handle.abort();
+        }
+    }
+
+    /// Every view, read-locked: hold it only for a decision.
+    pub fn read(&self) -> RwLockReadGuard<'_, HashMap<String, ServerView>> {
+        self.inner
+            .views
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds GTIDs `server` itself reported (in an OK packet, or its
+    /// `gtid_executed`): it has them.
+    pub fn learn(&self, server: &str, gtids: &GtidSet) {
+        {
+            let views = self.read();
+            if views.get(server).is_none_or(|v| gtids.is_subset(&v.set)) {
+                return;
+            }
+        }
+        self.inner.write(server, |v| {
+            v.set.union_with(gtids);
+            true
+        });
+    }
+
+    /// A receiver that sees every change of any view.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.changed.subscribe()
+    }
+}
+
+impl Drop for Views {
+    fn drop(&mut self) {
+        let tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, handle) in tasks.values() {
+            handle.abort();
+        }
+    }
+}
+
+/// Follows one reader forever, reconnecting with backoff.
+async fn follow(inner: Arc<Inner>, target: ViewTarget) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let started = Instant::now();
+        let res = stream(&inner, &target).await;
+        inner.write(&target.server, |v| {
+            let was = v.connected;
+            v.connected = false;
+            was
+        });
+        match res {
+            Ok(()) => {
+                info!(server = %target.server, reader = %target.addr, "reader closed the stream")
+            }
+            Err(e) => {
+                warn!(server = %target.server, reader = %target.addr, error = %e, "reader stream failed; the view stays as it was")
+            }
+        }
+        if started.elapsed() > BACKOFF_MAX * 2 {
+            backoff = BACKOFF_MIN;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One connection to a reader: applies its messages until it ends.
+async fn stream(inner: &Inner, target: &ViewTarget) -> Result<(), String> {
+    let mut sock = tokio::time::timeout(SILENCE, TcpStream::connect(&target.addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = sock.set_nodelay(true);
+    let mut auth = Vec::new();
+    encode_auth(&target.token, &mut auth);
+    sock.write_all(&auth)
+        .await
+        .map_err(|e| format!("sending the token: {e}"))?;
+    let mut dec = Decoder::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut snapshot_seen = false;
+    loop {
+        let n = tokio::time::timeout(SILENCE, sock.read(&mut chunk))
+            .await
+            .map_err(|_| format!("nothing from the reader for {SILENCE:?}"))?
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return if buf.is_empty() {
+                Ok(())
+            } else {
+                Err("closed mid-frame".into())
+            };
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut msgs = Vec::new();
+        let mut used = 0;
+        while let Some((msg, k)) = dec
+            .decode(&buf[used..])
+            .map_err(|e| format!("bad frame: {e}"))?
+        {
+            used += k;
+            msgs.push(msg);
+        }
+        buf.drain(..used);
+        if msgs.is_empty() {
+            continue;
+        }
+        let now = Instant::now();
+        let mut refused = None;
+        inner.write(&target.server, |v| {
+            let mut grew = false;
+            for msg in &msgs {
+                match msg {
+                    Message::Hello(h) => {
+                        debug!(server = %target.server, epoch = h.epoch, "reader hello");
+                    }
+                    Message::Snapshot(set) => {
+                        // Replaces: after a reconnect or reset the reader's
+                        // snapshot is the truth (it may be smaller).
+                        v.set = set.clone();
+                        v.connected = true;
+                        v.heard = Some(now);
+                        v.reader_age = Duration::ZERO;
+                        if snapshot_seen {
+                            v.resets += 1;
+                        }
+                        snapshot_seen = true;
+                        grew = true;
+                    }
+                    Message::Delta(set) => {
+                        v.set.union_with(set);
+                        v.heard = Some(now);
+                        v.reader_age = Duration::ZERO;
+                        grew = true;
+                    }
+                    Message::Heartbeat(hb) => {
+                        v.heard = Some(now);
+                        v.reader_age = hb.view_age;
+                    }
+                    Message::Reset(r) if !snapshot_seen => refused = Some(r.clone()),
+                    Message::Reset(r) => {
+                        // The server's set may have shrunk: nothing is
+                        // known until the next snapshot.
+                        info!(server = %target.server, reason = ?r.reason, detail = %r.detail, "reader reset; view emptied");
+                        v.set.clear();
+                        v.connected = false;
+                        v.resets += 1;
+                        grew = true;
+                    }
+                }
+            }
+            grew
+        });
+        if let Some(r) = refused {
+            return Err(format!(
+                "refused by the reader: {:?} {}",
+                r.reason, r.detail
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use causeway_gtid::delta::binary::{decode_auth, Encoder, Hello, Reset, ResetReason};
+    use tokio::net::TcpListener;
+
+    const U: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+
+    fn set(t: &str) -> GtidSet {
+        GtidSet::parse(t).unwrap()
+    }
+
+    /// A fake reader: checks the token, then sends what the test pushes.
+    async fn fake_reader(
+        token: &'static [u8],
+    ) -> (String, tokio::sync::mpsc::UnboundedSender<Vec<Message>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Message>>();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let got = loop {
+                let mut b = [0u8; 256];
+                let n = sock.read(&mut b).await.unwrap();
+                buf.extend_from_slice(&b[..n]);
+                if let Some((t, _)) = decode_auth(&buf).unwrap() {
+                    break t;
+                }
+            };
+            if got != token {
+                return; // as a reader does: no stream for a wrong token
+            }
+            let mut enc = Encoder::new();
+            while let Some(batch) = rx.recv().await {
+                let mut out = Vec::new();
+                for m in &batch {
+                    enc.encode(m, &mut out);
+                }
+                if sock.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+            // Dropping the sender closes the connection.
+        });
+        (addr, tx)
+    }
+
+    fn hello() -> Message {
+        Message::Hello(Hello {
+            protocol_version: 1,
+            server_uuid: causeway_gtid::Uuid::nil(),
+            reader_instance: 1,
+            epoch: 1,
+        })
+    }
+
+    async fn until(views: &Views, what: &str, f: impl Fn(&ServerView) -> bool) {
+        let mut rx = views.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if views.read().get("s1").is_some_and(&f) {
+                return;
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, rx.changed())
+                    .await
+                    .is_ok(),
+                "{what}: view is {:?}",
+                views.read().get("s1")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn snapshots_deltas_and_resets_shape_the_view() {
+        let (addr, tx) = fake_reader(b"sesame").await;
+        let views = Views::new();
+        views.retarget(
+            &["s1".to_string()],
+            vec![ViewTarget {
+                server: "s1".into(),
+                addr,
+                token: b"sesame".to_vec(),
+            }],
+        );
+        tx.send(vec![hello(), Message::Snapshot(set(&format!("{U}:1-10")))])
+            .unwrap();
+        until(&views, "snapshot", |v| {
+            v.connected && v.set == set(&format!("{U}:1-10"))
+        })
+        .await;
+        tx.send(vec![Message::Delta(set(&format!("{U}:11-12")))])
+            .unwrap();
+        until(&views, "delta", |v| v.set == set(&format!("{U}:1-12"))).await;
+
+        // GTIDs the server returned itself are known at once.
+        views.learn("s1", &set(&format!("{U}:20")));
+        assert_eq!(views.read()["s1"].set, set(&format!("{U}:1-12:20")));
+        views.learn("unknown", &set(&format!("{U}:20")));
+        assert!(!views.read().contains_key("unknown"));
+
+        // A reset: the server may have lost GTIDs; the next snapshot is the truth.
+        tx.send(vec![
+            Message::Reset(Reset {
+                reason: ResetReason::SetShrank,
+                detail: "RESET BINARY LOGS AND GTIDS".into(),
+            }),
+            hello(),
+            Message::Snapshot(set(&format!("{U}:1-3"))),
+        ])
+        .unwrap();
+        until(&views, "reset", |v| v.set == set(&format!("{U}:1-3"))).await;
+        assert!(views.read()["s1"].resets >= 1);
+
+        // The reader goes away: the view stays, marked disconnected.
+        drop(tx);
+        until(&views, "disconnect", |v| !v.connected).await;
+        assert_eq!(views.read()["s1"].set, set(&format!("{U}:1-3")));
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_refuses_the_token_leaves_the_view_empty() {
+        let (addr, tx) = fake_reader(b"right").await;
+        let views = Views::new();
+        views.retarget(
+            &["s1".to_string()],
+            vec![ViewTarget {
+                server: "s1".into(),
+                addr,
+                token: b"wrong".to_vec(),
+            }],
+        );
+        // The fake reader's token check fails and drops the connection.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(tx);
+        let v = views.read()["s1"].clone();
+        assert!(!v.connected);
+        assert!(v.set.is_empty());
+    }
+}

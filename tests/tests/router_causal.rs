@@ -1,0 +1,429 @@
+//! Causal reads against real MySQL: stale-read hunters.
+//!
+//! Sessions write a unique row on the primary through the router and read it
+//! back at once through the router, while the replicas are made to lag in
+//! bursts (`STOP REPLICA SQL_THREAD` for a while, then `START`) and the
+//! readers beside them are restarted. A read that does not find its row is a
+//! stale read. With `session` consistency there must be none; the same
+//! hunter with `eventual` must find some (so the hunter can fail). `token`
+//! and `global` have hunters of their own, each with the counter-proof that
+//! the same reads without them are stale.
+//!
+//! They run in a sandbox of their own (`Topology::isolated("causal")`),
+//! one phase after another, since they stop replication on purpose.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use causeway_e2e::router::{opts, start_router, TestRouter};
+use causeway_e2e::router::{Raw, RAW_CAPS};
+use causeway_e2e::Topology;
+use causeway_gtid::GtidSet;
+use causeway_router::causal::Scope;
+use causeway_router::metrics::CausalLabels;
+use causeway_wire::{CapabilityFlags, OkPacket, StatusFlags};
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+
+/// How long each hunt runs.
+const HUNT: Duration = Duration::from_secs(4);
+/// Concurrent sessions per hunt.
+const SESSIONS: u64 = 8;
+
+#[derive(Debug, Default, Clone)]
+struct Tally {
+    reads: u64,
+    stale: u64,
+    /// Reads served per port.
+    by_port: HashMap<u16, u64>,
+}
+
+impl Tally {
+    fn add(&mut self, o: &Tally) {
+        self.reads += o.reads;
+        self.stale += o.stale;
+        for (p, n) in &o.by_port {
+            *self.by_port.entry(*p).or_default() += n;
+        }
+    }
+
+    fn on_replicas(&self, topo: &Topology) -> u64 {
+        topo.replica_ports
+            .iter()
+            .map(|p| self.by_port.get(p).copied().unwrap_or(0))
+            .sum()
+    }
+}
+
+/// How the reads of a hunt are made.
+#[derive(Debug, Clone)]
+enum Reads {
+    /// In the writing session, with this prefix before `SELECT`.
+    Own(&'static str),
+    /// In the writing session, after it ran this statement first.
+    OwnAfter(&'static str),
+    /// In a fresh session that never wrote, with this prefix; with
+    /// `token`, the session first sets `@causeway_min_gtid` to the primary's
+    /// set after the write (obtained outside the router).
+    Fresh { prefix: &'static str, token: bool },
+}
+
+async fn admin(topo: &Topology, port: u16, sql: &str) -> Result<()> {
+    let mut c = Conn::new(opts(topo, port, "ADMIN", false)?).await?;
+    c.query_drop(sql)
+        .await
+        .with_context(|| format!("{sql} on {port}"))?;
+    c.disconnect().await?;
+    Ok(())
+}
+
+/// Makes the replicas lag in bursts until `stop`: the SQL thread of one
+/// replica, then of both, stopped for a while and started again; once, a
+/// reader is restarted mid-run.
+async fn lag_bursts(topo: Topology, stop: Arc<AtomicBool>, restart_reader: bool) -> Result<()> {
+    let mut round = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let ports: Vec<u16> = if round.is_multiple_of(2) {
+            vec![topo.replica_ports[(round as usize / 2) % 2]]
+        } else {
+            topo.replica_ports.clone()
+        };
+        for &p in &ports {
+            admin(&topo, p, "STOP REPLICA SQL_THREAD").await?;
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        for &p in &ports {
+            admin(&topo, p, "START REPLICA SQL_THREAD").await?;
+        }
+        if restart_reader && round == 1 {
+            let t = topo.clone();
+            tokio::task::spawn_blocking(move || t.sandbox(&["restart-reader", "replica1"]))
+                .await??;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        round += 1;
+    }
+    Ok(())
+}
+
+/// One session of a hunt: writes rows and reads each back at once.
+async fn hunter(
+    topo: Topology,
+    router_port: u16,
+    id_base: u64,
+    reads: Reads,
+    deadline: Instant,
+) -> Result<Tally> {
+    let mut writer = Conn::new(opts(&topo, router_port, "APP", false)?).await?;
+    let mut primary = Conn::new(opts(&topo, topo.primary_port, "ADMIN", false)?).await?;
+    if let Reads::OwnAfter(setup) = &reads {
+        writer.query_drop(*setup).await?;
+    }
+    let mut tally = Tally::default();
+    let mut id = id_base;
+    while Instant::now() < deadline {
+        id += 1;
+        writer
+            .exec_drop("INSERT INTO causeway.hunt (id, v) VALUES (?, ?)", (id, id))
+            .await?;
+        let sql = |prefix: &str| {
+            format!("{prefix}SELECT @@port, (SELECT COUNT(*) FROM causeway.hunt WHERE id = {id})")
+        };
+        let row: Option<(u16, u64)> = match &reads {
+            Reads::Own(prefix) => writer.query_first(sql(prefix)).await?,
+            Reads::OwnAfter(_) => writer.query_first(sql("")).await?,
+            Reads::Fresh { prefix, token } => {
+                let mut fresh = Conn::new(opts(&topo, router_port, "APP", false)?).await?;
+                if *token {
+                    let set: String = primary
+                        .query_first("SELECT @@global.gtid_executed")
+                        .await?
+                        .context("no gtid_executed")?;
+                    fresh
+                        .query_drop(format!("SET @causeway_min_gtid = '{set}'"))
+                        .await?;
+                }
+                let row = fresh.query_first(sql(prefix)).await?;
+                fresh.disconnect().await?;
+                row
+            }
+        };
+        let (port, found) = row.context("no row")?;
+        tally.reads += 1;
+        *tally.by_port.entry(port).or_default() += 1;
+        if found == 0 {
+            tally.stale += 1;
+        }
+    }
+    writer.disconnect().await?;
+    primary.disconnect().await?;
+    Ok(tally)
+}
+
+/// Runs `SESSIONS` hunters for [`HUNT`] under lag bursts.
+async fn hunt(
+    topo: &Topology,
+    router: &TestRouter,
+    phase: u64,
+    reads: Reads,
+    restart_reader: bool,
+) -> Result<Tally> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let lagger = tokio::spawn(lag_bursts(topo.clone(), stop.clone(), restart_reader));
+    let deadline = Instant::now() + HUNT;
+    let mut tasks = Vec::new();
+    for s in 0..SESSIONS {
+        let base = phase * 1_000_000_000 + s * 10_000_000;
+        tasks.push(tokio::spawn(hunter(
+            topo.clone(),
+            router.port,
+            base,
+            reads.clone(),
+            deadline,
+        )));
+    }
+    let mut total = Tally::default();
+    let mut failed = None;
+    for t in tasks {
+        match t.await? {
+            Ok(tally) => total.add(&tally),
+            Err(e) => failed = Some(e),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let lag_result = lagger.await?;
+    // Whatever happened, replication runs again before the next phase.
+    for &p in &topo.replica_ports {
+        admin(topo, p, "START REPLICA SQL_THREAD").await?;
+    }
+    lag_result?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(total)
+}
+
+async fn setup(topo: &Topology) -> Result<()> {
+    let mut c = Conn::new(opts(topo, topo.primary_port, "ADMIN", false)?).await?;
+    c.query_drop("CREATE DATABASE IF NOT EXISTS causeway")
+        .await?;
+    c.query_drop("DROP TABLE IF EXISTS causeway.hunt").await?;
+    c.query_drop("CREATE TABLE causeway.hunt (id BIGINT PRIMARY KEY, v BIGINT)")
+        .await?;
+    c.disconnect().await?;
+    // Both replicas have the table before anyone reads it.
+    for &p in &topo.replica_ports {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut r = Conn::new(opts(topo, p, "ADMIN", false)?).await?;
+            let n: Option<u64> = r
+                .query_first(
+                    "SELECT COUNT(*) FROM information_schema.tables \
+                     WHERE table_schema = 'causeway' AND table_name = 'hunt'",
+                )
+                .await?;
+            r.disconnect().await?;
+            if n == Some(1) {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the table never reached {p}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+fn report(what: &str, topo: &Topology, t: &Tally) {
+    eprintln!(
+        "{what}: {} reads, {} stale, {} on replicas, by port {:?}",
+        t.reads,
+        t.stale,
+        t.on_replicas(topo),
+        t.by_port
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stale_read_hunters() -> Result<()> {
+    let topo = Topology::isolated("causal")?;
+    setup(&topo).await?;
+    let router = start_router(topo.causal_config(Scope::Session)?).await?;
+
+    // session: read-your-own-writes, through lag bursts and a reader restart.
+    let session = hunt(&topo, &router, 1, Reads::Own(""), true).await?;
+    report("session", &topo, &session);
+    ensure!(session.reads > 50, "too few reads to mean anything");
+    assert_eq!(session.stale, 0, "stale reads with session consistency");
+    ensure!(
+        session.on_replicas(&topo) > 0,
+        "no read was served by a replica: the hunt proves nothing about replicas"
+    );
+
+    // A client that turns GTID tracking off for itself does not turn it off
+    // for the router.
+    let off = hunt(
+        &topo,
+        &router,
+        6,
+        Reads::OwnAfter("SET session_track_gtids = OFF"),
+        false,
+    )
+    .await?;
+    report("session, client tracking off", &topo, &off);
+    assert_eq!(
+        off.stale, 0,
+        "stale reads after the client set tracking off"
+    );
+
+    // eventual: the same hunt must find stale reads (the hunter can fail).
+    let eventual = hunt(
+        &topo,
+        &router,
+        2,
+        Reads::Own("/* causeway: consistency=eventual */ "),
+        false,
+    )
+    .await?;
+    report("eventual", &topo, &eventual);
+    ensure!(
+        eventual.stale > 0,
+        "the hunter found no stale read with eventual consistency: it cannot tell"
+    );
+
+    // token: a session that never wrote sees a write made elsewhere once it
+    // passes that write's GTIDs; without the token the same reads are stale.
+    let token = hunt(
+        &topo,
+        &router,
+        3,
+        Reads::Fresh {
+            prefix: "",
+            token: true,
+        },
+        false,
+    )
+    .await?;
+    report("token", &topo, &token);
+    assert_eq!(token.stale, 0, "stale reads with a token");
+    let no_token = hunt(
+        &topo,
+        &router,
+        4,
+        Reads::Fresh {
+            prefix: "",
+            token: false,
+        },
+        false,
+    )
+    .await?;
+    report("no token", &topo, &no_token);
+    ensure!(
+        no_token.stale > 0,
+        "fresh sessions without a token never read stale: the token hunt proves nothing"
+    );
+
+    // global: a fresh session's read sees everything committed before it.
+    let global = hunt(
+        &topo,
+        &router,
+        5,
+        Reads::Fresh {
+            prefix: "/* causeway: consistency=global */ ",
+            token: false,
+        },
+        false,
+    )
+    .await?;
+    report("global", &topo, &global);
+    assert_eq!(global.stale, 0, "stale reads with global consistency");
+
+    // The router counted where causal reads went, and follows every reader.
+    let m = &router.shared.metrics;
+    let count = |scope, served, reason| {
+        m.causal_reads
+            .get_or_create(&CausalLabels {
+                scope,
+                served,
+                reason,
+            })
+            .get()
+    };
+    ensure!(count("session", "replica", "caught_up") > 0);
+    ensure!(count("eventual", "replica", "caught_up") > 0);
+    ensure!(
+        count("global", "replica", "caught_up") + count("global", "primary", "not_caught_up") > 0
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !router.shared.views.read().values().all(|v| v.connected) {
+        ensure!(
+            Instant::now() < deadline,
+            "a reader stream did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Runs `sql` on `raw` and returns its OK packet.
+async fn ok_of(raw: &mut Raw, sql: &str) -> Result<OkPacket> {
+    let mut q = vec![0x03];
+    q.extend_from_slice(sql.as_bytes());
+    let resp = raw.command(&q).await?;
+    Ok(OkPacket::decode(&resp[0], raw.caps)?)
+}
+
+/// OK packets reach clients as MySQL would send them: GTIDs only to a
+/// client that set `session_track_gtids` itself, no session state at all to
+/// a client without `CLIENT_SESSION_TRACK` (whose OK has another layout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_see_ok_packets_as_mysql_sends_them() -> Result<()> {
+    let topo = Topology::get()?;
+    let router = start_router(topo.causal_config(Scope::Session)?).await?;
+    // mysql_async logs in over TLS first (caching_sha2's full
+    // authentication), so the raw logins below take the fast path.
+    let mut c = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
+    c.query_drop(
+        "CREATE TABLE IF NOT EXISTS causeway.causal_ok (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+    )
+    .await?;
+    c.disconnect().await?;
+    let insert = "INSERT INTO causeway.causal_ok (v) VALUES (1)";
+    let who = topo.user("APP")?;
+    let plugin = "caching_sha2_password";
+
+    // With CLIENT_SESSION_TRACK.
+    let caps = RAW_CAPS | CapabilityFlags::SESSION_TRACK;
+    let mut raw = Raw::login_with(router.port, &who.user, &who.password, plugin, caps).await?;
+    assert!(raw.caps.contains(CapabilityFlags::SESSION_TRACK));
+    let ok = ok_of(&mut raw, insert).await?;
+    assert_eq!(ok.affected_rows, 1);
+    assert_eq!(ok.gtids()?, None, "GTIDs reached a client that did not ask");
+    ok_of(&mut raw, "SET session_track_gtids = OWN_GTID").await?;
+    let ok = ok_of(&mut raw, insert).await?;
+    let gtid = ok
+        .gtids()?
+        .context("the client asked for GTIDs and got none")?;
+    let gtid = GtidSet::parse_bytes(gtid)?;
+    assert_eq!(gtid.count(), 1, "OWN_GTID: one transaction, {gtid}");
+    ok_of(&mut raw, "SET session_track_gtids = OFF").await?;
+    let ok = ok_of(&mut raw, insert).await?;
+    assert_eq!(
+        ok.gtids()?,
+        None,
+        "GTIDs after the client turned tracking off"
+    );
+
+    // Without CLIENT_SESSION_TRACK the info string is the rest of the OK:
+    // session state left in it would show there.
+    let mut raw = Raw::login(router.port, &who.user, &who.password, plugin).await?;
+    assert!(!raw.caps.contains(CapabilityFlags::SESSION_TRACK));
+    let ok = ok_of(&mut raw, insert).await?;
+    assert_eq!(ok.affected_rows, 1);
+    assert!(ok.last_insert_id > 0);
+    assert!(ok.info.is_empty(), "session state leaked: {:?}", ok.info);
+    assert!(!ok.status.contains(StatusFlags::SESSION_STATE_CHANGED));
+    Ok(())
+}
