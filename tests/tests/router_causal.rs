@@ -425,5 +425,19 @@ async fn clients_see_ok_packets_as_mysql_sends_them() -> Result<()> {
     assert!(ok.last_insert_id > 0);
     assert!(ok.info.is_empty(), "session state leaked: {:?}", ok.info);
     assert!(!ok.status.contains(StatusFlags::SESSION_STATE_CHANGED));
+    // Commands that are not statements, after a reset too (the schema
+    // tracker reports COM_INIT_DB; a reset turns GTID tracking off).
+    for cmd in [&[0x1f][..], &[0x0e], b"\x02causeway", b"\x02mysql", &[0x0e]] {
+        let resp = raw.command(cmd).await?;
+        let ok = OkPacket::decode(&resp[0], raw.caps)?;
+        assert!(
+            ok.info.is_empty(),
+            "command {cmd:?}: session state leaked: {:?}",
+            ok.info
+        );
+    }
+    let ok = ok_of(&mut raw, "INSERT INTO causeway.causal_ok (v) VALUES (2)").await?;
+    assert_eq!(ok.affected_rows, 1);
+    assert!(ok.info.is_empty(), "after a reset: {:?}", ok.info);
     Ok(())
 }

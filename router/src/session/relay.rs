@@ -998,7 +998,7 @@ impl<'a> Session<'a> {
                 done = step.done;
                 match step.role {
                     PacketRole::Err => out.err = true,
-                    PacketRole::Ok | PacketRole::ResultSetEnd if self.conns[i].tracking => {
+                    PacketRole::Ok | PacketRole::ResultSetEnd if self.reads_oks(i) => {
                         if let Some(p) = self.on_ok(i, &c.payload) {
                             c.payload = p;
                         }

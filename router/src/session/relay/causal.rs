@@ -218,7 +218,18 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// An OK packet from tracked connection `i`: its GTIDs become needed
+    /// Whether OK packets of connection `i` need [`Session::on_ok`]: it
+    /// reports GTIDs, or it has `CLIENT_SESSION_TRACK` and the client does
+    /// not (every OK then has another layout for the client, whatever the
+    /// server's trackers say).
+    pub(super) fn reads_oks(&self, i: usize) -> bool {
+        let c = &self.conns[i];
+        c.tracking
+            || (c.caps.contains(CapabilityFlags::SESSION_TRACK)
+                && !self.caps.contains(CapabilityFlags::SESSION_TRACK))
+    }
+
+    /// An OK packet from connection `i` (see [`Session::reads_oks`]): its GTIDs become needed
     /// (and known on that server). Returns the payload the client gets
     /// instead, when it differs.
     pub(super) fn on_ok(&mut self, i: usize, payload: &Bytes) -> Option<Bytes> {
