@@ -251,7 +251,19 @@ impl Pools {
         out
     }
 
-    /// Connections open to `server` (in use + idle): its load.
+    /// Connections to `server` in use by sessions now: its load (idle
+    /// pooled ones cost the server nothing, and taking one does not change
+    /// [`Pools::open`], so that would keep steering to the same server).
+    pub fn in_use(&self, server: &str) -> usize {
+        self.inner
+            .servers
+            .lock()
+            .ok()
+            .and_then(|m| m.get(server).map(|p| p.open.saturating_sub(p.idle.len())))
+            .unwrap_or(0)
+    }
+
+    /// Connections open to `server` (in use + idle).
     pub fn open(&self, server: &str) -> usize {
         self.inner
             .servers
@@ -321,6 +333,7 @@ mod tests {
         assert_eq!(open(&pools, "s1"), 1);
         pools.give_back(b, 8);
         assert_eq!(open(&pools, "s1"), 1, "idle still counts");
+        assert_eq!(pools.in_use("s1"), 0, "but is not in use");
         let reaped = pools.reap(Duration::ZERO, &["s1"]);
         assert_eq!(reaped.len(), 1);
         drop(reaped);

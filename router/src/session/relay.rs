@@ -562,7 +562,7 @@ impl<'a> Session<'a> {
                 route::pick(
                     &candidates,
                     |m| conns.iter().any(|c| c.server == rt.servers[m].name),
-                    |m| pools.open(&rt.servers[m].name),
+                    |m| pools.in_use(&rt.servers[m].name),
                     |m| rt.servers[m].weight,
                     self.turn,
                 )

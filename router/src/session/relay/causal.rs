@@ -395,7 +395,7 @@ impl Session<'_> {
                             load: if held {
                                 0
                             } else {
-                                u32::try_from(pools.open(&s.name)).unwrap_or(u32::MAX)
+                                u32::try_from(pools.in_use(&s.name)).unwrap_or(u32::MAX)
                             },
                             view: views.get(&s.name).map(|v| &v.set),
                         }
