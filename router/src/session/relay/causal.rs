@@ -112,9 +112,6 @@ impl Session<'_> {
     /// the client's own when it set one, OWN_GTID when the server's writes
     /// must be tracked, else none (left as the server has it).
     pub(super) fn track_setting(&self, server: &Server) -> Option<String> {
-        if let Some(v) = &self.client_track {
-            return Some(v.clone());
-        }
         let offered = self
             .shared
             .greeting
@@ -122,7 +119,13 @@ impl Session<'_> {
             .ok()
             .and_then(|g| g.as_ref().map(|g| g.capabilities))
             .is_some_and(|c| c.contains(CapabilityFlags::SESSION_TRACK));
-        (server.track_gtids && offered).then(|| "OWN_GTID".to_string())
+        if !offered {
+            return None;
+        }
+        if let Some(v) = &self.client_track {
+            return Some(v.clone());
+        }
+        server.track_gtids.then(|| "OWN_GTID".to_string())
     }
 
     /// Capabilities of a new connection to `server`: the client's, plus
