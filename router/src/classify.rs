@@ -543,7 +543,8 @@ fn contains_risky(body: &str) -> bool {
             .any(|w| w[..3].eq_ignore_ascii_case(b"FOR") && w[3].is_ascii_whitespace())
 }
 
-fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+/// Whether `needle` occurs in `hay`, ASCII case-insensitively.
+pub(crate) fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
     hay.len() >= needle.len()
         && hay
             .windows(needle.len())

@@ -252,9 +252,6 @@ impl Render for Live {
         if let Some(stripped) = out.strip_suffix("# EOF\n") {
             out.truncate(stripped.len());
         }
-        let gauge = |out: &mut String, name: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        };
         let pools = shared.pools.stats();
         gauge(
             &mut out,
@@ -346,6 +343,12 @@ impl Render for Live {
     }
 }
 
+/// The HELP and TYPE lines of a gauge rendered at scrape time.
+fn gauge(out: &mut String, name: &str, help: &str) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+}
+
 /// Per-server view gauges: age, distance from the cluster's primary,
 /// reader stream up.
 fn render_views(shared: &crate::Shared, out: &mut String) {
@@ -354,9 +357,10 @@ fn render_views(shared: &crate::Shared, out: &mut String) {
     let members = rt.members(&shared.monitor.snapshot());
     let views = shared.views.read();
     let now = std::time::Instant::now();
-    let _ = writeln!(
+    gauge(
         out,
-        "# HELP {VIEW_AGE_SECONDS} seconds since the server's view was confirmed\n# TYPE {VIEW_AGE_SECONDS} gauge"
+        VIEW_AGE_SECONDS,
+        "seconds since the server's view was confirmed",
     );
     for s in &rt.servers {
         if let Some(age) = views.get(&s.name).and_then(|v| v.age(now)) {
@@ -368,9 +372,10 @@ fn render_views(shared: &crate::Shared, out: &mut String) {
             );
         }
     }
-    let _ = writeln!(
+    gauge(
         out,
-        "# HELP {VIEW_GTID_DISTANCE} GTIDs the cluster's primary has that the server's view lacks\n# TYPE {VIEW_GTID_DISTANCE} gauge"
+        VIEW_GTID_DISTANCE,
+        "GTIDs the cluster's primary has that the server's view lacks",
     );
     for s in &rt.servers {
         let primary = members.members[s.cluster]
@@ -385,10 +390,7 @@ fn render_views(shared: &crate::Shared, out: &mut String) {
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP {READER_CONNECTED} 1 while the reader stream is up\n# TYPE {READER_CONNECTED} gauge"
-    );
+    gauge(out, READER_CONNECTED, "1 while the reader stream is up");
     for s in rt.servers.iter().filter(|s| s.reader.is_some()) {
         let up = views.get(&s.name).is_some_and(|v| v.connected);
         let _ = writeln!(

@@ -34,6 +34,7 @@ use super::{router_err, Failure, Session};
 use crate::backend::connect::REQUIRED;
 use crate::backend::query::simple_query;
 use crate::causal::{self, Candidate, Fallback, Read, Route, Scope};
+use crate::classify::contains_ci;
 use crate::error::Result;
 use crate::global::FetchLogin;
 use crate::runtime::{GroupIdx, Server};
@@ -53,12 +54,6 @@ const TOKEN_VAR: &[u8] = b"causeway_min_gtid";
 /// The needed set is compacted (holes filled with GTIDs every server of
 /// the cluster has) once it has more intervals than this.
 const COMPACT_AFTER: usize = 16;
-
-fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
-}
 
 /// Whether a statement may change `session_track_gtids`.
 pub(super) fn mentions_tracking(sql: &[u8]) -> bool {
@@ -112,6 +107,9 @@ impl Session<'_> {
     /// the client's own when it set one, OWN_GTID when the server's writes
     /// must be tracked, else none (left as the server has it).
     pub(super) fn track_setting(&self, server: &Server) -> Option<String> {
+        if self.client_track.is_none() && !server.track_gtids {
+            return None;
+        }
         let offered = self
             .shared
             .greeting
