@@ -189,6 +189,9 @@ pub struct ServerConfig {
     pub reader: Option<String>,
     /// File holding that reader's token.
     pub reader_token_file: Option<PathBuf>,
+    /// TLS towards that reader (same modes as `tls`; unset: plain TCP). The
+    /// name checked with `verify_identity` defaults to the host of `reader`.
+    pub reader_tls: Option<BackendTls>,
 }
 
 /// Reads in `reader` must see the session's writes made in `writer`.
@@ -379,6 +382,7 @@ impl Default for ServerConfig {
             tls: None,
             reader: None,
             reader_token_file: None,
+            reader_tls: None,
         }
     }
 }
@@ -580,6 +584,14 @@ impl Config {
             if let Some(tls) = &srv.tls {
                 check_tls(tls, &format!("servers[{i}].tls"), errors);
             }
+            if let Some(tls) = &srv.reader_tls {
+                if srv.reader.is_none() {
+                    errors.push(format!(
+                        "servers[{i}] ({name}): reader_tls without a reader address"
+                    ));
+                }
+                check_tls(tls, &format!("servers[{i}].reader_tls"), errors);
+            }
             if let Some(addr) = &srv.reader {
                 if addr
                     .rsplit_once(':')
@@ -691,6 +703,7 @@ mod tests {
                     [[servers]]\nhostgroup = \"missing\"\nmax_connections = 0\n\
                     reader = \"no-port\"\n\
                     [[servers]]\nhostgroup = \"r\"\n\
+                    [servers.reader_tls]\nmode = \"verify_ca\"\n\
                     [[consistent_pairs]]\nreader = \"r\"\nwriter = \"r\"\n\
                     [[query_rules]]\nmatch_pattern = \"(\"\ndestination = \"zz\"\n\
                     [[users]]\nname = \"a\"\ndefault_hostgroup = \"q\"\n";
@@ -705,6 +718,8 @@ mod tests {
             "hostgroup \"missing\" is not a hostgroup",
             "max_connections must be > 0",
             "reader \"no-port\" is not host:port",
+            "reader_tls without a reader address",
+            "servers[1].reader_tls.mode verify_ca / verify_identity needs servers[1].reader_tls.ca_file",
             "is defined twice",
             "consistent_pairs[0]: writer \"r\"",
             "query_rules[0]",

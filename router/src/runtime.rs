@@ -231,11 +231,12 @@ impl Runtime {
                     let token = resolve_secret(&what, &None, &None, &s.reader_token_file)?
                         .unwrap_or_default()
                         .into_bytes();
-                    Some(ViewTarget {
-                        server: s.name(),
-                        addr: addr.clone(),
+                    Some(ViewTarget::new(
+                        s.name(),
+                        addr.clone(),
                         token,
-                    })
+                        s.reader_tls.as_ref(),
+                    )?)
                 }
             };
             servers.push(Server {

@@ -23,16 +23,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use causeway_gtid::delta::binary::{encode_auth, Decoder, Message};
 use causeway_gtid::GtidSet;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
+use tokio_rustls::TlsConnector;
 use tracing::{debug, info, warn};
 
+use crate::config::BackendTls;
+
 /// A reader to subscribe to.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ViewTarget {
     /// The server the reader runs beside.
     pub server: String,
@@ -40,6 +45,54 @@ pub struct ViewTarget {
     pub addr: String,
     /// Its token (empty when it needs none).
     pub token: Vec<u8>,
+    /// TLS towards it (`None`: plain TCP).
+    pub tls: Option<Arc<ReaderTls>>,
+}
+
+impl ViewTarget {
+    /// The reader of `server` at `addr`, over TLS with `tls` unless it is
+    /// unset or `disabled`. The name `verify_identity` checks defaults to
+    /// the host of `addr`.
+    pub fn new(
+        server: String,
+        addr: String,
+        token: Vec<u8>,
+        tls: Option<&BackendTls>,
+    ) -> anyhow::Result<ViewTarget> {
+        let tls = match tls {
+            None => None,
+            Some(settings) => {
+                let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                crate::tls::backend_connector(settings, host)
+                    .with_context(|| format!("reader_tls of server {server}"))?
+                    .map(|(connector, name)| {
+                        Arc::new(ReaderTls {
+                            settings: settings.clone(),
+                            connector,
+                            name,
+                        })
+                    })
+            }
+        };
+        Ok(ViewTarget {
+            server,
+            addr,
+            token,
+            tls,
+        })
+    }
+}
+
+/// Two targets are the same stream when address, token and TLS settings
+/// are (a reload re-reading an unchanged CA file keeps the stream).
+impl PartialEq for ViewTarget {
+    fn eq(&self, other: &Self) -> bool {
+        self.server == other.server
+            && self.addr == other.addr
+            && self.token == other.token
+            && self.tls.as_ref().map(|t| &t.settings) == other.tls.as_ref().map(|t| &t.settings)
+    }
 }
 
 impl std::fmt::Debug for ViewTarget {
@@ -47,8 +100,26 @@ impl std::fmt::Debug for ViewTarget {
         f.debug_struct("ViewTarget")
             .field("server", &self.server)
             .field("addr", &self.addr)
+            .field("tls", &self.tls.as_ref().map(|t| t.settings.mode))
             .finish_non_exhaustive()
     }
+}
+
+impl std::fmt::Debug for ReaderTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReaderTls")
+            .field("settings", &self.settings)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// TLS towards a reader.
+pub struct ReaderTls {
+    /// What the configuration said.
+    pub settings: BackendTls,
+    connector: TlsConnector,
+    name: ServerName<'static>,
 }
 
 /// One server's view.
@@ -239,14 +310,35 @@ async fn follow(inner: Arc<Inner>, target: ViewTarget) {
 
 /// One connection to a reader: applies its messages until it ends.
 async fn stream(inner: &Inner, target: &ViewTarget) -> Result<(), String> {
-    let mut sock = tokio::time::timeout(SILENCE, TcpStream::connect(&target.addr))
+    let sock = tokio::time::timeout(SILENCE, TcpStream::connect(&target.addr))
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| format!("connect: {e}"))?;
     let _ = sock.set_nodelay(true);
+    match &target.tls {
+        None => apply(inner, target, sock).await,
+        Some(tls) => {
+            let sock = tokio::time::timeout(SILENCE, tls.connector.connect(tls.name.clone(), sock))
+                .await
+                .map_err(|_| "tls handshake timed out".to_string())?
+                .map_err(|e| format!("tls handshake: {e}"))?;
+            apply(inner, target, sock).await
+        }
+    }
+}
+
+/// Sends the token, then applies the reader's messages until the stream ends.
+async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
+    inner: &Inner,
+    target: &ViewTarget,
+    mut sock: S,
+) -> Result<(), String> {
     let mut auth = Vec::new();
     encode_auth(&target.token, &mut auth);
     sock.write_all(&auth)
+        .await
+        .map_err(|e| format!("sending the token: {e}"))?;
+    sock.flush()
         .await
         .map_err(|e| format!("sending the token: {e}"))?;
     let mut dec = Decoder::new();
@@ -418,6 +510,7 @@ mod tests {
                 server: "s1".into(),
                 addr,
                 token: b"sesame".to_vec(),
+                tls: None,
             }],
         );
         tx.send(vec![hello(), Message::Snapshot(set(&format!("{U}:1-10")))])
@@ -465,6 +558,7 @@ mod tests {
                 server: "s1".into(),
                 addr,
                 token: b"wrong".to_vec(),
+                tls: None,
             }],
         );
         // The fake reader's token check fails and drops the connection.
