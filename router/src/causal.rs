@@ -9,9 +9,15 @@
 //! ```text
 //!   in a transaction ------------------------------> Pinned (its server)
 //!   some healthy replica's view ⊇ needed ----------> Replica (least loaded by weight)
-//!   healthy replicas, none caught up, time left ---> Wait (until a delta arrives or the deadline)
+//!   healthy replicas, none caught up, time left,
+//!     one expected to catch up before the writer
+//!     would answer (or no estimate yet) -----------> Wait (until a delta arrives or the deadline)
 //!   otherwise -------------------------------------> Primary (with the reason)
 //! ```
+//! Waiting pays only when a replica will have the GTIDs sooner than the
+//! writer would answer: the caller passes both estimates, measured (see
+//! `views::Views::lag` and `read_took`). `max_wait` bounds the wait either
+//! way.
 //! The primary always qualifies: it returned those GTIDs itself.
 
 use std::time::Duration;
@@ -62,6 +68,11 @@ pub struct Read<'a> {
     pub waited: Duration,
     /// Longest wait before falling back to the primary.
     pub max_wait: Duration,
+    /// Expected time until the soonest healthy replica holds what the read
+    /// needs (`None`: unknown, e.g. nothing measured yet).
+    pub catch_up: Option<Duration>,
+    /// Expected time the writer takes to answer the read (`None`: unknown).
+    pub writer_cost: Option<Duration>,
     /// Rotates ties between equally loaded replicas (e.g. a counter).
     pub tiebreak: u64,
 }
@@ -73,6 +84,9 @@ pub enum Fallback {
     NoHealthyReplica,
     /// Healthy replicas exist, none had the needed GTIDs in time.
     NotCaughtUp,
+    /// No replica is expected to catch up before the writer would have
+    /// answered: waiting would only make the read slower.
+    SlowCatchUp,
 }
 
 /// The decision.
@@ -107,9 +121,13 @@ pub fn decide(read: &Read<'_>, candidates: &[Candidate<'_>]) -> Route {
     }
     let left = read.max_wait.saturating_sub(read.waited);
     if left.is_zero() {
-        Route::Primary(Fallback::NotCaughtUp)
-    } else {
-        Route::Wait(left)
+        return Route::Primary(Fallback::NotCaughtUp);
+    }
+    match (read.catch_up, read.writer_cost) {
+        (Some(catch_up), Some(writer)) if catch_up > writer => {
+            Route::Primary(Fallback::SlowCatchUp)
+        }
+        _ => Route::Wait(left),
     }
 }
 

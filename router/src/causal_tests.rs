@@ -13,6 +13,8 @@ fn read<'a>(scope: Scope, needed: &'a GtidSet) -> Read<'a> {
         pinned: None,
         waited: Duration::ZERO,
         max_wait: Duration::from_millis(5),
+        catch_up: None,
+        writer_cost: None,
         tiebreak: 0,
     }
 }
@@ -52,6 +54,40 @@ fn nobody_caught_up_waits_then_falls_back() {
     assert_eq!(decide(&r, &c), Route::Primary(Fallback::NotCaughtUp));
     r.max_wait = Duration::ZERO;
     r.waited = Duration::ZERO;
+    assert_eq!(decide(&r, &c), Route::Primary(Fallback::NotCaughtUp));
+}
+
+#[test]
+fn waiting_only_pays_when_a_replica_beats_the_writer() {
+    let needed = set(&format!("{U}:1-10"));
+    let behind = set(&format!("{U}:1-9"));
+    let c = [cand(0, Some(&behind)), cand(1, Some(&behind))];
+    let mut r = read(Scope::Session, &needed);
+    // A replica expected in 0.2 ms, the writer answering in 0.5 ms: wait.
+    r.catch_up = Some(Duration::from_micros(200));
+    r.writer_cost = Some(Duration::from_micros(500));
+    assert_eq!(decide(&r, &c), Route::Wait(Duration::from_millis(5)));
+    // Expected in 3 ms: the writer is faster, go now.
+    r.catch_up = Some(Duration::from_millis(3));
+    assert_eq!(decide(&r, &c), Route::Primary(Fallback::SlowCatchUp));
+    // A busy writer (4 ms a read): waiting pays again.
+    r.writer_cost = Some(Duration::from_millis(4));
+    assert_eq!(decide(&r, &c), Route::Wait(Duration::from_millis(5)));
+    // Either estimate unknown: wait as configured.
+    r.writer_cost = None;
+    r.catch_up = Some(Duration::from_secs(1));
+    assert_eq!(decide(&r, &c), Route::Wait(Duration::from_millis(5)));
+    r.writer_cost = Some(Duration::from_micros(1));
+    r.catch_up = None;
+    assert_eq!(decide(&r, &c), Route::Wait(Duration::from_millis(5)));
+    // The estimates never keep a read from a replica that qualifies, nor
+    // stretch the wait past max_wait.
+    r.catch_up = Some(Duration::from_secs(1));
+    let ahead = set(&format!("{U}:1-10"));
+    let c2 = [cand(0, Some(&behind)), cand(1, Some(&ahead))];
+    assert_eq!(decide(&r, &c2), Route::Replica(1));
+    r.catch_up = Some(Duration::ZERO);
+    r.waited = Duration::from_millis(5);
     assert_eq!(decide(&r, &c), Route::Primary(Fallback::NotCaughtUp));
 }
 

@@ -64,6 +64,12 @@ pub const VIEW_AGE_SECONDS: &str = "causeway_router_view_age_seconds";
 pub const VIEW_GTID_DISTANCE: &str = "causeway_router_view_gtid_distance";
 /// Per server: 1 while the stream from its reader is up.
 pub const READER_CONNECTED: &str = "causeway_router_reader_connected";
+/// Per server: moving average of the seconds GTIDs its cluster's primary
+/// returned in OK packets took to reach its view (absent until measured).
+pub const VIEW_CATCH_UP_SECONDS: &str = "causeway_router_view_catch_up_seconds";
+/// Per server: moving average of the seconds causal reads sent to it as the
+/// writer took (what waiting for a replica competes with).
+pub const WRITER_READ_SECONDS: &str = "causeway_router_writer_read_seconds";
 
 /// Labels of [`CAUSAL_READS`].
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -387,6 +393,36 @@ fn render_views(shared: &crate::Shared, out: &mut String) {
                 "{VIEW_GTID_DISTANCE}{{server=\"{}\"}} {}",
                 escape(&s.name),
                 p.set.difference(&v.set).count()
+            );
+        }
+    }
+    gauge(
+        out,
+        VIEW_CATCH_UP_SECONDS,
+        "moving average of the seconds the primary's GTIDs took to reach the server's view",
+    );
+    for s in &rt.servers {
+        if let Some(d) = views.get(&s.name).and_then(|v| v.catch_up) {
+            let _ = writeln!(
+                out,
+                "{VIEW_CATCH_UP_SECONDS}{{server=\"{}\"}} {:.6}",
+                escape(&s.name),
+                d.as_secs_f64()
+            );
+        }
+    }
+    gauge(
+        out,
+        WRITER_READ_SECONDS,
+        "moving average of the seconds causal reads sent to the writer took",
+    );
+    for s in &rt.servers {
+        if let Some(d) = views.get(&s.name).and_then(|v| v.read_cost) {
+            let _ = writeln!(
+                out,
+                "{WRITER_READ_SECONDS}{{server=\"{}\"}} {:.6}",
+                escape(&s.name),
+                d.as_secs_f64()
             );
         }
     }

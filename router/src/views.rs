@@ -19,7 +19,7 @@
 //! for a replica to catch up wake up as soon as a delta arrives, without
 //! polling.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
@@ -135,6 +135,14 @@ pub struct ServerView {
     pub reader_age: Duration,
     /// Resets the reader reported, and reconnections.
     pub resets: u64,
+    /// How long GTIDs other servers returned in OK packets took to reach
+    /// this view (moving average; `None` until measured). See [`Views::lag`].
+    pub catch_up: Option<Duration>,
+    /// How long causal reads sent to this server took (moving average,
+    /// measured on the writer when reads fall back to it).
+    pub read_cost: Option<Duration>,
+    /// Per source server: the first probe this view does not hold yet.
+    probe_cursor: HashMap<String, u64>,
 }
 
 impl ServerView {
@@ -161,6 +169,97 @@ impl std::fmt::Debug for Views {
 struct Inner {
     views: RwLock<HashMap<String, ServerView>>,
     changed: watch::Sender<u64>,
+    probes: Mutex<Probes>,
+}
+
+/// Timing probes: a sample of the GTIDs each server returned in OK packets,
+/// with when, so that the time until another server's view holds them can
+/// be measured (from the router's side: apply delay, reader delay and
+/// network together, which is what a waiting read experiences).
+#[derive(Default)]
+struct Probes {
+    by_source: HashMap<String, VecDeque<Probe>>,
+    next: u64,
+}
+
+struct Probe {
+    seq: u64,
+    set: GtidSet,
+    at: Instant,
+}
+
+/// At most one probe per source this often, and this many kept per source
+/// (with the spacing: about 0.25 s of writes).
+const PROBE_EVERY: Duration = Duration::from_millis(1);
+const PROBE_KEEP: usize = 256;
+
+impl Probes {
+    fn add(&mut self, source: &str, set: &GtidSet, now: Instant) {
+        if !self.by_source.contains_key(source) {
+            self.by_source.insert(source.to_string(), VecDeque::new());
+        }
+        let Some(ring) = self.by_source.get_mut(source) else {
+            return;
+        };
+        if ring
+            .back()
+            .is_some_and(|p| now.saturating_duration_since(p.at) < PROBE_EVERY)
+        {
+            return;
+        }
+        if ring.len() == PROBE_KEEP {
+            ring.pop_front();
+        }
+        self.next += 1;
+        ring.push_back(Probe {
+            seq: self.next,
+            set: set.clone(),
+            at: now,
+        });
+    }
+
+    /// Moves `server`'s cursors past the probes its view now holds; with
+    /// `sample`, each one's delay feeds the view's `catch_up` (not after a
+    /// snapshot: a reconnect's gap is not a catch-up delay).
+    fn seen(&self, server: &str, v: &mut ServerView, now: Instant, sample: bool) {
+        for (source, ring) in &self.by_source {
+            if source == server {
+                continue;
+            }
+            let mut cursor = v.probe_cursor.get(source).copied().unwrap_or(0);
+            let before = cursor;
+            for p in ring.iter().skip_while(|p| p.seq < before) {
+                if !p.set.is_subset(&v.set) {
+                    break;
+                }
+                cursor = p.seq + 1;
+                if sample {
+                    v.catch_up = Some(average(v.catch_up, now.saturating_duration_since(p.at)));
+                }
+            }
+            if cursor != before {
+                v.probe_cursor.insert(source.clone(), cursor);
+            }
+        }
+    }
+
+    /// How long the oldest probe of `source` that `v` lacks has waited.
+    fn pending(&self, source: &str, v: &ServerView, now: Instant) -> Option<Duration> {
+        let cursor = v.probe_cursor.get(source).copied().unwrap_or(0);
+        self.by_source
+            .get(source)?
+            .iter()
+            .find(|p| p.seq >= cursor && !p.set.is_subset(&v.set))
+            .map(|p| now.saturating_duration_since(p.at))
+    }
+}
+
+/// A moving average giving the newest sample 1/8 of the weight.
+fn average(old: Option<Duration>, sample: Duration) -> Duration {
+    match old {
+        None => sample,
+        Some(old) => (old * 7 + sample) / 8,
+    }
 }
 
 impl Inner {
@@ -199,6 +298,7 @@ impl Views {
             inner: Arc::new(Inner {
                 views: RwLock::new(HashMap::new()),
                 changed,
+                probes: Mutex::new(Probes::default()),
             }),
             tasks: Mutex::new(HashMap::new()),
         }
@@ -263,6 +363,45 @@ impl Views {
         self.inner.write(server, |v| {
             v.set.union_with(gtids);
             true
+        });
+    }
+
+    /// `server` returned `gtids` in an OK packet: learns them, and keeps
+    /// them (a sample, at most one per millisecond) as a probe to time how
+    /// long they take to reach the other servers' views.
+    pub fn wrote(&self, server: &str, gtids: &GtidSet) {
+        self.learn(server, gtids);
+        self.inner
+            .probes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(server, gtids, Instant::now());
+    }
+
+    /// How far behind `server` is on what `source` returned in OK packets,
+    /// as the router sees it: the larger of the moving average of the
+    /// measured delays and how long the oldest GTID it lacks has waited (a
+    /// stalled server grows at once). `None` until anything was measured.
+    pub fn lag(&self, server: &str, source: &str, now: Instant) -> Option<Duration> {
+        let views = self.read();
+        let v = views.get(server)?;
+        let pending = self
+            .inner
+            .probes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pending(source, v, now);
+        match (v.catch_up, pending) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A causal read on `server` took `took` (see [`ServerView::read_cost`]).
+    pub fn read_took(&self, server: &str, took: Duration) {
+        self.inner.write(server, |v| {
+            v.read_cost = Some(average(v.read_cost, took));
+            false
         });
     }
 
@@ -374,6 +513,8 @@ async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
         let now = Instant::now();
         let mut refused = None;
         inner.write(&target.server, |v| {
+            // Lock order: the views, then the probes.
+            let probes = inner.probes.lock().unwrap_or_else(PoisonError::into_inner);
             let mut grew = false;
             for msg in &msgs {
                 match msg {
@@ -384,6 +525,7 @@ async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
                         // Replaces: after a reconnect or reset the reader's
                         // snapshot is the truth (it may be smaller).
                         v.set = set.clone();
+                        probes.seen(&target.server, v, now, false);
                         v.connected = true;
                         v.heard = Some(now);
                         v.reader_age = Duration::ZERO;
@@ -395,6 +537,7 @@ async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     Message::Delta(set) => {
                         v.set.union_with(set);
+                        probes.seen(&target.server, v, now, true);
                         v.heard = Some(now);
                         v.reader_age = Duration::ZERO;
                         grew = true;
@@ -546,6 +689,80 @@ mod tests {
         drop(tx);
         until(&views, "disconnect", |v| !v.connected).await;
         assert_eq!(views.read()["s1"].set, set(&format!("{U}:1-3")));
+    }
+
+    #[tokio::test]
+    async fn probes_time_how_long_writes_take_to_reach_a_view() {
+        let (addr, tx) = fake_reader(b"t").await;
+        let views = Views::new();
+        views.retarget(
+            &["s1".to_string(), "primary".to_string()],
+            vec![ViewTarget {
+                server: "s1".into(),
+                addr,
+                token: b"t".to_vec(),
+                tls: None,
+            }],
+        );
+        tx.send(vec![hello(), Message::Snapshot(set(&format!("{U}:1-10")))])
+            .unwrap();
+        until(&views, "snapshot", |v| v.connected).await;
+        assert_eq!(views.lag("s1", "primary", Instant::now()), None);
+
+        // The primary returns :11; s1 has not got it: its lag is the wait so far.
+        views.wrote("primary", &set(&format!("{U}:11")));
+        assert!(set(&format!("{U}:11")).is_subset(&views.read()["primary"].set));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let pending = views.lag("s1", "primary", Instant::now()).unwrap();
+        assert!(pending >= Duration::from_millis(30), "{pending:?}");
+        // The primary itself is never behind on what it returned.
+        assert_eq!(views.lag("primary", "primary", Instant::now()), None);
+
+        // The delta arrives: one sample of about 30 ms, nothing pending.
+        tx.send(vec![Message::Delta(set(&format!("{U}:11")))])
+            .unwrap();
+        until(&views, "delta", |v| v.catch_up.is_some()).await;
+        let measured = views.read()["s1"].catch_up.unwrap();
+        assert!(measured >= Duration::from_millis(30), "{measured:?}");
+        let later = Instant::now() + Duration::from_secs(5);
+        assert_eq!(views.lag("s1", "primary", later), Some(measured));
+
+        // A quick one pulls the average down by an eighth of the gap.
+        views.wrote("primary", &set(&format!("{U}:12")));
+        tx.send(vec![Message::Delta(set(&format!("{U}:12")))])
+            .unwrap();
+        until(&views, "second delta", |v| v.catch_up != Some(measured)).await;
+        let avg = views.read()["s1"].catch_up.unwrap();
+        assert!(
+            avg < measured && avg > measured * 3 / 4,
+            "{avg:?} {measured:?}"
+        );
+
+        // After a snapshot (a reconnect), held probes are not samples.
+        views.wrote("primary", &set(&format!("{U}:13")));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send(vec![
+            Message::Reset(Reset {
+                reason: ResetReason::SetShrank,
+                detail: String::new(),
+            }),
+            hello(),
+            Message::Snapshot(set(&format!("{U}:1-13"))),
+        ])
+        .unwrap();
+        until(&views, "snapshot with the probe", |v| {
+            set(&format!("{U}:13")).is_subset(&v.set)
+        })
+        .await;
+        assert_eq!(views.read()["s1"].catch_up, Some(avg));
+        assert_eq!(views.lag("s1", "primary", later), Some(avg));
+
+        views.read_took("primary", Duration::from_millis(2));
+        views.read_took("primary", Duration::from_millis(10));
+        assert_eq!(
+            views.read()["primary"].read_cost,
+            Some(Duration::from_millis(3))
+        );
     }
 
     #[tokio::test]

@@ -4,12 +4,14 @@
 //! N concurrent sessions, each in a loop: INSERT a row with a unique id into
 //! `causeway.rw_hunt`, wait a think time, then read that row back together
 //! with `@@port` (which server answered). A read that does not find the row
-//! the same session has just written is a **stale read**. Four ways to do it:
+//! the same session has just written is a **stale read**. Five ways to do it:
 //!
 //! - [`Mode::Causeway`]: write and read through the router (causal reads).
 //! - [`Mode::NaiveSplit`]: through the router, the read hinted
 //!   `consistency=eventual`: a plain read/write split, may be stale.
 //! - [`Mode::AllPrimary`]: both directly on the primary (the baseline).
+//! - [`Mode::RouterPrimary`]: both through the router, the read hinted to
+//!   the primary: what the proxy hop alone costs.
 //! - [`Mode::Fence`]: the write directly on the primary, then the GTID fence
 //!   an application can build itself: `WAIT_FOR_EXECUTED_GTID_SET` on a
 //!   replica before reading there (on the primary when the wait times out).
@@ -50,6 +52,8 @@ pub enum Mode {
     NaiveSplit,
     /// Both directly on the primary.
     AllPrimary,
+    /// Both through the router, the read hinted `primary`.
+    RouterPrimary,
     /// Write on the primary, `WAIT_FOR_EXECUTED_GTID_SET` then read on a
     /// replica.
     Fence,
@@ -57,10 +61,11 @@ pub enum Mode {
 
 impl Mode {
     /// Every mode, in the order tables print them.
-    pub const ALL: [Mode; 4] = [
+    pub const ALL: [Mode; 5] = [
         Mode::Causeway,
         Mode::NaiveSplit,
         Mode::AllPrimary,
+        Mode::RouterPrimary,
         Mode::Fence,
     ];
 
@@ -70,6 +75,7 @@ impl Mode {
             Mode::Causeway => "causeway",
             Mode::NaiveSplit => "naive-split",
             Mode::AllPrimary => "all-primary",
+            Mode::RouterPrimary => "router-primary",
             Mode::Fence => "gtid-fence",
         }
     }
@@ -82,6 +88,7 @@ impl Mode {
                 "through the router, read hinted consistency=eventual (plain read/write split)"
             }
             Mode::AllPrimary => "write + read directly on the primary",
+            Mode::RouterPrimary => "write + read through the router, read hinted primary",
             Mode::Fence => {
                 "write on the primary, SELECT @@global.gtid_executed there, \
                  WAIT_FOR_EXECUTED_GTID_SET then read on a replica"
@@ -338,7 +345,7 @@ struct Session {
 
 async fn open_session(topo: &Topology, w: &Workload, s: usize) -> Result<Session> {
     let main_port = match w.mode {
-        Mode::Causeway | Mode::NaiveSplit => topo.router_port()?,
+        Mode::Causeway | Mode::NaiveSplit | Mode::RouterPrimary => topo.router_port()?,
         Mode::AllPrimary | Mode::Fence => topo.primary_port,
     };
     let main = connect(topo, main_port, "APP").await?;
@@ -392,6 +399,11 @@ async fn iteration(topo: &Topology, w: &Workload, s: usize, c: &mut Session) -> 
         Mode::NaiveSplit => {
             c.main
                 .query_first(select(&format!("{EVENTUAL_HINT} ")))
+                .await?
+        }
+        Mode::RouterPrimary => {
+            c.main
+                .query_first(select("/* causeway: primary */ "))
                 .await?
         }
         Mode::Fence => {

@@ -1,9 +1,10 @@
 //! Causal reads against the alternatives, in one invocation: the
-//! write-then-read workload of `causeway_e2e::workload` in four modes
+//! write-then-read workload of `causeway_e2e::workload` in five modes
 //! (through the router with causal reads; through the router as a plain
-//! read/write split; everything on the primary; a hand-written GTID fence)
+//! read/write split; everything on the primary, directly and through the
+//! router; a hand-written GTID fence)
 //! at think times 0, 1, 5 and 20 ms, interleaved (each think time runs the
-//! four modes back to back, in an order that rotates), and the replicas'
+//! five modes back to back, in an order that rotates), and the replicas'
 //! apply delay, idle and under load.
 //!
 //! ```sh
@@ -257,7 +258,7 @@ async fn main() -> Result<()> {
         topo.replica_ports
     );
     for m in Mode::ALL {
-        println!("  {:<12} {}", m.name(), m.describe());
+        println!("  {:<14} {}", m.name(), m.describe());
     }
 
     // What the primary executes with nobody using it: the router's health
@@ -361,7 +362,8 @@ async fn main() -> Result<()> {
     let total = started.elapsed();
 
     println!(
-        "\nResults ({} runs in {:.0} s; latencies in ms; ×AP = ratio to all-primary at the same think time;\n\
+        "\nResults ({} runs in {:.0} s; latencies in ms; ×AP = ratio to all-primary at the same think time,\n\
+         ×RP to router-primary (the same through the router: the proxy hop's own cost removed);\n\
          primary/1k: statements the primary executed per 1000 reads (SHOW GLOBAL STATUS 'Questions': every\n\
          client, {idle_rate:.1}/s when idle); readers/1k: of those, the GTID readers' confirmation queries;\n\
          ×AP of the rest)",
@@ -369,7 +371,7 @@ async fn main() -> Result<()> {
         total.as_secs_f64()
     );
     println!(
-        "{:>5} {:<12} {:>7} {:>6} {:>8} {:>6} {:>7} {:>7} {:>7} {:>6} {:>6} {:>10} {:>10} {:>5}",
+        "{:>5} {:<14} {:>7} {:>6} {:>8} {:>6} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>10} {:>10} {:>5}",
         "think",
         "mode",
         "reads/s",
@@ -381,6 +383,7 @@ async fn main() -> Result<()> {
         "p99",
         "p50×AP",
         "p99×AP",
+        "p99×RP",
         "primary/1k",
         "readers/1k",
         "×AP"
@@ -390,6 +393,10 @@ async fn main() -> Result<()> {
         let base = &cells[&(Mode::AllPrimary, think)];
         let base_p50 = base.summary.read_quantile(0.5).as_secs_f64();
         let base_p99 = base.summary.read_quantile(0.99).as_secs_f64();
+        let hop_p99 = cells[&(Mode::RouterPrimary, think)]
+            .summary
+            .read_quantile(0.99)
+            .as_secs_f64();
         let per_1k = |c: &Cell| {
             let k = 1000.0 / c.summary.reads.max(1) as f64;
             (c.primary_questions as f64 * k, c.reader_questions * k)
@@ -402,7 +409,7 @@ async fn main() -> Result<()> {
             let (p50, p95, p99) = s.read_p50_p95_p99();
             let (q, r) = per_1k(c);
             println!(
-                "{:>3} ms {:<12} {:>7.0} {:>6} {:>7.1}% {:>6} {:>7} {:>7} {:>7} {:>6} {:>6} {:>10.0} {:>10.0} {:>5}",
+                "{:>3} ms {:<14} {:>7.0} {:>6} {:>7.1}% {:>6} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>10.0} {:>10.0} {:>5}",
                 think,
                 mode.name(),
                 s.reads as f64 / s.elapsed.as_secs_f64(),
@@ -414,6 +421,7 @@ async fn main() -> Result<()> {
                 ms(p99),
                 ratio(p50.as_secs_f64(), base_p50),
                 ratio(p99.as_secs_f64(), base_p99),
+                ratio(p99.as_secs_f64(), hop_p99),
                 q,
                 r,
                 ratio(q - r, base_q),
@@ -444,8 +452,8 @@ async fn main() -> Result<()> {
 
     println!("\nThe router's counters over the causeway runs (causeway_router_causal_reads_total, causal_wait_seconds):");
     println!(
-        "{:>5} {:>9} {:>13} {:>13} {:>8} {:>10}",
-        "think", "replica", "primary", "no replica", "waited", "mean wait"
+        "{:>5} {:>9} {:>13} {:>13} {:>13} {:>8} {:>10}",
+        "think", "replica", "not caught up", "slow catch-up", "no replica", "waited", "mean wait"
     );
     for &think in &THINKS_MS {
         let r = Scrape(
@@ -460,12 +468,16 @@ async fn main() -> Result<()> {
         let waited = r.sum("causeway_router_causal_wait_seconds_count", &[]);
         let wait_sum = r.sum("causeway_router_causal_wait_seconds_sum", &[]);
         println!(
-            "{:>3} ms {:>9.0} {:>13.0} {:>13.0} {:>8.0} {:>7.2} ms",
+            "{:>3} ms {:>9.0} {:>13.0} {:>13.0} {:>13.0} {:>8.0} {:>7.2} ms",
             think,
             r.sum(reads, &[session, ("served", "replica")]),
             r.sum(
                 reads,
                 &[session, ("served", "primary"), ("reason", "not_caught_up")]
+            ),
+            r.sum(
+                reads,
+                &[session, ("served", "primary"), ("reason", "slow_catch_up")]
             ),
             r.sum(
                 reads,
@@ -483,7 +495,8 @@ async fn main() -> Result<()> {
             },
         );
     }
-    println!("(\"primary\": not caught up within max_wait; \"waited\": reads that waited for a replica, either way)");
+    println!("(on the primary: \"not caught up\" within max_wait, or \"slow catch-up\": no replica was expected to catch up before\n\
+              the primary would answer, so the read did not wait; \"waited\": reads that waited for a replica, either way)");
 
     let apply = quantile(&loaded.apply, 0.5);
     let announce = quantile(&loaded.announce, 0.5);

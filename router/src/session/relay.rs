@@ -105,6 +105,12 @@ pub struct Session<'a> {
     kill: Arc<tokio::sync::Notify>,
     /// GTIDs of the session's writes, by writer hostgroup name.
     needed: HashMap<String, GtidSet>,
+    /// By writer hostgroup name: when the session last wrote there, and
+    /// the server that returned the GTIDs.
+    wrote_at: HashMap<String, (Instant, String)>,
+    /// A causal read sent to the writer: its server and when, to measure
+    /// what such a read costs (see `Views::read_took`).
+    writer_read: Option<(String, Instant)>,
     /// `SET @causeway_min_gtid`: GTIDs every causal read must see.
     token: Option<GtidSet>,
     /// The client's own `session_track_gtids` (OWN_GTID, ALL_GTIDS), when
@@ -149,6 +155,8 @@ impl<'a> Session<'a> {
             turn: u64::from(id),
             kill,
             needed: HashMap::new(),
+            wrote_at: HashMap::new(),
+            writer_read: None,
             token: None,
             client_track: None,
             status: StatusFlags::AUTOCOMMIT,
@@ -236,6 +244,7 @@ impl<'a> Session<'a> {
                 return Err(Error::ClientUnexpected("empty command packet"));
             };
             let started = Instant::now();
+            self.writer_read = None;
             let whole = !first.more;
             match Command::from_u8(command) {
                 Some(Command::Quit) => {
@@ -275,6 +284,7 @@ impl<'a> Session<'a> {
                         _ => {
                             let sql = Bytes::copy_from_slice(sql);
                             self.query(first, &sql).await?;
+                            self.writer_read_done();
                             self.shared
                                 .metrics
                                 .query_seconds
@@ -297,6 +307,7 @@ impl<'a> Session<'a> {
                     | Command::StmtClose,
                 ) if first.payload.len() >= 5 => {
                     self.statement(first).await?;
+                    self.writer_read_done();
                     if command == Command::StmtExecute as u8 {
                         self.shared
                             .metrics

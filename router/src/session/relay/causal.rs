@@ -275,12 +275,24 @@ impl Session<'_> {
     /// need it, and that server has it.
     fn wrote(&mut self, i: usize, set: &GtidSet) {
         let server = &self.conns[i].server;
-        self.shared.views.learn(server, set);
+        self.shared.views.wrote(server, set);
         let Some(s) = self.rt.server(server) else {
             return;
         };
         let cluster = self.rt.servers[s].cluster;
         let name = &self.rt.groups[cluster].name;
+        match self.wrote_at.get_mut(name) {
+            Some(w) => {
+                w.0 = Instant::now();
+                if w.1 != *server {
+                    w.1.clone_from(server);
+                }
+            }
+            None => {
+                self.wrote_at
+                    .insert(name.clone(), (Instant::now(), server.clone()));
+            }
+        }
         let needed = match self.needed.get_mut(name) {
             Some(n) => n,
             None => self.needed.entry(name.clone()).or_default(),
@@ -367,7 +379,18 @@ impl Session<'_> {
             }
         }
         let health = self.shared.monitor.snapshot();
-        let mut members = self.rt.members(&health).members[g].clone();
+        let all = self.rt.members(&health);
+        let mut members = all.members[g].clone();
+        // What a read on the writer costs, as measured (see `writer_read`).
+        let writer_cost = all.members[w].first().and_then(|&p| {
+            let views = self.shared.views.read();
+            views.get(&self.rt.servers[p].name)?.read_cost
+        });
+        // When the session's own writes are all it needs, when they were
+        // made and by which server: how soon a replica should have them.
+        let own_write = (scope == Scope::Session && ask.token.is_none() && self.token.is_none())
+            .then(|| self.wrote_at.get(&self.rt.groups[w].name).cloned())
+            .flatten();
         // Without any reader, no view will ever change: waiting is useless.
         let max_wait = if members.iter().any(|&m| self.rt.servers[m].reader.is_some()) {
             max_wait
@@ -380,6 +403,9 @@ impl Session<'_> {
         loop {
             changes.borrow_and_update();
             self.turn = self.turn.wrapping_add(1);
+            let catch_up = own_write
+                .as_ref()
+                .and_then(|(at, source)| self.catch_up(&members, *at, source));
             let route = {
                 let views = self.shared.views.read();
                 let pools = &self.shared.pools;
@@ -409,6 +435,8 @@ impl Session<'_> {
                         pinned: None,
                         waited: started.elapsed(),
                         max_wait,
+                        catch_up,
+                        writer_cost,
                         tiebreak: self.turn,
                     },
                     &candidates,
@@ -442,6 +470,7 @@ impl Session<'_> {
                     let reason = match why {
                         Fallback::NoHealthyReplica => "no_healthy_replica",
                         Fallback::NotCaughtUp => "not_caught_up",
+                        Fallback::SlowCatchUp => "slow_catch_up",
                     };
                     let waited = waited.then(|| started.elapsed());
                     let requires = !needed.is_empty();
@@ -466,7 +495,35 @@ impl Session<'_> {
         if let Some(d) = waited {
             m.causal_wait_seconds.observe(d.as_secs_f64());
         }
-        self.in_group(w, requires).await
+        let i = self.in_group(w, requires).await?;
+        self.writer_read = Some((self.conns[i].server.clone(), Instant::now()));
+        Ok(i)
+    }
+
+    /// The expected wait until one of `members` holds what `source`
+    /// returned to the session at `at` (`None` when a member has no
+    /// estimate yet: then nothing is known).
+    fn catch_up(&self, members: &[usize], at: Instant, source: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let since = now.saturating_duration_since(at);
+        let mut best: Option<Duration> = None;
+        for &m in members {
+            let lag = self
+                .shared
+                .views
+                .lag(&self.rt.servers[m].name, source, now)?;
+            let left = lag.saturating_sub(since);
+            best = Some(best.map_or(left, |b| b.min(left)));
+        }
+        best
+    }
+
+    /// The statement of a causal read sent to the writer is done: its time
+    /// is what such a read costs (what waiting for a replica competes with).
+    pub(super) fn writer_read_done(&mut self) {
+        if let Some((server, at)) = self.writer_read.take() {
+            self.shared.views.read_took(&server, at.elapsed());
+        }
     }
 
     /// The executed set of writer group `w`'s primary, fetched after now
