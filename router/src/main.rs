@@ -88,7 +88,12 @@ fn main() -> anyhow::Result<()> {
     }
     let res = rt.enable_all().build()?.block_on(run(cfg, &cli));
     if let Some(p) = &cli.pid_file {
-        let _ = std::fs::remove_file(p);
+        // Only our own: a router started since (a restart that did not wait
+        // for this one to drain) has written its pid there.
+        let ours = std::process::id().to_string();
+        if std::fs::read_to_string(p).is_ok_and(|t| t.trim() == ours) {
+            let _ = std::fs::remove_file(p);
+        }
     }
     res
 }
