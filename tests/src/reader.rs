@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use causeway_gtid::delta::binary::{encode_auth, Decoder, Message};
+use causeway_gtid::delta::binary::{encode_auth, Decoder, Message, ResetReason};
 use causeway_gtid::delta::proxysql;
 use causeway_gtid::GtidSet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -100,8 +100,12 @@ impl NativeSubscriber {
                     want.difference(&self.view)
                 );
             }
-            if self.next(left).await?.is_none() {
-                bail!("the reader closed the stream");
+            match self.next(left).await? {
+                None => bail!("the reader closed the stream"),
+                Some(Message::Reset(r)) if r.reason == ResetReason::Refused => {
+                    bail!("the reader refused the subscription: {}", r.detail)
+                }
+                Some(_) => {}
             }
         }
         Ok(())

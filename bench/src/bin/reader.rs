@@ -55,6 +55,10 @@ fn start_reader(topo: &Topology, bin: &str, base: u16, flush: &str) -> Result<Re
         .args(["--metrics-listen", &metrics, "--server-id", "4242"])
         .args(["--flush-interval", flush])
         .env("BENCH_PW", &repl.password)
+        // No token (the subscribers send none), even from a shell that
+        // sourced the sandbox's topology.env.
+        .env_remove("CAUSEWAY_READER_TOKEN_FILE")
+        .env_remove("CAUSEWAY_READER_TOKEN_ENV")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

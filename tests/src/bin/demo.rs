@@ -422,6 +422,10 @@ async fn causal_reads(topo: &Topology) -> Result<()> {
     } else {
         println!("  no read had to wait for a replica to catch up");
     }
+    println!(
+        "  (slow_catch_up: no replica was expected to have the write before the primary\n  \
+         would answer, so the read went there without waiting)"
+    );
     for (labels, v) in router.series("causeway_router_queries_total") {
         if v > 0.0 {
             println!("  queries_total{{{labels}}} {v:>8.0}");
@@ -475,8 +479,9 @@ async fn causal_reads(topo: &Topology) -> Result<()> {
     println!(
         "\nWhile replica1 applied nothing, its reader announced nothing new, so the router\n\
          stopped sending it reads that needed newer writes: they went to replica2 (or,\n\
-         when replica2 had not caught up within 5 ms either, to the primary). Once\n\
-         replica1 caught up, it took its share again."
+         when replica2 had not caught up within 5 ms either, or was not expected to\n\
+         before the primary would answer, to the primary). Once replica1 caught up,\n\
+         it took its share again."
     );
     if s.stale == 0 {
         println!("Not one read was sent where its session's write was missing.");
