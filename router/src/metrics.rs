@@ -64,11 +64,13 @@ pub const VIEW_AGE_SECONDS: &str = "causeway_router_view_age_seconds";
 pub const VIEW_GTID_DISTANCE: &str = "causeway_router_view_gtid_distance";
 /// Per server: 1 while the stream from its reader is up.
 pub const READER_CONNECTED: &str = "causeway_router_reader_connected";
-/// Per server: moving average of the seconds GTIDs its cluster's primary
-/// returned in OK packets took to reach its view (absent until measured).
+/// Per server: moving average of the seconds GTIDs other servers (its
+/// cluster's primary) returned in OK packets took to reach its view (absent
+/// until measured).
 pub const VIEW_CATCH_UP_SECONDS: &str = "causeway_router_view_catch_up_seconds";
 /// Per server: moving average of the seconds causal reads sent to it as the
-/// writer took (what waiting for a replica competes with).
+/// writer took, from the statement sent to the first packet of the answer
+/// (what waiting for a replica competes with).
 pub const WRITER_READ_SECONDS: &str = "causeway_router_writer_read_seconds";
 
 /// Labels of [`CAUSAL_READS`].
@@ -78,7 +80,8 @@ pub struct CausalLabels {
     pub scope: &'static str,
     /// replica or primary.
     pub served: &'static str,
-    /// caught_up, not_caught_up, no_healthy_replica, global_fetch_failed.
+    /// caught_up, not_caught_up, slow_catch_up, no_healthy_replica,
+    /// global_fetch_failed.
     pub reason: &'static str,
 }
 

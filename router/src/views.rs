@@ -178,62 +178,84 @@ struct Inner {
 /// network together, which is what a waiting read experiences).
 #[derive(Default)]
 struct Probes {
-    by_source: HashMap<String, VecDeque<Probe>>,
+    by_source: HashMap<String, Ring>,
     next: u64,
+}
+
+/// One source's probes, oldest first.
+#[derive(Default)]
+struct Ring {
+    probes: VecDeque<Probe>,
+    /// The newest probe dropped to make room (0: none yet).
+    evicted: u64,
 }
 
 struct Probe {
     seq: u64,
     set: GtidSet,
     at: Instant,
+    /// Servers whose view held it already when it was taken: no sample.
+    held: Vec<String>,
 }
 
 /// At most one probe per source this often, and this many kept per source
-/// (with the spacing: about 0.25 s of writes).
+/// (about 0.25 s of a busy primary's writes; longer when writes are rare).
 const PROBE_EVERY: Duration = Duration::from_millis(1);
 const PROBE_KEEP: usize = 256;
 
 impl Probes {
-    fn add(&mut self, source: &str, set: &GtidSet, now: Instant) {
+    /// Whether `source` is due a new probe at `now`.
+    fn due(&self, source: &str, now: Instant) -> bool {
+        self.by_source
+            .get(source)
+            .and_then(|ring| ring.probes.back())
+            .is_none_or(|p| now.saturating_duration_since(p.at) >= PROBE_EVERY)
+    }
+
+    fn add(&mut self, source: &str, set: &GtidSet, now: Instant, held: Vec<String>) {
         if !self.by_source.contains_key(source) {
-            self.by_source.insert(source.to_string(), VecDeque::new());
+            self.by_source.insert(source.to_string(), Ring::default());
         }
         let Some(ring) = self.by_source.get_mut(source) else {
             return;
         };
-        if ring
-            .back()
-            .is_some_and(|p| now.saturating_duration_since(p.at) < PROBE_EVERY)
-        {
-            return;
-        }
-        if ring.len() == PROBE_KEEP {
-            ring.pop_front();
+        if ring.probes.len() == PROBE_KEEP {
+            if let Some(old) = ring.probes.pop_front() {
+                ring.evicted = old.seq;
+            }
         }
         self.next += 1;
-        ring.push_back(Probe {
+        ring.probes.push_back(Probe {
             seq: self.next,
             set: set.clone(),
             at: now,
+            held,
         });
     }
 
     /// Moves `server`'s cursors past the probes its view now holds; with
-    /// `sample`, each one's delay feeds the view's `catch_up` (not after a
-    /// snapshot: a reconnect's gap is not a catch-up delay).
+    /// `sample`, each one's delay feeds the view's `catch_up`. Not sampled:
+    /// probes held at a snapshot (a reconnect's gap is not a catch-up
+    /// delay), probes the view held when they were taken, and a scan whose
+    /// cursor fell behind the kept probes (it may have held them long ago).
     fn seen(&self, server: &str, v: &mut ServerView, now: Instant, sample: bool) {
         for (source, ring) in &self.by_source {
             if source == server {
                 continue;
             }
-            let mut cursor = v.probe_cursor.get(source).copied().unwrap_or(0);
-            let before = cursor;
-            for p in ring.iter().skip_while(|p| p.seq < before) {
+            let before = v.probe_cursor.get(source).copied().unwrap_or(0);
+            // Probes dropped unseen: the ones after them may have been
+            // held for long.
+            let fell_behind = ring.evicted != 0 && ring.evicted >= before;
+            let sample = sample && !fell_behind;
+            let mut cursor = before;
+            let probes = &ring.probes;
+            for p in probes.range(probes.partition_point(|p| p.seq < before)..) {
                 if !p.set.is_subset(&v.set) {
                     break;
                 }
                 cursor = p.seq + 1;
-                if sample {
+                if sample && !p.held.iter().any(|s| s == server) {
                     v.catch_up = Some(average(v.catch_up, now.saturating_duration_since(p.at)));
                 }
             }
@@ -246,10 +268,10 @@ impl Probes {
     /// How long the oldest probe of `source` that `v` lacks has waited.
     fn pending(&self, source: &str, v: &ServerView, now: Instant) -> Option<Duration> {
         let cursor = v.probe_cursor.get(source).copied().unwrap_or(0);
-        self.by_source
-            .get(source)?
-            .iter()
-            .find(|p| p.seq >= cursor && !p.set.is_subset(&v.set))
+        let probes = &self.by_source.get(source)?.probes;
+        probes
+            .range(probes.partition_point(|p| p.seq < cursor)..)
+            .find(|p| !p.set.is_subset(&v.set))
             .map(|p| now.saturating_duration_since(p.at))
     }
 }
@@ -317,6 +339,12 @@ impl Views {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             views.retain(|name, _| servers.contains(name));
+            self.inner
+                .probes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .by_source
+                .retain(|name, _| servers.contains(name));
             for s in servers {
                 views.entry(s.clone()).or_default();
             }
@@ -371,17 +399,30 @@ impl Views {
     /// long they take to reach the other servers' views.
     pub fn wrote(&self, server: &str, gtids: &GtidSet) {
         self.learn(server, gtids);
-        self.inner
+        let now = Instant::now();
+        // Lock order: the views, then the probes.
+        let views = self.read();
+        let mut probes = self
+            .inner
             .probes
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .add(server, gtids, Instant::now());
+            .unwrap_or_else(PoisonError::into_inner);
+        if !probes.due(server, now) {
+            return;
+        }
+        // A view may hold them already (its delta overtook this OK packet).
+        let held = views
+            .iter()
+            .filter(|(name, v)| *name != server && gtids.is_subset(&v.set))
+            .map(|(name, _)| name.clone())
+            .collect();
+        probes.add(server, gtids, now, held);
     }
 
     /// How far behind `server` is on what `source` returned in OK packets,
     /// as the router sees it: the larger of the moving average of the
-    /// measured delays and how long the oldest GTID it lacks has waited (a
-    /// stalled server grows at once). `None` until anything was measured.
+    /// measured delays and how long the oldest probe it lacks has waited (a
+    /// stalled server grows at once). `None` while neither is known.
     pub fn lag(&self, server: &str, source: &str, now: Instant) -> Option<Duration> {
         let views = self.read();
         let v = views.get(server)?;
@@ -525,6 +566,9 @@ async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
                         // Replaces: after a reconnect or reset the reader's
                         // snapshot is the truth (it may be smaller).
                         v.set = set.clone();
+                        // It may be smaller (a reset, a re-clone): probes
+                        // are matched against it from the oldest again.
+                        v.probe_cursor.clear();
                         probes.seen(&target.server, v, now, false);
                         v.connected = true;
                         v.heard = Some(now);
@@ -763,6 +807,56 @@ mod tests {
             views.read()["primary"].read_cost,
             Some(Duration::from_millis(3))
         );
+    }
+
+    #[test]
+    fn probes_a_view_held_early_or_lost_track_of_are_not_samples() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut probes = Probes::default();
+        let mut v = ServerView {
+            set: set(&format!("{U}:1-5")),
+            ..ServerView::default()
+        };
+        // Taken while the view already held it (its delta came first).
+        probes.add("p", &set(&format!("{U}:5")), ms(0), vec!["s1".into()]);
+        // A real one: sent at 10 ms, held at 14 ms.
+        assert!(!probes.due("p", ms(0)) && probes.due("p", ms(1)));
+        probes.add("p", &set(&format!("{U}:6")), ms(10), Vec::new());
+        v.set = set(&format!("{U}:1-6"));
+        probes.seen("s1", &mut v, ms(14), true);
+        assert_eq!(v.catch_up, Some(Duration::from_millis(4)));
+        assert_eq!(probes.pending("p", &v, ms(20)), None);
+
+        // A probe the view never gets blocks the cursor; once it is dropped
+        // to make room, the probes after it are not samples (the view may
+        // have held them for long): only later ones are.
+        probes.add("p", &set(&format!("{U}:1000")), ms(20), Vec::new());
+        for i in 0..PROBE_KEEP as u64 {
+            probes.add("p", &set(&format!("{U}:{}", 7 + i)), ms(21 + i), Vec::new());
+        }
+        assert_eq!(
+            probes.pending("p", &v, ms(300)),
+            Some(Duration::from_millis(279)),
+            "the oldest probe it lacks"
+        );
+        v.set = set(&format!("{U}:1-999"));
+        probes.seen("s1", &mut v, ms(5000), true);
+        assert_eq!(
+            v.catch_up,
+            Some(Duration::from_millis(4)),
+            "no sample after losing track"
+        );
+        assert_eq!(probes.pending("p", &v, ms(5000)), None);
+        probes.add("p", &set(&format!("{U}:1001")), ms(6000), Vec::new());
+        v.set = set(&format!("{U}:1-999:1001"));
+        probes.seen("s1", &mut v, ms(6012), true);
+        // (7 × 4 + 12) / 8 = 5
+        assert_eq!(v.catch_up, Some(Duration::from_millis(5)));
+        // A source's own probes are never its samples.
+        let mut p = ServerView::default();
+        probes.seen("p", &mut p, ms(7000), true);
+        assert_eq!(p.catch_up, None);
     }
 
     #[tokio::test]

@@ -108,9 +108,9 @@ pub struct Session<'a> {
     /// By writer hostgroup name: when the session last wrote there, and
     /// the server that returned the GTIDs.
     wrote_at: HashMap<String, (Instant, String)>,
-    /// A causal read sent to the writer: its server and when, to measure
-    /// what such a read costs (see `Views::read_took`).
-    writer_read: Option<(String, Instant)>,
+    /// A causal read sent to the writer: its server, and when the statement
+    /// was sent, to measure what such a read costs (see `Views::read_took`).
+    writer_read: Option<(String, Option<Instant>)>,
     /// `SET @causeway_min_gtid`: GTIDs every causal read must see.
     token: Option<GtidSet>,
     /// The client's own `session_track_gtids` (OWN_GTID, ALL_GTIDS), when
@@ -284,7 +284,6 @@ impl<'a> Session<'a> {
                         _ => {
                             let sql = Bytes::copy_from_slice(sql);
                             self.query(first, &sql).await?;
-                            self.writer_read_done();
                             self.shared
                                 .metrics
                                 .query_seconds
@@ -307,7 +306,6 @@ impl<'a> Session<'a> {
                     | Command::StmtClose,
                 ) if first.payload.len() >= 5 => {
                     self.statement(first).await?;
-                    self.writer_read_done();
                     if command == Command::StmtExecute as u8 {
                         self.shared
                             .metrics
@@ -980,6 +978,7 @@ impl<'a> Session<'a> {
             more = c.more;
         }
         backend.flush().await?;
+        self.writer_read_sent(i);
         let mut out = Outcome::default();
         if tracker.is_done() {
             return Ok(out);
@@ -1004,6 +1003,7 @@ impl<'a> Session<'a> {
             let mut c = backend.next_chunk().await?.ok_or_else(|| {
                 Error::BackendIo(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
             })?;
+            self.writer_read_answered();
             if c.first {
                 let step = tracker.feed(&c.payload).map_err(Error::BackendProtocol)?;
                 done = step.done;

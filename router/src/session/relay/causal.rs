@@ -403,10 +403,7 @@ impl Session<'_> {
         loop {
             changes.borrow_and_update();
             self.turn = self.turn.wrapping_add(1);
-            let catch_up = own_write
-                .as_ref()
-                .and_then(|(at, source)| self.catch_up(&members, *at, source));
-            let route = {
+            let decide_now = |catch_up: Option<Duration>| {
                 let views = self.shared.views.read();
                 let pools = &self.shared.pools;
                 let candidates: Vec<Candidate<'_>> = members
@@ -442,6 +439,14 @@ impl Session<'_> {
                     &candidates,
                 )
             };
+            let mut route = decide_now(None);
+            // Whether waiting pays matters only when the read would wait.
+            if let (Route::Wait(_), Some((at, source)), Some(_)) = (route, &own_write, writer_cost)
+            {
+                if let Some(c) = self.catch_up(&members, *at, source) {
+                    route = decide_now(Some(c));
+                }
+            }
             match route {
                 Route::Replica(m) | Route::Pinned(m) => match self.open(m).await {
                     Ok(i) => {
@@ -496,33 +501,42 @@ impl Session<'_> {
             m.causal_wait_seconds.observe(d.as_secs_f64());
         }
         let i = self.in_group(w, requires).await?;
-        self.writer_read = Some((self.conns[i].server.clone(), Instant::now()));
+        self.writer_read = Some((self.conns[i].server.clone(), None));
         Ok(i)
     }
 
     /// The expected wait until one of `members` holds what `source`
-    /// returned to the session at `at` (`None` when a member has no
-    /// estimate yet: then nothing is known).
+    /// returned to the session at `at`: the soonest among those with an
+    /// estimate (`None` when none has one).
     fn catch_up(&self, members: &[usize], at: Instant, source: &str) -> Option<Duration> {
         let now = Instant::now();
         let since = now.saturating_duration_since(at);
-        let mut best: Option<Duration> = None;
-        for &m in members {
-            let lag = self
-                .shared
-                .views
-                .lag(&self.rt.servers[m].name, source, now)?;
-            let left = lag.saturating_sub(since);
-            best = Some(best.map_or(left, |b| b.min(left)));
-        }
-        best
+        members
+            .iter()
+            .filter_map(|&m| self.shared.views.lag(&self.rt.servers[m].name, source, now))
+            .map(|lag| lag.saturating_sub(since))
+            .min()
     }
 
-    /// The statement of a causal read sent to the writer is done: its time
-    /// is what such a read costs (what waiting for a replica competes with).
-    pub(super) fn writer_read_done(&mut self) {
-        if let Some((server, at)) = self.writer_read.take() {
-            self.shared.views.read_took(&server, at.elapsed());
+    /// Connection `i` has just been sent a statement: when it is the causal
+    /// read sent to the writer, its clock starts.
+    pub(super) fn writer_read_sent(&mut self, i: usize) {
+        if let Some((server, sent @ None)) = &mut self.writer_read {
+            if *server == self.conns[i].server {
+                *sent = Some(Instant::now());
+            }
+        }
+    }
+
+    /// The first packet of a response arrived: when it answers the causal
+    /// read sent to the writer, the time since it was sent is what such a
+    /// read costs there (what waiting for a replica competes with; the
+    /// session's state replay and the client's pace are not in it).
+    pub(super) fn writer_read_answered(&mut self) {
+        if let Some((_, Some(_))) = &self.writer_read {
+            if let Some((server, Some(sent))) = self.writer_read.take() {
+                self.shared.views.read_took(&server, sent.elapsed());
+            }
         }
     }
 
