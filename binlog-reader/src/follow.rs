@@ -30,6 +30,15 @@ use causeway_gtid::delta::binary::ResetReason as BinaryReason;
 /// detect resets that the binlog stream does not show.
 const AUDIT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long one confirmation may wait on the server for pending GTIDs to
+/// become visible. A GTID arrives from the binlog before its engine commit
+/// (usually well under a millisecond before); waiting for that commit inside
+/// the query announces it the moment it lands, instead of answering "not
+/// yet" and asking again a flush interval later. The bound keeps a commit
+/// that takes longer (a stall) from holding back the GTIDs already visible:
+/// after it the answer is partial, as without the wait.
+const CONFIRM_WAIT: Duration = Duration::from_millis(20);
+
 /// Runs the binlog connection forever, reconnecting with exponential backoff.
 pub async fn run_source(
     cfg: Config,
@@ -100,12 +109,19 @@ async fn control_task(
         let answer = match ask {
             Ask::Confirm(asked, generation) => {
                 // A formatted GTID set holds only hex digits, '-', ':', ','
-                // and lowercase tag characters: safe inside quotes.
-                let q = format!("SELECT GTID_SUBTRACT('{asked}', @@global.gtid_executed)");
+                // and lowercase tag characters: safe inside quotes. The wait
+                // (see CONFIRM_WAIT) is only a server-side pause until the
+                // commits land; what is announced is decided by
+                // GTID_SUBTRACT against gtid_executed, read after it.
+                let q = format!(
+                    "SELECT WAIT_FOR_EXECUTED_GTID_SET('{asked}', {:.3}), \
+                     GTID_SUBTRACT('{asked}', @@global.gtid_executed)",
+                    CONFIRM_WAIT.as_secs_f64()
+                );
                 let res = bounded(&mut conn, &opts, timeout, |c| {
                     Box::pin(async move {
-                        let text: Option<String> = c.query_first(q).await?;
-                        let text = text.ok_or_else(|| {
+                        let row: Option<(Option<i64>, String)> = c.query_first(q).await?;
+                        let (_, text) = row.ok_or_else(|| {
                             SourceError::Protocol("GTID_SUBTRACT returned no row".into())
                         })?;
                         GtidSet::parse(&text).map_err(|e| {

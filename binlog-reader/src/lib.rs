@@ -4,7 +4,8 @@
 //! ```text
 //!   source (replica connection) --GTID events--> tracker (pure) --deltas--> hub --> subscribers
 //!                                                  ^                                  native / ProxySQL
-//!   control connection --GTID_SUBTRACT(pending, gtid_executed)--+
+//!   control connection: WAIT_FOR_EXECUTED_GTID_SET(pending),
+//!     then GTID_SUBTRACT(pending, gtid_executed) --+
 //! ```
 //! See [`tracker`] for why a binlog GTID is not announced until
 //! `@@global.gtid_executed` contains it.

@@ -12,9 +12,12 @@
 //! `@@global.gtid_executed` is updated only after the engine commit, so a GTID
 //! that is in `gtid_executed` is visible to every later read on that server.
 //! The reader therefore announces a GTID only once a query has seen it there:
-//! `SELECT GTID_SUBTRACT('<pending>', @@global.gtid_executed)` returns the
-//! pending GTIDs that are *not yet* visible; the rest are announced. The query
-//! is sized by what is pending, not by the server's whole history.
+//! `SELECT WAIT_FOR_EXECUTED_GTID_SET('<pending>', 0.02),
+//! GTID_SUBTRACT('<pending>', @@global.gtid_executed)` waits on the server
+//! (at most 20 ms) until the pending GTIDs are committed, then returns those
+//! that are *not yet* visible; the rest are announced. Only the second
+//! column decides: the wait just saves asking again. The query is sized by
+//! what is pending, not by the server's whole history.
 //!
 //! The binlog tells the reader *when* to ask (no polling while the server is
 //! idle); `gtid_executed` tells it *what* to announce. The announced view is
