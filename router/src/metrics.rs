@@ -399,36 +399,35 @@ fn render_views(shared: &crate::Shared, out: &mut String) {
             );
         }
     }
-    gauge(
+    let seconds =
+        |out: &mut String,
+         name: &str,
+         help: &str,
+         of: fn(&crate::views::ServerView) -> Option<std::time::Duration>| {
+            gauge(out, name, help);
+            for s in &rt.servers {
+                if let Some(d) = views.get(&s.name).and_then(of) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{server=\"{}\"}} {:.6}",
+                        escape(&s.name),
+                        d.as_secs_f64()
+                    );
+                }
+            }
+        };
+    seconds(
         out,
         VIEW_CATCH_UP_SECONDS,
         "moving average of the seconds the primary's GTIDs took to reach the server's view",
+        |v| v.catch_up,
     );
-    for s in &rt.servers {
-        if let Some(d) = views.get(&s.name).and_then(|v| v.catch_up) {
-            let _ = writeln!(
-                out,
-                "{VIEW_CATCH_UP_SECONDS}{{server=\"{}\"}} {:.6}",
-                escape(&s.name),
-                d.as_secs_f64()
-            );
-        }
-    }
-    gauge(
+    seconds(
         out,
         WRITER_READ_SECONDS,
         "moving average of the seconds causal reads sent to the writer took",
+        |v| v.read_cost,
     );
-    for s in &rt.servers {
-        if let Some(d) = views.get(&s.name).and_then(|v| v.read_cost) {
-            let _ = writeln!(
-                out,
-                "{WRITER_READ_SECONDS}{{server=\"{}\"}} {:.6}",
-                escape(&s.name),
-                d.as_secs_f64()
-            );
-        }
-    }
     gauge(out, READER_CONNECTED, "1 while the reader stream is up");
     for s in rt.servers.iter().filter(|s| s.reader.is_some()) {
         let up = views.get(&s.name).is_some_and(|v| v.connected);

@@ -23,7 +23,7 @@ use causeway_e2e::router::{Raw, RAW_CAPS};
 use causeway_e2e::Topology;
 use causeway_gtid::GtidSet;
 use causeway_router::causal::Scope;
-use causeway_router::metrics::CausalLabels;
+use causeway_router::metrics::{CausalLabels, VIEW_CATCH_UP_SECONDS};
 use causeway_wire::{CapabilityFlags, OkPacket, StatusFlags};
 use mysql_async::prelude::*;
 use mysql_async::Conn;
@@ -356,6 +356,24 @@ async fn stale_read_hunters() -> Result<()> {
     ensure!(
         count("global", "replica", "caught_up") + count("global", "primary", "not_caught_up") > 0
     );
+    // The replicas' catch-up was timed (their readers announced the
+    // session writes' probes), and the scrape shows it.
+    let text = causeway_common::metrics_http::Render::render(&causeway_router::metrics::Live(
+        router.shared.clone(),
+    ));
+    for (name, v) in router.shared.views.read().iter() {
+        if name.starts_with("replica") {
+            let catch_up = v
+                .catch_up
+                .context("a replica's catch-up was never measured")?;
+            let line = format!("{VIEW_CATCH_UP_SECONDS}{{server=\"{name}\"}} ");
+            ensure!(
+                text.lines().any(|l| l.starts_with(&line)),
+                "no {line} in the scrape"
+            );
+            ensure!(catch_up < Duration::from_secs(60), "{name}: {catch_up:?}");
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     while !router.shared.views.read().values().all(|v| v.connected) {
         ensure!(
