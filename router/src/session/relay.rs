@@ -915,6 +915,16 @@ impl<'a> Session<'a> {
         for k in broken.into_iter().rev() {
             self.conns.remove(k);
         }
+        self.clear_session_state();
+        self.publish();
+    }
+
+    /// What COM_RESET_CONNECTION and COM_CHANGE_USER both end: replayed
+    /// settings, the transaction, session and user variables, locks,
+    /// temporary tables, prepared statements, the token and the client's
+    /// GTID tracking. The GTIDs the session wrote stay needed (its reads
+    /// must still see them).
+    fn clear_session_state(&mut self) {
         self.replay.clear();
         self.txn = None;
         self.vars = None;
@@ -922,11 +932,8 @@ impl<'a> Session<'a> {
         self.temp = None;
         self.temp_tables.clear();
         self.stmts.clear();
-        // User variables and session variables are gone; the GTIDs the
-        // session wrote stay needed (its reads must still see them).
         self.token = None;
         self.client_track = None;
-        self.publish();
     }
 
     /// Tells KILL where this session's backend threads are.
@@ -1152,16 +1159,8 @@ impl<'a> Session<'a> {
         }
         self.schema = Some(cu.database).filter(|d| !d.is_empty());
         self.login.database = self.schema.clone();
-        self.replay.clear();
-        self.txn = None;
+        self.clear_session_state();
         self.last = None;
-        self.vars = None;
-        self.locks = None;
-        self.temp = None;
-        self.temp_tables.clear();
-        self.stmts.clear();
-        self.token = None;
-        self.client_track = None;
         self.client_seq = seq;
         self.start().await
     }
