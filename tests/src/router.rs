@@ -327,6 +327,11 @@ impl Raw {
         Raw::login_with(port, user, password, plugin, RAW_CAPS).await
     }
 
+    /// [`Raw::login`] as `who`, naming caching_sha2_password.
+    pub async fn login_as(port: u16, who: &crate::Credentials) -> Result<Raw> {
+        Raw::login(port, &who.user, &who.password, "caching_sha2_password").await
+    }
+
     /// [`Raw::login`] asking for `wanted` capabilities (those the server
     /// offers).
     pub async fn login_with(

@@ -83,26 +83,13 @@ async fn first_login_does_full_authentication_then_the_fast_path() -> Result<()>
     let router = start_router(cfg).await?;
     let app = topo.user("APP")?;
     // A raw client that only knows the fast path is told to do full auth first...
-    let err = Raw::login(
-        router.port,
-        &app.user,
-        &app.password,
-        "caching_sha2_password",
-    )
-    .await
-    .unwrap_err();
+    let err = Raw::login_as(router.port, &app).await.unwrap_err();
     assert!(err.to_string().contains(r"\x01\x04"), "{err}");
     // ...which a real client does (RSA over plain TCP)...
     let conn = Conn::new(opts(&topo, router.port, "APP", false)?).await?;
     conn.disconnect().await?;
     // ...after which the fast path is enough.
-    let mut raw = Raw::login(
-        router.port,
-        &app.user,
-        &app.password,
-        "caching_sha2_password",
-    )
-    .await?;
+    let mut raw = Raw::login_as(router.port, &app).await?;
     let reply = raw.command(b"\x03SELECT 1").await?;
     assert_eq!(reply.len(), 4, "{reply:?}");
     Ok(())

@@ -113,14 +113,7 @@ async fn bad_commands_end_only_their_session() -> Result<()> {
     let router = router(&topo).await?;
     let app = topo.user("APP")?;
     let mut bystander = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
-    let login = || {
-        Raw::login(
-            router.port,
-            &app.user,
-            &app.password,
-            "caching_sha2_password",
-        )
-    };
+    let login = || Raw::login_as(router.port, &app);
 
     // A command packet with the wrong sequence id.
     let mut raw = login().await?;
@@ -200,13 +193,7 @@ async fn idle_sessions_are_closed_with_err_4031() -> Result<()> {
     cfg.frontend.idle_timeout = Duration::from_millis(300);
     let router = start_router(cfg).await?;
     let app = topo.user("APP")?;
-    let mut raw = Raw::login(
-        router.port,
-        &app.user,
-        &app.password,
-        "caching_sha2_password",
-    )
-    .await?;
+    let mut raw = Raw::login_as(router.port, &app).await?;
     let start = Instant::now();
     let errs = errors_until_close(&mut raw).await?;
     assert!(start.elapsed() >= Duration::from_millis(250));
@@ -260,13 +247,7 @@ async fn a_client_that_stops_reading_a_result_is_dropped_after_net_write_timeout
     cfg.frontend.net_write_timeout = Duration::from_millis(300);
     let router = start_router(cfg).await?;
     let app = topo.user("APP")?;
-    let mut raw = Raw::login(
-        router.port,
-        &app.user,
-        &app.password,
-        "caching_sha2_password",
-    )
-    .await?;
+    let mut raw = Raw::login_as(router.port, &app).await?;
     assert_eq!(router.shared.metrics.sessions.get(), 1);
     // 64 MiB of result, far more than the socket buffers, never read.
     let mut query = vec![0x03];
@@ -291,13 +272,7 @@ async fn a_command_stalled_between_its_chunks_is_ended_with_err_1159() -> Result
     cfg.frontend.handshake_timeout = Duration::from_millis(300);
     let router = start_router(cfg).await?;
     let app = topo.user("APP")?;
-    let mut raw = Raw::login(
-        router.port,
-        &app.user,
-        &app.password,
-        "caching_sha2_password",
-    )
-    .await?;
+    let mut raw = Raw::login_as(router.port, &app).await?;
     // A full first chunk (so more follow), then nothing.
     let mut chunk = vec![0xff, 0xff, 0xff, 0x00, 0x03];
     chunk.extend_from_slice(b"SELECT '");
@@ -319,13 +294,7 @@ async fn a_change_user_stalled_in_authentication_is_ended() -> Result<()> {
     cfg.frontend.handshake_timeout = Duration::from_millis(300);
     let router = start_router(cfg).await?;
     let app = topo.user("APP")?;
-    let mut raw = Raw::login(
-        router.port,
-        &app.user,
-        &app.password,
-        "caching_sha2_password",
-    )
-    .await?;
+    let mut raw = Raw::login_as(router.port, &app).await?;
     let cmd = causeway_wire::command::ComChangeUser {
         username: app.user.clone().into_bytes().into(),
         auth_response: vec![0u8; 32].into(),

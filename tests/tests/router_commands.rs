@@ -103,20 +103,8 @@ async fn rare_commands_answer_byte_for_byte_as_direct() -> Result<()> {
         .await?
         .disconnect()
         .await?;
-    let mut direct = Raw::login(
-        topo.primary_port,
-        &app.user,
-        &app.password,
-        "caching_sha2_password",
-    )
-    .await?;
-    let mut routed = Raw::login(
-        router.port,
-        &app.user,
-        &app.password,
-        "caching_sha2_password",
-    )
-    .await?;
+    let mut direct = Raw::login_as(topo.primary_port, &app).await?;
+    let mut routed = Raw::login_as(router.port, &app).await?;
     assert_eq!(direct.caps, routed.caps);
     let a = replies(&mut direct).await?;
     let b = replies(&mut routed).await?;
@@ -174,13 +162,7 @@ async fn kill_uses_the_router_s_connection_ids() -> Result<()> {
     raw_router.frontend.caching_sha2_full_auth = FullAuth::Never;
     let raw_router = start_router(raw_router).await?;
     let mut target = Conn::new(opts(&topo, raw_router.port, "APP", true)?).await?;
-    let mut raw = Raw::login(
-        raw_router.port,
-        &app.user,
-        &app.password,
-        "caching_sha2_password",
-    )
-    .await?;
+    let mut raw = Raw::login_as(raw_router.port, &app).await?;
     // A COM_PROCESS_KILL too short to hold an id: ERR, and the session goes on.
     let reply = raw.command(&[0x0c, 1, 2]).await?;
     assert_eq!(reply[0][0], 0xff, "ERR: {reply:?}");
