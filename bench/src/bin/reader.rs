@@ -1,7 +1,7 @@
 //! The reader under a write load on the sandbox primary: visibility delay
 //! (binlog arrival to announcement) p50/p99, bytes per transaction per
-//! subscriber for both protocols, and reader CPU, at ~1k trx/s and at the
-//! highest rate this machine reaches.
+//! subscriber for both protocols, reader CPU and wake-ups, at ~1k trx/s,
+//! ~10k trx/s and the highest rate this machine reaches.
 //!
 //! Runs its own release-built reader (path in `CAUSEWAY_BENCH_READER`, see
 //! `bench/reader.sh`) beside the sandbox primary, so the numbers are not
@@ -71,6 +71,61 @@ fn start_reader(topo: &Topology, bin: &str, base: u16, flush: &str) -> Result<Re
     })
 }
 
+/// The baseline: `mysqlbinlog --raw --stop-never`, the server's own binlog
+/// client, receiving the same stream over the same kind of connection (plain
+/// TCP) and writing it to files undecoded. What it costs is what merely
+/// receiving this binlog costs on this machine.
+struct Baseline {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn start_baseline(topo: &Topology, bin: &str) -> Result<Baseline> {
+    let mut c = topo.conn(topo.primary_port, "ADMIN").await?;
+    let row: mysql_async::Row = c
+        .query_first("SHOW BINARY LOG STATUS")
+        .await?
+        .context("SHOW BINARY LOG STATUS: no row")?;
+    let file: String = row.get(0).context("File")?;
+    let pos: u64 = row.get(1).context("Position")?;
+    let repl = topo.user("REPL")?;
+    let dir = std::env::temp_dir().join(format!("causeway-bench-binlog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let child = Command::new(bin)
+        .args(["--read-from-remote-server", "--raw", "--stop-never"])
+        .args([
+            "--host",
+            &topo.host,
+            "--port",
+            &topo.primary_port.to_string(),
+        ])
+        .args([
+            "--user",
+            &repl.user,
+            &format!("--password={}", repl.password),
+        ])
+        .args(["--ssl-mode=DISABLED", "--get-server-public-key"])
+        .args([
+            "--connection-server-id=4243",
+            &format!("--start-position={pos}"),
+        ])
+        .arg(format!("--result-file={}/", dir.display()))
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {bin}"))?;
+    Ok(Baseline { child, dir })
+}
+
 /// utime + stime of a process, in seconds.
 fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -78,6 +133,25 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
     Ok(ticks / 100.0)
+}
+
+/// Context switches of a process (all its threads): each is a wake-up
+/// after blocking (voluntary) or a preemption. On a one-thread reader the
+/// voluntary ones count how often it went to sleep in epoll and was woken.
+fn switches(pid: u32) -> Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let status = std::fs::read_to_string(task?.path().join("status"))?;
+        for line in status.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += v.trim().parse::<u64>()?;
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// The reader's metrics text.
@@ -192,6 +266,8 @@ async fn phase(
     writers: usize,
     rate: u64,
 ) -> Result<()> {
+    let mut baseline = start_baseline(topo, topo.var("CAUSEWAY_MYSQLBINLOG")?).await?;
+    let bpid = baseline.child.id();
     let mut native = NativeSubscriber::connect(&reader.native, b"").await?;
     let mut px = ProxySqlSubscriber::connect(&reader.proxysql).await?;
     // Catch up with the snapshot first, so only the phase's bytes count.
@@ -204,7 +280,13 @@ async fn phase(
     let native_bytes0 = native.bytes_read();
     let px_bytes0 = px.bytes;
     let m0 = scrape(&reader.metrics)?;
+    // mysqlbinlog has had the snapshot wait to connect; it must be running.
+    if let Some(status) = baseline.child.try_wait()? {
+        bail!("the baseline mysqlbinlog exited ({status}) before the load started");
+    }
+    let (bcpu0, bsw0) = (cpu_seconds(bpid)?, switches(bpid)?);
     let cpu0 = cpu_seconds(pid)?;
+    let sw0 = switches(pid)?;
     let t0 = Instant::now();
 
     // Both subscribers read all along, as a router would, until they hold
@@ -243,6 +325,10 @@ async fn phase(
     let px = px_task.await??;
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid)? - cpu0;
+    let sw = switches(pid)? - sw0;
+    let bcpu = cpu_seconds(bpid)? - bcpu0;
+    let bsw = switches(bpid)? - bsw0;
+    drop(baseline);
     let m1 = scrape(&reader.metrics)?;
     let (hist0, hist1) = (histogram(&m0, DELAY)?, histogram(&m1, DELAY)?);
     let (c0, c1) = (histogram(&m0, CONFIRM)?, histogram(&m1, CONFIRM)?);
@@ -262,11 +348,22 @@ async fn phase(
         100.0 * cpu / secs / (rate_done / 1000.0),
     );
     println!(
-        "{:<10} confirm queries {queries:.0} ({:.2} per trx), answers with GTIDs not yet visible {invisible:.0}, round trip p50 ≤ {} p99 ≤ {}",
+        "{:<10} confirm queries {queries:.0} ({:.2} per trx), answers with GTIDs not yet visible {invisible:.0}, round trip p50 ≤ {} p99 ≤ {}; \
+         wake-ups {:.0}/s ({:.2} per trx)",
         "",
         queries / trx as f64,
         us(quantile(&c0, &c1, 0.5)),
         us(quantile(&c0, &c1, 0.99)),
+        sw as f64 / secs,
+        sw as f64 / trx as f64,
+    );
+    println!(
+        "{:<10} baseline mysqlbinlog --raw on the same stream: CPU {:.1} % of a core, wake-ups {:.0}/s; reader ×{:.2} its CPU, ×{:.2} its wake-ups",
+        "",
+        100.0 * bcpu / secs,
+        bsw as f64 / secs,
+        cpu / bcpu,
+        sw as f64 / bsw as f64,
     );
     Ok(())
 }
@@ -303,6 +400,7 @@ async fn main() -> Result<()> {
             topo.primary_port
         );
         phase(&topo, &reader, pid, "~1k/s", 4, 250).await?;
+        phase(&topo, &reader, pid, "~10k/s", 8, 1250).await?;
         phase(&topo, &reader, pid, "max", 8, 0).await?;
         drop(reader);
         // Let the ports close before the next reader binds them.
