@@ -93,9 +93,10 @@ pub struct PublishConfig {
     pub token_env: Option<String>,
     /// File holding the token.
     pub token_file: Option<PathBuf>,
-    /// Minimum time between two confirmation queries: deltas are coalesced
-    /// over it. Zero: a new query as soon as the previous one answered (one
-    /// in flight at most), the lowest delay.
+    /// Time between two confirmation queries under load (on average; after
+    /// a quiet spell two may go back to back): deltas are coalesced over it.
+    /// Zero: a new query as soon as the previous one answered (one in flight
+    /// at most), the lowest delay.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
     /// Heartbeat period towards subscribers.

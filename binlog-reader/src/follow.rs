@@ -2,12 +2,21 @@
 //! backoff), feeds the [`Tracker`], confirms pending GTIDs against the
 //! server once per flush tick, and publishes to the [`Hub`].
 //!
-//! Confirmation pacing: when nothing was confirmed during the last flush
-//! interval, pending GTIDs are confirmed at once (an isolated write is
-//! announced one round trip after its binlog event); under load, at most one
-//! confirmation query per flush interval, each covering everything pending.
-//! One query is in flight at most, so the query rate never exceeds one per
-//! round trip; with `flush_interval = 0` that is the only pacing.
+//! Confirmation pacing ([`Pacer`]): under load, one confirmation query per
+//! flush interval, each covering everything pending; after a quiet spell,
+//! [`BURST`] queries may go back to back, so a lone write, or two close
+//! together, are announced one round trip after their binlog events. One
+//! query is in flight at most, so the query rate never exceeds one per round
+//! trip; with `flush_interval = 0` that is the only pacing.
+//!
+//! Coalescing a tick ([`hold`]): when the next query is due within
+//! [`HOLD_MAX`] and GTIDs are pending (or the last query covered several, so
+//! more are surely coming), the thread sleeps until it is due instead of
+//! returning to epoll. Binlog data arriving meanwhile waits in the socket
+//! and is read in one go just before the query, rather than waking the
+//! reader once per packet it could not act on anyway: the query would not
+//! go out before it is due either way. Their arrival is counted from the
+//! start of the sleep, so the delay histogram never understates.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +47,44 @@ const AUDIT_INTERVAL: Duration = Duration::from_secs(1);
 /// that takes longer (a stall) from holding back the GTIDs already visible:
 /// after it the answer is partial, as without the wait.
 const CONFIRM_WAIT: Duration = Duration::from_millis(20);
+
+/// The longest the tracker sleeps the thread to coalesce a flush tick
+/// (see [`hold`]). A longer `flush_interval` waits on tokio's timer for the
+/// part beyond it, so subscribers' hellos, heartbeats and metric scrapes are
+/// never held up longer than this.
+const HOLD_MAX: Duration = Duration::from_millis(5);
+
+/// Confirmation queries that may go back to back after a quiet spell.
+const BURST: u32 = 2;
+
+/// Paces confirmation queries: one per `interval` on average, with at most
+/// [`BURST`] back to back (a generic cell rate algorithm: `tat` is when the
+/// next query would be due had the queries so far gone out at the rate).
+/// Over any span T it allows at most T / interval + BURST queries, so the
+/// deltas each subscriber receives stay coalesced under load, while the
+/// writes of a quiet server are not made to wait for a tick.
+#[derive(Debug)]
+struct Pacer {
+    interval: Duration,
+    tat: Instant,
+}
+
+impl Pacer {
+    fn new(interval: Duration, now: Instant) -> Pacer {
+        Pacer { interval, tat: now }
+    }
+
+    /// When the next query may go.
+    fn due(&self) -> Instant {
+        let slack = self.interval * (BURST - 1);
+        self.tat.checked_sub(slack).unwrap_or(self.tat)
+    }
+
+    /// A query went out at `now`.
+    fn sent(&mut self, now: Instant) {
+        self.tat = self.tat.max(now) + self.interval;
+    }
+}
 
 /// Runs the binlog connection forever, reconnecting with exponential backoff.
 pub async fn run_source(
@@ -197,28 +244,50 @@ pub async fn run_tracker(
     let mut in_flight = false;
     // Bumped at every reset of the view.
     let mut generation: u64 = 0;
-    let flush = cfg.publish.flush_interval;
-    let mut last_confirm = Instant::now() - flush;
-    let mut last_signal = Instant::now();
-    let mut connected = true;
+    let mut pacer = Pacer::new(cfg.publish.flush_interval, Instant::now());
+    let mut link = Link {
+        connected: true,
+        last_signal: Instant::now(),
+    };
     let mut heartbeat = tokio::time::interval(cfg.publish.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut audit = tokio::time::interval(AUDIT_INTERVAL);
     audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
 
+    // The last query asked about more than one GTID: the binlog is busy and
+    // will likely bring more before the next query is due, so the tracker
+    // holds right after an answer instead of waking for the next packet.
+    let mut busy = false;
+
     loop {
         // Confirm as soon as something is pending, nothing is in flight and
-        // the last query is at least a flush interval old. The check runs
-        // here, not through a timer, because tokio's timers tick in whole
-        // milliseconds: a due confirmation must not wait for the next tick.
+        // the pacer allows. A due time near enough is waited for by `hold`
+        // (precise to the sleep's slack); tokio's timers tick in whole
+        // milliseconds and would add up to one.
         let mut confirm_at = far();
-        if !tracker.pending().is_empty() && !in_flight {
-            let due = last_confirm + flush;
-            if due <= Instant::now() {
-                last_confirm = Instant::now();
+        if !in_flight && (busy || !tracker.pending().is_empty()) {
+            let due = pacer.due();
+            let now = Instant::now();
+            if due > now && due - now <= HOLD_MAX {
+                let from = hold(due).await;
+                while let Ok(ev) = rx.try_recv() {
+                    let ev = match ev {
+                        SourceEvent::Gtid(gtid, at) => SourceEvent::Gtid(gtid, at.min(from)),
+                        other => other,
+                    };
+                    on_source(ev, &mut link, &mut tracker, &hub, &metrics, &mut generation);
+                }
+                // Held on a hunch and nothing came: the burst is over.
+                busy = !tracker.pending().is_empty();
+            }
+            if tracker.pending().is_empty() {
+                // Nothing to ask (a hold that found nothing).
+            } else if due <= Instant::now() {
+                pacer.sent(Instant::now());
                 metrics.confirm_queries.inc();
                 in_flight = true;
+                busy = tracker.pending().count() > 1;
                 let ask = Ask::Confirm(tracker.pending().clone(), generation);
                 if ask_tx.send(ask).await.is_err() {
                     return;
@@ -230,22 +299,7 @@ pub async fn run_tracker(
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { return };
-                match ev {
-                    SourceEvent::Connected { server_uuid, executed } => {
-                        connected = true;
-                        metrics.connected.set(1);
-                        last_signal = Instant::now();
-                        if apply_state(&mut tracker, &hub, &metrics, server_uuid, executed) {
-                            generation += 1;
-                        }
-                    }
-                    SourceEvent::Gtid(gtid, at) => {
-                        last_signal = at;
-                        tracker.on_binlog_gtid(gtid, at);
-                    }
-                    SourceEvent::Alive(at) => last_signal = at,
-                    SourceEvent::Disconnected(_) => connected = false,
-                }
+                on_source(ev, &mut link, &mut tracker, &hub, &metrics, &mut generation);
             }
             // Due: the top of the loop sends it.
             _ = sleep_until(confirm_at) => {}
@@ -276,8 +330,9 @@ pub async fn run_tracker(
             }
             _ = heartbeat.tick() => {
                 let now = Instant::now();
+                let last_signal = link.last_signal;
                 let as_of = tracker.oldest_pending().map_or(last_signal, |t| t.min(last_signal));
-                let age = if connected {
+                let age = if link.connected {
                     now.saturating_duration_since(as_of)
                 } else {
                     now.saturating_duration_since(last_signal)
@@ -293,6 +348,64 @@ pub async fn run_tracker(
             }
         }
     }
+}
+
+/// What the tracker loop knows of the binlog connection.
+struct Link {
+    connected: bool,
+    /// The last event or heartbeat read from it.
+    last_signal: Instant,
+}
+
+/// One event from the binlog connection.
+fn on_source(
+    ev: SourceEvent,
+    link: &mut Link,
+    tracker: &mut Tracker,
+    hub: &Hub,
+    metrics: &Metrics,
+    generation: &mut u64,
+) {
+    match ev {
+        SourceEvent::Connected {
+            server_uuid,
+            executed,
+        } => {
+            link.connected = true;
+            metrics.connected.set(1);
+            link.last_signal = Instant::now();
+            if apply_state(tracker, hub, metrics, server_uuid, executed) {
+                *generation += 1;
+            }
+        }
+        SourceEvent::Gtid(gtid, at) => {
+            link.last_signal = link.last_signal.max(at);
+            tracker.on_binlog_gtid(gtid, at);
+        }
+        SourceEvent::Alive(at) => link.last_signal = link.last_signal.max(at),
+        SourceEvent::Disconnected(_) => link.connected = false,
+    }
+}
+
+/// Holds the thread until `until` (at most [`HOLD_MAX`] away): first lets
+/// every other ready task run (subscribers write what was just published),
+/// then sleeps the thread itself, so binlog packets arriving meanwhile do
+/// not wake it, then lets the source task read them. Returns when the sleep
+/// began: nothing read afterwards can have arrived before it.
+///
+/// Blocking a runtime thread is deliberate here: the reader's runtime is
+/// its own single thread, the sleep is at most `HOLD_MAX`, no confirmation
+/// is in flight, and the query it waits for could not be sent earlier.
+/// Call it from a spawned task, as `run_tracker` is: tokio polls the
+/// `block_on` future ahead of the tasks the sleep's I/O woke.
+async fn hold(until: Instant) -> Instant {
+    tokio::task::yield_now().await;
+    let from = Instant::now();
+    if let Some(rest) = until.checked_duration_since(from) {
+        std::thread::sleep(rest.min(HOLD_MAX));
+    }
+    tokio::task::yield_now().await;
+    from
 }
 
 /// A fresh reading of the server's identity and `gtid_executed`: either a
@@ -333,4 +446,133 @@ fn publish(hub: &Hub, metrics: &Metrics, c: Confirmed) {
     metrics.gtids_announced.inc_by(c.delta.count() as u64);
     debug!(delta = %c.delta, "visible");
     hub.publish_delta(c.delta);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Runs `f` as the reader runs its tracker: a spawned task on a
+    /// current-thread runtime (see main.rs). The `block_on` future itself is
+    /// polled ahead of woken tasks, so a hold there would not see them run.
+    fn in_tracker_task(f: impl std::future::Future<Output = ()> + Send + 'static) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async { tokio::spawn(f).await.unwrap() });
+    }
+
+    /// A hold lets ready tasks run before the thread sleeps (subscribers
+    /// write what was just published), sleeps until the due time, and says
+    /// when the sleep began.
+    #[test]
+    fn hold_runs_ready_tasks_first_then_sleeps_until_due() {
+        in_tracker_task(async {
+            let wrote = Arc::new(std::sync::Mutex::new(None));
+            let w = wrote.clone();
+            tokio::spawn(async move { *w.lock().unwrap() = Some(Instant::now()) });
+            let before = Instant::now();
+            let until = before + Duration::from_millis(3);
+            let from = hold(until).await;
+            let wrote_at = wrote
+                .lock()
+                .unwrap()
+                .expect("the ready task ran during the hold");
+            assert!(wrote_at <= from, "it ran before the thread went to sleep");
+            assert!(from >= before);
+            assert!(Instant::now() >= until, "held until due");
+        });
+    }
+
+    /// What arrives on a socket while the thread sleeps is read by its task
+    /// before the hold returns, so the query sent next includes it.
+    #[test]
+    fn data_arriving_during_a_hold_is_read_before_it_returns() {
+        in_tracker_task(async {
+            let (mut ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+            let theirs = theirs.into_std().unwrap();
+            theirs.set_nonblocking(false).unwrap();
+            let got = Arc::new(AtomicBool::new(false));
+            let g = got.clone();
+            let reader = tokio::spawn(async move {
+                let mut buf = [0u8; 4];
+                ours.read_exact(&mut buf).await.unwrap();
+                g.store(true, Ordering::SeqCst);
+                ours
+            });
+            // The reader task is parked on the socket before the hold.
+            tokio::task::yield_now().await;
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(2));
+                let mut theirs = theirs;
+                std::io::Write::write_all(&mut theirs, b"gtid").unwrap();
+                theirs
+            });
+            hold(Instant::now() + Duration::from_millis(20)).await;
+            assert!(
+                got.load(Ordering::SeqCst),
+                "the packet that came during the sleep was read before the hold returned"
+            );
+            let _keep_open = writer.join().unwrap();
+            let mut ours = reader.await.unwrap();
+            ours.write_all(b"x").await.unwrap();
+        });
+    }
+
+    /// After a quiet spell BURST queries go at once; under load one per
+    /// interval; over any span, at most span / interval + BURST.
+    #[test]
+    fn pacer_allows_a_burst_then_one_per_interval() {
+        let ms = Duration::from_millis(1);
+        let t0 = Instant::now();
+        let mut p = Pacer::new(ms, t0);
+        assert!(p.due() <= t0);
+        p.sent(t0);
+        assert!(p.due() <= t0, "a second query may follow at once");
+        p.sent(t0);
+        assert_eq!(p.due(), t0 + ms, "the third waits an interval");
+        // Under load: every query goes the moment it is due.
+        let mut sent: u32 = 2;
+        let mut now = t0;
+        while now < t0 + 100 * ms {
+            now = p.due().max(now);
+            p.sent(now);
+            sent += 1;
+        }
+        assert!(sent <= 100 + BURST, "{sent} queries in 100 intervals");
+        assert!(sent >= 100, "{sent} queries in 100 intervals");
+        // Quiet for a while: the burst is back, and no more than it.
+        let later = now + 50 * ms;
+        assert!(p.due() <= later);
+        p.sent(later);
+        assert!(p.due() <= later);
+        p.sent(later);
+        assert!(p.due() > later);
+    }
+
+    /// With a zero interval every query is due at once.
+    #[test]
+    fn pacer_with_zero_interval_never_waits() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(Duration::ZERO, t0);
+        for _ in 0..10 {
+            assert!(p.due() <= t0);
+            p.sent(t0);
+        }
+    }
+
+    /// A hold never sleeps longer than HOLD_MAX, whatever it is asked.
+    #[test]
+    fn hold_is_bounded() {
+        in_tracker_task(async {
+            let before = Instant::now();
+            let from = hold(before + Duration::from_secs(3600)).await;
+            let held = from.elapsed();
+            assert!(held >= HOLD_MAX, "held {held:?}");
+            assert!(held < Duration::from_secs(3600));
+        });
+    }
 }
