@@ -67,6 +67,7 @@ async fn a_stalled_server_shows_as_a_growing_view_age() -> Result<()> {
     let mut sub = subscribe(&topo, 1).await?;
     // Fresh first: an age below one server heartbeat period (0.5 s) + slack.
     let fresh = wait_for_age(&mut sub, |age| age < Duration::from_secs(1)).await?;
+    let reconnects_before = reconnects(&topo, 1)?;
     topo.sandbox(&["pause", "replica1"])?;
     let stale = wait_for_age(&mut sub, |age| age >= Duration::from_secs(2)).await;
     topo.sandbox(&["resume", "replica1"])?;
@@ -78,9 +79,31 @@ async fn a_stalled_server_shows_as_a_growing_view_age() -> Result<()> {
         fresh < stale && recovered < stale,
         "{fresh:?} {stale:?} {recovered:?}"
     );
+    // Two heartbeat periods and more without a byte: the binlog connection
+    // was presumed dead and opened again.
+    let reconnects_after = reconnects(&topo, 1)?;
+    ensure!(
+        reconnects_after > reconnects_before,
+        "the silent binlog connection was never dropped: reconnects {reconnects_before} -> {reconnects_after}"
+    );
     // And the stream still carries writes.
     let target = write_rows(&topo, 3).await?;
     until_no_reset(&mut sub, &target).await
+}
+
+/// `causeway_reader_reconnects_total` of server `i`'s reader.
+fn reconnects(topo: &Topology, i: usize) -> Result<u64> {
+    let urls = topo.var("CAUSEWAY_READER_METRICS_URLS")?;
+    let url = urls
+        .split_whitespace()
+        .nth(i)
+        .with_context(|| format!("no reader metrics URL {i} in {urls:?}"))?;
+    let body = causeway_e2e::http_get(url)?;
+    let line = body
+        .lines()
+        .find_map(|l| l.strip_prefix("causeway_reader_reconnects_total "))
+        .with_context(|| format!("{url}: no causeway_reader_reconnects_total"))?;
+    Ok(line.trim().parse()?)
 }
 
 async fn wait_for_age(
