@@ -437,3 +437,125 @@ async fn failures_shun_promotions_move_the_writer_and_two_writers_are_refused() 
     promoted?;
     Ok(())
 }
+
+/// A raw client of the router on `port` as APP, after a real client's login
+/// (the full caching_sha2_password exchange) let the fast path through.
+async fn raw_login(topo: &Topology, port: u16) -> Result<causeway_e2e::router::Raw> {
+    Conn::new(opts(topo, port, "APP", true)?)
+        .await?
+        .disconnect()
+        .await?;
+    causeway_e2e::router::Raw::login_as(port, &topo.user("APP")?).await
+}
+
+/// The ERR in `packets` (the first packet), or a failure naming what came.
+fn err_code(packets: &[bytes::Bytes]) -> Result<u16> {
+    let p = packets.first().context("no packet")?;
+    ensure!(p.first() == Some(&0xff), "not an ERR: {p:?}");
+    Ok(u16::from_le_bytes([p[1], p[2]]))
+}
+
+/// COM_STMT_PREPARE through `raw`; the statement id.
+async fn raw_prepare(raw: &mut causeway_e2e::router::Raw, sql: &str) -> Result<u32> {
+    let mut p = vec![0x16];
+    p.extend_from_slice(sql.as_bytes());
+    let out = raw.command(&p).await?;
+    let ok = out.first().context("no PREPARE_OK")?;
+    ensure!(ok.first() == Some(&0x00), "PREPARE failed: {ok:?}");
+    Ok(u32::from_le_bytes([ok[1], ok[2], ok[3], ok[4]]))
+}
+
+/// COM_STMT_SEND_LONG_DATA of parameter 0 (no reply is allowed), then
+/// COM_STMT_EXECUTE with that parameter as a string; the EXECUTE's packets.
+async fn raw_long_data_execute(
+    raw: &mut causeway_e2e::router::Raw,
+    id: u32,
+    data: &[u8],
+) -> Result<Vec<bytes::Bytes>> {
+    let mut p = vec![0x18];
+    p.extend_from_slice(&id.to_le_bytes());
+    p.extend_from_slice(&0u16.to_le_bytes());
+    p.extend_from_slice(data);
+    raw.send(0, &p).await?;
+    let mut e = vec![0x17];
+    e.extend_from_slice(&id.to_le_bytes());
+    e.push(0); // no cursor
+    e.extend_from_slice(&1u32.to_le_bytes());
+    e.push(0); // null bitmap: not NULL
+    e.push(1); // types follow
+    e.extend_from_slice(&[0xfe, 0x00]); // MYSQL_TYPE_STRING; its value came as long data
+    raw.command(&e).await
+}
+
+/// SEND_LONG_DATA has no reply, even when the router cannot deliver it: the
+/// failure is the EXECUTE's answer (as MySQL reports its own), and the
+/// session goes on in step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_data_that_cannot_be_delivered_fails_the_execute_not_the_protocol() -> Result<()> {
+    let topo = Topology::get()?;
+    let dir = std::env::temp_dir().join(format!("causeway-longdata-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("router.toml");
+    let side = format!(
+        "[[hostgroups]]\nname = \"side\"\nrole = \"reader\"\nwriter = \"primary\"\n\
+         [[servers]]\nname = \"side1\"\nport = {}\nhostgroup = \"side\"\n",
+        topo.replica_ports[0]
+    );
+    std::fs::write(&path, toml_config(&topo, &side)?)?;
+    let router = Router::bind(Config::from_file(&path)?, Some(path.clone())).await?;
+    let port = router.local_addr()?.port();
+    let shared = router.shared();
+    tokio::spawn(router.run());
+    let mut raw = raw_login(&topo, port).await?;
+
+    // Delivered: the value arrives as long data.
+    let sql = "SELECT /* causeway: hostgroup=side */ CONCAT('got:', ?)";
+    let id = raw_prepare(&mut raw, sql).await?;
+    let out = raw_long_data_execute(&mut raw, id, b"abc").await?;
+    ensure!(
+        out.iter().any(|p| p.windows(7).any(|w| w == b"got:abc")),
+        "the long data did not reach the statement: {out:?}"
+    );
+
+    // Not deliverable: the hostgroup of its hint is gone after a reload.
+    std::fs::write(&path, toml_config(&topo, "")?)?;
+    shared.reload().await?;
+    let out = raw_long_data_execute(&mut raw, id, b"def").await?;
+    assert_eq!(err_code(&out)?, 9003, "{out:?}");
+    // The session is in step: the next command gets its own answer.
+    let out = raw.command(b"\x03SELECT 'next'").await?;
+    ensure!(
+        out.iter().any(|p| p.windows(4).any(|w| w == b"next")),
+        "out of step after the failed long data: {out:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A command over 16 MiB that the router refuses: its remaining chunks are
+/// read and dropped, not taken for commands, and the ERR follows its last
+/// chunk's sequence id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_command_over_16_mib_is_skipped_whole() -> Result<()> {
+    let topo = Topology::get()?;
+    let router = start_router(topo.split_config()?).await?;
+    let mut raw = raw_login(&topo, router.port).await?;
+    let mut q = b"\x03SELECT /* causeway: hostgroup=nowhere */ '".to_vec();
+    q.resize(17 << 20, b'x');
+    q.push(b'\'');
+    raw.send(0, &q).await?;
+    let err = raw.read().await?.context("closed")?;
+    ensure!(
+        err.payload.first() == Some(&0xff),
+        "not an ERR: {:?}",
+        &err.payload[..err.payload.len().min(60)]
+    );
+    assert_eq!(u16::from_le_bytes([err.payload[1], err.payload[2]]), 9003);
+    assert_eq!(err.seq, 2, "the ERR follows chunks 0 and 1");
+    let out = raw.command(b"\x03SELECT 'next'").await?;
+    ensure!(
+        out.iter().any(|p| p.windows(4).any(|w| w == b"next")),
+        "out of step after the refused command: {out:?}"
+    );
+    Ok(())
+}

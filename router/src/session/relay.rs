@@ -118,6 +118,14 @@ pub struct Session<'a> {
     client_track: Option<String>,
     /// Status flags of the last response (for OKs the router makes).
     status: StatusFlags,
+    /// The command's packet has chunks (over 16 MiB) not read yet: nothing
+    /// forwarded them. They are skipped before the router answers, and in
+    /// any case before the next command.
+    unread: bool,
+    /// The command allows no reply (COM_STMT_SEND_LONG_DATA): an ERR the
+    /// router would send is kept in `withheld` instead.
+    silent: bool,
+    withheld: Option<ErrPacket>,
 }
 
 impl<'a> Session<'a> {
@@ -160,6 +168,9 @@ impl<'a> Session<'a> {
             token: None,
             client_track: None,
             status: StatusFlags::AUTOCOMMIT,
+            unread: false,
+            silent: false,
+            withheld: None,
         }
     }
 
@@ -246,6 +257,7 @@ impl<'a> Session<'a> {
             let started = Instant::now();
             self.writer_read = None;
             let whole = !first.more;
+            self.unread = first.more;
             match Command::from_u8(command) {
                 Some(Command::Quit) => {
                     self.close().await;
@@ -338,7 +350,26 @@ impl<'a> Session<'a> {
                     self.on_home(first).await?;
                 }
             }
+            self.skip_rest().await?;
         }
+    }
+
+    /// Reads and drops the rest of a command over 16 MiB that was not
+    /// forwarded (refused, or without a target), so that its chunks are not
+    /// taken for commands; a reply then follows its last chunk's sequence.
+    async fn skip_rest(&mut self) -> Result<()> {
+        let limit = self.shared.config.frontend.handshake_timeout;
+        while self.unread {
+            let c = tokio::time::timeout(limit, self.client.next_chunk())
+                .await
+                .map_err(|_| Error::ClientReadTimeout("the rest of a command"))??
+                .ok_or(Error::ClientUnexpected(
+                    "connection closed inside a command",
+                ))?;
+            self.client_seq = c.seq.wrapping_add(1);
+            self.unread = c.more;
+        }
+        Ok(())
     }
 
     /// After a failure: an ERR to the client unless its own connection
@@ -369,6 +400,11 @@ impl<'a> Session<'a> {
     }
 
     async fn send_client_err(&mut self, err: &ErrPacket) -> Result<()> {
+        self.skip_rest().await?;
+        if self.silent {
+            self.withheld = Some(err.clone());
+            return Ok(());
+        }
         let mut buf = BytesMut::new();
         err.encode(self.caps, &mut buf);
         self.client.write_packet(self.client_seq, &buf).await
@@ -971,6 +1007,7 @@ impl<'a> Session<'a> {
         backend.queue_chunk(&first);
         let mut more = first.more;
         let limit = self.shared.config.frontend.handshake_timeout;
+        self.unread = false;
         while more {
             let c = tokio::time::timeout(limit, self.client.next_chunk())
                 .await

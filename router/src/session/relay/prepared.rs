@@ -40,6 +40,9 @@ pub(super) struct Prepared {
     typed: HashSet<String>,
     /// Where SEND_LONG_DATA went since the last EXECUTE.
     long_data: Option<String>,
+    /// Why a SEND_LONG_DATA could not be delivered (no reply is allowed to
+    /// it): the next EXECUTE answers with it, as MySQL does with its own.
+    long_data_err: Option<ErrPacket>,
     /// Where the last EXECUTE ran (FETCH and RESET go there).
     last_exec: Option<String>,
 }
@@ -67,6 +70,7 @@ impl Session<'_> {
                     types: None,
                     typed: HashSet::new(),
                     long_data: None,
+                    long_data_err: None,
                     last_exec: None,
                 },
             );
@@ -83,6 +87,35 @@ impl Session<'_> {
             first.payload[3],
             first.payload[4],
         ]);
+        if command == Command::StmtExecute as u8 || command == Command::StmtReset as u8 {
+            let failed = self.stmts.get_mut(&id).and_then(|s| {
+                let err = s.long_data_err.take()?;
+                s.long_data = None;
+                Some(err)
+            });
+            // RESET drops the long data and its error, then runs as usual.
+            if let (Some(err), true) = (failed, command == Command::StmtExecute as u8) {
+                return self.send_client_err(&err).await;
+            }
+        }
+        if command != Command::StmtSendLongData as u8 {
+            return self.statement_of(first, id).await;
+        }
+        // No reply is allowed: an ERR the router would send is kept for the
+        // EXECUTE (the rest of a long chunk is still read and dropped).
+        self.silent = true;
+        let res = self.statement_of(first, id).await;
+        self.silent = false;
+        if let Some(err) = self.withheld.take() {
+            if let Some(s) = self.stmts.get_mut(&id) {
+                s.long_data_err.get_or_insert(err);
+            }
+        }
+        res
+    }
+
+    async fn statement_of(&mut self, first: Chunk, id: u32) -> Result<()> {
+        let command = first.payload[0];
         let Some(stmt) = self.stmts.get(&id) else {
             if command == Command::StmtClose as u8 || command == Command::StmtSendLongData as u8 {
                 return Ok(());
@@ -125,10 +158,6 @@ impl Session<'_> {
             }
         };
         let Some(i) = target else {
-            if command == Command::StmtSendLongData as u8 {
-                // No response is allowed; the EXECUTE will fail instead.
-                self.client_seq = 1;
-            }
             return Ok(());
         };
         let Some(bid) = self.ensure_prepared(id, i).await? else {
