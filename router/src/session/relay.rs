@@ -360,12 +360,7 @@ impl<'a> Session<'a> {
     async fn skip_rest(&mut self) -> Result<()> {
         let limit = self.shared.config.frontend.handshake_timeout;
         while self.unread {
-            let c = tokio::time::timeout(limit, self.client.next_chunk())
-                .await
-                .map_err(|_| Error::ClientReadTimeout("the rest of a command"))??
-                .ok_or(Error::ClientUnexpected(
-                    "connection closed inside a command",
-                ))?;
+            let c = next_chunk_of_command(&mut self.client, limit).await?;
             self.client_seq = c.seq.wrapping_add(1);
             self.unread = c.more;
         }
@@ -1009,12 +1004,7 @@ impl<'a> Session<'a> {
         let limit = self.shared.config.frontend.handshake_timeout;
         self.unread = false;
         while more {
-            let c = tokio::time::timeout(limit, self.client.next_chunk())
-                .await
-                .map_err(|_| Error::ClientReadTimeout("the rest of a command"))??
-                .ok_or(Error::ClientUnexpected(
-                    "connection closed inside a command",
-                ))?;
+            let c = next_chunk_of_command(&mut self.client, limit).await?;
             backend.queue_chunk(&c);
             if backend.should_flush() {
                 backend.flush().await?;
@@ -1216,4 +1206,14 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         Failure::Fatal(e)
     }
+}
+
+/// The next chunk of a client command over 16 MiB, within `limit`.
+async fn next_chunk_of_command(client: &mut PacketIo, limit: std::time::Duration) -> Result<Chunk> {
+    tokio::time::timeout(limit, client.next_chunk())
+        .await
+        .map_err(|_| Error::ClientReadTimeout("the rest of a command"))??
+        .ok_or(Error::ClientUnexpected(
+            "connection closed inside a command",
+        ))
 }
