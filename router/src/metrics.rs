@@ -366,21 +366,29 @@ fn render_views(shared: &crate::Shared, out: &mut String) {
     let members = rt.members(&shared.monitor.snapshot());
     let views = shared.views.read();
     let now = std::time::Instant::now();
-    gauge(
+    let seconds =
+        |out: &mut String,
+         name: &str,
+         help: &str,
+         of: &dyn Fn(&crate::views::ServerView) -> Option<std::time::Duration>| {
+            gauge(out, name, help);
+            for s in &rt.servers {
+                if let Some(d) = views.get(&s.name).and_then(of) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{server=\"{}\"}} {:.6}",
+                        escape(&s.name),
+                        d.as_secs_f64()
+                    );
+                }
+            }
+        };
+    seconds(
         out,
         VIEW_AGE_SECONDS,
         "seconds since the server's view was confirmed",
+        &|v| v.age(now),
     );
-    for s in &rt.servers {
-        if let Some(age) = views.get(&s.name).and_then(|v| v.age(now)) {
-            let _ = writeln!(
-                out,
-                "{VIEW_AGE_SECONDS}{{server=\"{}\"}} {:.6}",
-                escape(&s.name),
-                age.as_secs_f64()
-            );
-        }
-    }
     gauge(
         out,
         VIEW_GTID_DISTANCE,
@@ -399,34 +407,17 @@ fn render_views(shared: &crate::Shared, out: &mut String) {
             );
         }
     }
-    let seconds =
-        |out: &mut String,
-         name: &str,
-         help: &str,
-         of: fn(&crate::views::ServerView) -> Option<std::time::Duration>| {
-            gauge(out, name, help);
-            for s in &rt.servers {
-                if let Some(d) = views.get(&s.name).and_then(of) {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{server=\"{}\"}} {:.6}",
-                        escape(&s.name),
-                        d.as_secs_f64()
-                    );
-                }
-            }
-        };
     seconds(
         out,
         VIEW_CATCH_UP_SECONDS,
         "moving average of the seconds the primary's GTIDs took to reach the server's view",
-        |v| v.catch_up,
+        &|v| v.catch_up,
     );
     seconds(
         out,
         WRITER_READ_SECONDS,
         "moving average of the seconds causal reads sent to the writer took",
-        |v| v.read_cost,
+        &|v| v.read_cost,
     );
     gauge(out, READER_CONNECTED, "1 while the reader stream is up");
     for s in rt.servers.iter().filter(|s| s.reader.is_some()) {
