@@ -450,6 +450,33 @@ struct SessionResult {
     samples: Vec<Sample>,
 }
 
+impl SessionResult {
+    /// This session's share of a run's [`Summary`] (to [`Summary::merge`]).
+    fn into_summary(self, w: &Workload, names: &[String], started: Instant) -> Summary {
+        let think_actual = match u32::try_from(self.reads) {
+            Ok(0) => Duration::ZERO,
+            Ok(n) => self.think_total / n,
+            Err(_) => self.think_total / u32::MAX,
+        };
+        Summary {
+            workload: w.clone(),
+            names: names.to_vec(),
+            started,
+            elapsed: Duration::ZERO,
+            reads: self.reads,
+            stale: self.stale,
+            errors: self.errors,
+            first_error: self.first_error,
+            served: self.served,
+            fence_timeouts: self.fence_timeouts,
+            latencies: self.latencies,
+            write_latencies: self.write_latencies,
+            think_actual,
+            samples: self.samples,
+        }
+    }
+}
+
 /// Runs `w` against the sandbox `topo` ([`prepare`] first). Progress, when
 /// given, is updated after every read.
 pub async fn run(
@@ -539,44 +566,15 @@ pub async fn run(
             r
         }));
     }
-    let mut sum = Summary {
-        workload: w.clone(),
-        names: names.clone(),
-        started: start,
-        elapsed: Duration::ZERO,
-        reads: 0,
-        stale: 0,
-        errors: 0,
-        first_error: None,
+    let part = |r: SessionResult| r.into_summary(w, &names, start);
+    let mut sum = part(SessionResult {
         served: vec![0; names.len()],
-        fence_timeouts: 0,
-        latencies: Vec::new(),
-        write_latencies: Vec::new(),
-        think_actual: Duration::ZERO,
-        samples: Vec::new(),
-    };
-    let mut think_total = Duration::ZERO;
+        ..SessionResult::default()
+    });
     for t in tasks {
-        let r = t.await?;
-        sum.reads += r.reads;
-        sum.stale += r.stale;
-        sum.errors += r.errors;
-        sum.first_error = sum.first_error.take().or(r.first_error);
-        for (a, b) in sum.served.iter_mut().zip(&r.served) {
-            *a += b;
-        }
-        sum.fence_timeouts += r.fence_timeouts;
-        sum.latencies.extend(r.latencies);
-        sum.write_latencies.extend(r.write_latencies);
-        sum.samples.extend(r.samples);
-        think_total += r.think_total;
+        sum.merge(part(t.await?));
     }
     sum.elapsed = start.elapsed();
-    sum.latencies.sort_unstable();
-    sum.write_latencies.sort_unstable();
-    if sum.reads > 0 {
-        sum.think_actual = think_total / u32::try_from(sum.reads).unwrap_or(u32::MAX);
-    }
     Ok(sum)
 }
 
