@@ -5,6 +5,7 @@
 //! against two writable servers.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -264,18 +265,29 @@ fn toml_config(topo: &Topology, extra: &str) -> Result<String> {
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_applies_between_statements_and_a_broken_file_changes_nothing() -> Result<()> {
-    let topo = Topology::get()?;
-    let dir = std::env::temp_dir().join(format!("causeway-reload-{}", std::process::id()));
+/// A router started from a configuration file, so that `reload` reads it
+/// again: `text` is written to `router.toml` in a folder of its own
+/// (`causeway-<name>-<pid>` in the temp dir). Its port, its shared state,
+/// the file.
+async fn router_from_file(
+    name: &str,
+    text: &str,
+) -> Result<(u16, std::sync::Arc<causeway_router::Shared>, PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("causeway-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("router.toml");
-    std::fs::write(&path, toml_config(&topo, "")?)?;
-    let cfg = Config::from_file(&path)?;
-    let router = Router::bind(cfg, Some(path.clone())).await?;
+    std::fs::write(&path, text)?;
+    let router = Router::bind(Config::from_file(&path)?, Some(path.clone())).await?;
     let port = router.local_addr()?.port();
     let shared = router.shared();
     tokio::spawn(router.run());
+    Ok((port, shared, path))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_between_statements_and_a_broken_file_changes_nothing() -> Result<()> {
+    let topo = Topology::get()?;
+    let (port, shared, path) = router_from_file("reload", &toml_config(&topo, "")?).await?;
     let mut c = Conn::new(opts(&topo, port, "APP", true)?).await?;
     assert_ne!(port_of(&mut c, "SELECT @@port").await?, topo.primary_port);
 
@@ -295,7 +307,9 @@ async fn a_reload_applies_between_statements_and_a_broken_file_changes_nothing()
     shared.reload().await?;
     assert_eq!(port_of(&mut c, "SELECT @@port").await?, topo.primary_port);
     c.disconnect().await?;
-    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }
 
@@ -493,19 +507,12 @@ async fn raw_long_data_execute(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_data_that_cannot_be_delivered_fails_the_execute_not_the_protocol() -> Result<()> {
     let topo = Topology::get()?;
-    let dir = std::env::temp_dir().join(format!("causeway-longdata-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("router.toml");
     let side = format!(
         "[[hostgroups]]\nname = \"side\"\nrole = \"reader\"\nwriter = \"primary\"\n\
          [[servers]]\nname = \"side1\"\nport = {}\nhostgroup = \"side\"\n",
         topo.replica_ports[0]
     );
-    std::fs::write(&path, toml_config(&topo, &side)?)?;
-    let router = Router::bind(Config::from_file(&path)?, Some(path.clone())).await?;
-    let port = router.local_addr()?.port();
-    let shared = router.shared();
-    tokio::spawn(router.run());
+    let (port, shared, path) = router_from_file("longdata", &toml_config(&topo, &side)?).await?;
     let mut raw = raw_login(&topo, port).await?;
 
     // Delivered: the value arrives as long data.
@@ -528,7 +535,9 @@ async fn long_data_that_cannot_be_delivered_fails_the_execute_not_the_protocol()
         out.iter().any(|p| p.windows(4).any(|w| w == b"next")),
         "out of step after the failed long data: {out:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }
 
