@@ -154,19 +154,6 @@ fn switches(pid: u32) -> Result<u64> {
     Ok(total)
 }
 
-/// The reader's metrics text.
-fn scrape(url: &str) -> Result<String> {
-    use std::io::{Read, Write};
-    let addr = url
-        .trim_start_matches("http://")
-        .trim_end_matches("/metrics");
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body)
-}
-
 /// A histogram's cumulative buckets: (le, count).
 fn histogram(body: &str, name: &str) -> Result<Vec<(f64, f64)>> {
     let prefix = format!("{name}_bucket{{le=\"");
@@ -279,7 +266,7 @@ async fn phase(
         .await?;
     let native_bytes0 = native.bytes_read();
     let px_bytes0 = px.bytes;
-    let m0 = scrape(&reader.metrics)?;
+    let m0 = causeway_e2e::http_get(&reader.metrics)?;
     // mysqlbinlog has had the snapshot wait to connect; it must be running.
     if let Some(status) = baseline.child.try_wait()? {
         bail!("the baseline mysqlbinlog exited ({status}) before the load started");
@@ -329,7 +316,7 @@ async fn phase(
     let bcpu = cpu_seconds(bpid)? - bcpu0;
     let bsw = switches(bpid)? - bsw0;
     drop(baseline);
-    let m1 = scrape(&reader.metrics)?;
+    let m1 = causeway_e2e::http_get(&reader.metrics)?;
     let (hist0, hist1) = (histogram(&m0, DELAY)?, histogram(&m1, DELAY)?);
     let (c0, c1) = (histogram(&m0, CONFIRM)?, histogram(&m1, CONFIRM)?);
     let queries = counter(&m1, QUERIES) - counter(&m0, QUERIES);
