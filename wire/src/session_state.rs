@@ -4,7 +4,7 @@
 //! ```text
 //! 0 SYSTEM_VARIABLES          data = lenenc name, lenenc value
 //! 1 SCHEMA                    data = lenenc schema
-//! 2 STATE_CHANGE              data = lenenc "1" | "0"
+//! 2 STATE_CHANGE              data = one byte, `1` or `0` (not length-encoded)
 //! 3 GTIDS                     data = u8 encoding spec (0), lenenc GTID set text
 //! 4 TRANSACTION_CHARACTERISTICS data = lenenc SQL text ("START TRANSACTION READ ONLY;")
 //! 5 TRANSACTION_STATE         data = lenenc 8-char state ("T_______")
@@ -85,7 +85,9 @@ impl SessionStateEntry<'_> {
             Self::Schema(s) | Self::TransactionCharacteristics(s) | Self::TransactionState(s) => {
                 put_lenenc_bytes(&mut data, s)
             }
-            Self::StateChange(b) => put_lenenc_bytes(&mut data, if b { b"1" } else { b"0" }),
+            // A single byte, not a length-encoded string (the server's
+            // `Session_state_change_tracker::store`).
+            Self::StateChange(b) => data.put_u8(if b { b'1' } else { b'0' }),
             Self::Gtids(text) => {
                 data.put_u8(0);
                 put_lenenc_bytes(&mut data, text);
@@ -104,7 +106,7 @@ impl SessionStateEntry<'_> {
                 value: r.lenenc_bytes("tracked variable value")?,
             },
             SCHEMA => SessionStateEntry::Schema(r.lenenc_bytes("tracked schema")?),
-            STATE_CHANGE => SessionStateEntry::StateChange(r.lenenc_bytes("state change")? == b"1"),
+            STATE_CHANGE => SessionStateEntry::StateChange(r.u8("state change")? == b'1'),
             GTIDS => match r.u8("gtid encoding spec")? {
                 0 => SessionStateEntry::Gtids(r.lenenc_bytes("tracked gtids")?),
                 _ => SessionStateEntry::Unknown { kind, data },
@@ -220,6 +222,24 @@ mod tests {
         // USE test → type 1, entry length 5, lenenc "test".
         let b = block(&[SessionStateEntry::Schema(b"test")]);
         assert_eq!(&b[..], b"\x01\x05\x04test");
+    }
+
+    #[test]
+    fn state_change_entry_matches_mysql_bytes() {
+        // MySQL 9.7 after `SET @a = 1`: type 2, entry length 1, the byte '1'
+        // (read off the sandbox; a length-encoded "1" inside would be 3 bytes).
+        let b = block(&[SessionStateEntry::StateChange(true)]);
+        assert_eq!(&b[..], b"\x02\x01\x31");
+        let got: Vec<_> = SessionStateIter::new(b"\x02\x01\x31\x01\x03\x02db")
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(
+            got,
+            [
+                SessionStateEntry::StateChange(true),
+                SessionStateEntry::Schema(b"db")
+            ]
+        );
     }
 
     #[test]
