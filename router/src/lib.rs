@@ -11,6 +11,8 @@
 //! | [`frontend`] | listener, client handshake (TLS, authentication) |
 //! | [`backend`] | backend connections: connect and login, pools, simple queries |
 //! | [`session`] | the command loop: routing, streaming responses, prepared statements, KILL, COM_CHANGE_USER |
+//! | [`ids`] | typed server and hostgroup ids |
+//! | [`sqlscan`] | user variables, named locks, text PREPARE and global locks in a statement's text (pure) |
 //! | [`route`] | where a statement goes (pure) |
 //! | [`classify`] | what a statement is (pure) |
 //! | [`rules`] | query rules, statement digests and `/* causeway: */` hints (pure) |
@@ -37,6 +39,7 @@ pub mod config;
 pub mod error;
 pub mod frontend;
 pub mod global;
+pub mod ids;
 pub mod io;
 pub mod metrics;
 pub mod monitor;
@@ -44,6 +47,7 @@ pub mod route;
 pub mod rules;
 pub mod runtime;
 pub mod session;
+pub mod sqlscan;
 pub mod tls;
 pub mod views;
 

@@ -3,3 +3,4 @@
 pub mod connect;
 pub mod pool;
 pub mod query;
+pub mod stmts;

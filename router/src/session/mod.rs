@@ -4,6 +4,9 @@
 
 pub mod kill;
 pub mod relay;
+pub mod replay;
+pub mod state;
+pub mod track;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
