@@ -8,12 +8,11 @@ use std::time::Duration;
 
 pub use causeway_common::config::ConfigError;
 use causeway_common::config::{parse_toml, read_toml};
-use causeway_common::secret::sources_given;
 pub use causeway_common::secret::Secret;
+use causeway_common::secret::{resolve_secret, sources_given, SecretError};
 use serde::Deserialize;
 
 use crate::causal::Scope;
-pub use crate::monitor::MonitorConfig;
 pub use crate::rules::QueryRuleConfig;
 use crate::rules::Rules;
 
@@ -318,6 +317,109 @@ pub struct UserConfig {
     /// The consistency of this user's reads in a consistent pair (default:
     /// the pair's scope).
     pub consistency: Option<Scope>,
+}
+
+/// The `[monitor]` section: how the router checks its backend servers.
+///
+/// ```toml
+/// [monitor]
+/// interval = "1s"
+/// user = "causeway_monitor"
+/// password_env = "CAUSEWAY_MONITOR_PASSWORD"
+/// shun_after_errors = 3
+/// ```
+/// The monitor user needs `REPLICATION CLIENT` for `SHOW REPLICA STATUS`
+/// (or set `lag_check = false`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Check the servers. When off, every server stays unknown and the
+    /// router goes by the configured roles.
+    pub enabled: bool,
+    /// Time between two checks of one server.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Bound on each step of opening the monitor's connection: TCP connect,
+    /// the server's greeting, login.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Bound on each check query.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// The MySQL user the monitor logs in as.
+    pub user: String,
+    /// Its password, inline (prefer `password_env` or `password_file`).
+    pub password: Option<Secret>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (one line; trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// A server is shunned (no new traffic) after this many failed checks in
+    /// a row, and back on the first check that succeeds.
+    pub shun_after_errors: u32,
+    /// Read `read_only` and `super_read_only` (a server with either on does
+    /// not take writes).
+    pub read_only_check: bool,
+    /// Read `SHOW REPLICA STATUS`. Needed for shunning replicas that lag
+    /// more than their `max_lag` or whose replication stopped.
+    pub lag_check: bool,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            enabled: true,
+            interval: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            query_timeout: Duration::from_secs(1),
+            user: "causeway_monitor".into(),
+            password: None,
+            password_env: None,
+            password_file: None,
+            shun_after_errors: 3,
+            read_only_check: true,
+            lag_check: true,
+        }
+    }
+}
+
+impl MonitorConfig {
+    /// Every problem with this section (empty when it is fine).
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (what, d) in [
+            ("interval", self.interval),
+            ("connect_timeout", self.connect_timeout),
+            ("query_timeout", self.query_timeout),
+        ] {
+            if d.is_zero() {
+                errors.push(format!("monitor.{what} must be > 0"));
+            }
+        }
+        if self.shun_after_errors == 0 {
+            errors.push("monitor.shun_after_errors must be at least 1".to_string());
+        }
+        if self.enabled && self.user.is_empty() {
+            errors.push("monitor.user must not be empty".to_string());
+        }
+        if sources_given(&self.password, &self.password_env, &self.password_file) > 1 {
+            errors.push(
+                "monitor: give at most one of password, password_env, password_file".to_string(),
+            );
+        }
+        errors
+    }
+
+    /// The password from whichever source is given (empty when none is).
+    pub fn resolve_password(&self) -> Result<Vec<u8>, SecretError> {
+        let pw = resolve_secret(
+            "monitor password",
+            &self.password,
+            &self.password_env,
+            &self.password_file,
+        )?;
+        Ok(pw.map(String::into_bytes).unwrap_or_default())
+    }
 }
 
 /// Prometheus endpoint.
@@ -734,5 +836,56 @@ mod tests {
     fn secrets_never_print() {
         let c = Config::from_toml(MINIMAL, Path::new("r.toml")).unwrap();
         assert!(!format!("{c:?}").contains("\"pw\""));
+    }
+
+    #[test]
+    fn monitor_defaults_and_toml() {
+        let c: MonitorConfig = parse_toml("", Path::new("m.toml")).unwrap();
+        assert_eq!(c, MonitorConfig::default());
+        assert!(c.enabled && c.read_only_check && c.lag_check);
+        assert_eq!(c.interval, Duration::from_secs(1));
+        assert_eq!(c.user, "causeway_monitor");
+        assert_eq!(c.shun_after_errors, 3);
+        assert!(c.validate().is_empty());
+
+        let c: MonitorConfig = parse_toml(
+            "interval = \"250ms\"\nquery_timeout = \"2s\"\npassword = \"pw\"\nlag_check = false\n",
+            Path::new("m.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.interval, Duration::from_millis(250));
+        assert_eq!(c.query_timeout, Duration::from_secs(2));
+        assert!(!c.lag_check);
+        assert_eq!(c.resolve_password().unwrap(), b"pw");
+        assert!(!format!("{c:?}").contains("\"pw\""));
+
+        let err =
+            parse_toml::<MonitorConfig>("intervall = \"1s\"", Path::new("m.toml")).unwrap_err();
+        assert!(err.to_string().contains("intervall"), "{err}");
+    }
+
+    #[test]
+    fn monitor_validate_collects_every_problem() {
+        let c = MonitorConfig {
+            interval: Duration::ZERO,
+            query_timeout: Duration::ZERO,
+            shun_after_errors: 0,
+            user: String::new(),
+            password: Some(Secret("a".into())),
+            password_env: Some("B".into()),
+            ..MonitorConfig::default()
+        };
+        let errors = c.validate();
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("monitor.interval")));
+        assert!(errors.iter().any(|e| e.contains("at most one")));
+        // No user is fine when the monitor is off.
+        let off = MonitorConfig {
+            enabled: false,
+            user: String::new(),
+            ..MonitorConfig::default()
+        };
+        assert!(off.validate().is_empty());
+        assert!(off.resolve_password().unwrap().is_empty());
     }
 }

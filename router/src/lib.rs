@@ -16,6 +16,7 @@
 //! | [`route`] | where a statement goes (pure) |
 //! | [`classify`] | what a statement is (pure) |
 //! | [`rules`] | query rules, statement digests and `/* causeway: */` hints (pure) |
+//! | [`health`] | what the monitor knows about each server, and the fold of one check into it (pure) |
 //! | [`monitor`] | backend health checks: read_only, replication lag, shunning |
 //! | [`causal`] | where a causal read goes (pure) |
 //! | [`views`] | what each server has applied: reader streams and GTIDs servers returned |
@@ -39,6 +40,7 @@ pub mod config;
 pub mod error;
 pub mod frontend;
 pub mod global;
+pub mod health;
 pub mod ids;
 pub mod io;
 pub mod metrics;

@@ -3,7 +3,7 @@
 //!
 //! Every metric name is a constant below, with its meaning.
 
-use crate::monitor::{Lag, ServerHealth, Status};
+use crate::health::{Lag, ServerHealth, Status};
 use causeway_common::metrics_http::Render;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

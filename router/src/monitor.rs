@@ -1,22 +1,9 @@
 //! The backend health monitor: one task per server checks it every
 //! `interval` over one kept, logged-in connection (`SELECT @@global.read_only,
 //! @@global.super_read_only` and `SHOW REPLICA STATUS`) and publishes every
-//! server's [`ServerHealth`] through a [`tokio::sync::watch`] channel.
-//!
-//! The status of one server, folded by the pure [`observe`]:
-//! ```text
-//!               check ok, not lagging                  check ok, lagging / broken (max_lag set)
-//!   Unknown ───────────────────────────> Up <─────────────────────────────────> Shunned{LagOver | ReplicationBroken}
-//!      │                                  │  check ok, back under max_lag                │
-//!      │ shun_after_errors failures        │ shun_after_errors failures in a row          │ shun_after_errors
-//!      │ in a row                          v                                              │ failures in a row
-//!      └──────────────────────────> Shunned{Unreachable} <───────────────────────────────┘
-//!                                         │ first check ok: Up (or LagOver / ReplicationBroken)
-//! ```
-//! Fewer failures in a row than `shun_after_errors` keep the status as it
-//! was. A server that was never checked is [`Status::Unknown`] and usable:
-//! the router then goes by its configured role. There is no hysteresis
-//! around `max_lag`; the check interval is the damping.
+//! server's [`ServerHealth`] through a [`tokio::sync::watch`] channel. What a
+//! check means for the server is decided by the pure [`crate::health`]; its
+//! settings are [`MonitorConfig`].
 //!
 //! ```text
 //! task: tick --> [connect + login (connect_timeout each)] --> read_only query --> SHOW REPLICA STATUS
@@ -25,287 +12,21 @@
 //! ```
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use causeway_common::secret::{resolve_secret, sources_given, Secret, SecretError};
 use causeway_wire::CapabilityFlags;
-use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::backend::connect::{self, Endpoint, Login, REQUIRED};
 use crate::backend::query::{simple_query, QueryResult};
+use crate::config::MonitorConfig;
 use crate::error::Error;
+use crate::health::{observe, HealthMap, Lag, Observation, ServerHealth, Status};
 use crate::io::PacketIo;
-
-/// The `[monitor]` section: how the router checks its backend servers.
-///
-/// ```toml
-/// [monitor]
-/// interval = "1s"
-/// user = "causeway_monitor"
-/// password_env = "CAUSEWAY_MONITOR_PASSWORD"
-/// shun_after_errors = 3
-/// ```
-/// The monitor user needs `REPLICATION CLIENT` for `SHOW REPLICA STATUS`
-/// (or set `lag_check = false`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct MonitorConfig {
-    /// Check the servers. When off, every server stays unknown and the
-    /// router goes by the configured roles.
-    pub enabled: bool,
-    /// Time between two checks of one server.
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-    /// Bound on each step of opening the monitor's connection: TCP connect,
-    /// the server's greeting, login.
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// Bound on each check query.
-    #[serde(with = "humantime_serde")]
-    pub query_timeout: Duration,
-    /// The MySQL user the monitor logs in as.
-    pub user: String,
-    /// Its password, inline (prefer `password_env` or `password_file`).
-    pub password: Option<Secret>,
-    /// Environment variable holding the password.
-    pub password_env: Option<String>,
-    /// File holding the password (one line; trailing newline ignored).
-    pub password_file: Option<PathBuf>,
-    /// A server is shunned (no new traffic) after this many failed checks in
-    /// a row, and back on the first check that succeeds.
-    pub shun_after_errors: u32,
-    /// Read `read_only` and `super_read_only` (a server with either on does
-    /// not take writes).
-    pub read_only_check: bool,
-    /// Read `SHOW REPLICA STATUS`. Needed for shunning replicas that lag
-    /// more than their `max_lag` or whose replication stopped.
-    pub lag_check: bool,
-}
-
-impl Default for MonitorConfig {
-    fn default() -> Self {
-        MonitorConfig {
-            enabled: true,
-            interval: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(1),
-            query_timeout: Duration::from_secs(1),
-            user: "causeway_monitor".into(),
-            password: None,
-            password_env: None,
-            password_file: None,
-            shun_after_errors: 3,
-            read_only_check: true,
-            lag_check: true,
-        }
-    }
-}
-
-impl MonitorConfig {
-    /// Every problem with this section (empty when it is fine).
-    pub fn validate(&self) -> Vec<String> {
-        let mut errors = Vec::new();
-        for (what, d) in [
-            ("interval", self.interval),
-            ("connect_timeout", self.connect_timeout),
-            ("query_timeout", self.query_timeout),
-        ] {
-            if d.is_zero() {
-                errors.push(format!("monitor.{what} must be > 0"));
-            }
-        }
-        if self.shun_after_errors == 0 {
-            errors.push("monitor.shun_after_errors must be at least 1".to_string());
-        }
-        if self.enabled && self.user.is_empty() {
-            errors.push("monitor.user must not be empty".to_string());
-        }
-        if sources_given(&self.password, &self.password_env, &self.password_file) > 1 {
-            errors.push(
-                "monitor: give at most one of password, password_env, password_file".to_string(),
-            );
-        }
-        errors
-    }
-
-    /// The password from whichever source is given (empty when none is).
-    pub fn resolve_password(&self) -> Result<Vec<u8>, SecretError> {
-        let pw = resolve_secret(
-            "monitor password",
-            &self.password,
-            &self.password_env,
-            &self.password_file,
-        )?;
-        Ok(pw.map(String::into_bytes).unwrap_or_default())
-    }
-}
-
-/// Replication delay of a server, as of its last successful check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Lag {
-    /// Not known: never checked, or `lag_check` is off.
-    #[default]
-    Unknown,
-    /// `SHOW REPLICA STATUS` has no row: the server replicates from nobody.
-    NotReplica,
-    /// `Seconds_Behind_Source` (the largest over all channels).
-    Seconds(u64),
-    /// A replication thread is not running (`Connecting` included), or
-    /// `Seconds_Behind_Source` is NULL.
-    Broken,
-}
-
-/// Why a server is shunned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShunReason {
-    /// `shun_after_errors` checks in a row failed.
-    Unreachable,
-    /// The replica is further behind than its `max_lag` (whole seconds;
-    /// `max_s` rounded down).
-    LagOver {
-        /// Seconds behind its source.
-        lag_s: u64,
-        /// The server's `max_lag`.
-        max_s: u64,
-    },
-    /// Replication stopped on a server with a `max_lag`.
-    ReplicationBroken,
-}
-
-impl std::fmt::Display for ShunReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Unreachable => f.write_str("unreachable"),
-            Self::LagOver { lag_s, max_s } => write!(f, "lag {lag_s}s over max_lag {max_s}s"),
-            Self::ReplicationBroken => f.write_str("replication broken"),
-        }
-    }
-}
-
-/// Whether the router may use a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Status {
-    /// Never checked (or the monitor is off): usable, by its configured role.
-    #[default]
-    Unknown,
-    /// The last check succeeded and the server is within its `max_lag`.
-    Up,
-    /// Not to be given new traffic.
-    Shunned {
-        /// Why.
-        reason: ShunReason,
-    },
-}
-
-impl Status {
-    /// The same state, ignoring the numbers in `LagOver` (for logging only
-    /// real changes).
-    fn same_kind(&self, other: &Status) -> bool {
-        use std::mem::discriminant;
-        match (self, other) {
-            (Self::Shunned { reason: a }, Self::Shunned { reason: b }) => {
-                discriminant(a) == discriminant(b)
-            }
-            _ => discriminant(self) == discriminant(other),
-        }
-    }
-}
-
-/// What the monitor knows about one server. Counters are for metrics.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ServerHealth {
-    /// Whether the server is usable.
-    pub status: Status,
-    /// `read_only || super_read_only` as of the last successful check;
-    /// `None` until known (or with `read_only_check` off).
-    pub read_only: Option<bool>,
-    /// Replication delay as of the last successful check.
-    pub lag: Lag,
-    /// Failed checks since the last one that succeeded.
-    pub consecutive_errors: u32,
-    /// The most recent failure, kept after recovery for diagnosis.
-    pub last_error: Option<String>,
-    /// Checks done (counter).
-    pub checks: u64,
-    /// Checks failed (counter).
-    pub failures: u64,
-}
-
-impl ServerHealth {
-    /// Whether the router may send new traffic to the server (not shunned;
-    /// an unknown server is usable).
-    pub fn is_usable(&self) -> bool {
-        !matches!(self.status, Status::Shunned { .. })
-    }
-}
-
-/// The outcome of one check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Observation {
-    /// The server answered.
-    Ok {
-        /// `read_only || super_read_only`; `None` when not checked.
-        read_only: Option<bool>,
-        /// Replication delay ([`Lag::Unknown`] when not checked).
-        lag: Lag,
-    },
-    /// Connecting, logging in or a query failed (the error, for logs).
-    Failed(String),
-}
-
-/// Folds one check into a server's health (pure). `max_lag` is the
-/// server's, when it has one; `policy` gives `shun_after_errors`.
-pub fn observe(
-    prev: &ServerHealth,
-    obs: &Observation,
-    max_lag: Option<Duration>,
-    policy: &MonitorConfig,
-) -> ServerHealth {
-    let mut next = prev.clone();
-    next.checks = next.checks.saturating_add(1);
-    match obs {
-        Observation::Failed(error) => {
-            next.failures = next.failures.saturating_add(1);
-            next.consecutive_errors = next.consecutive_errors.saturating_add(1);
-            next.last_error = Some(error.clone());
-            if next.consecutive_errors >= policy.shun_after_errors.max(1) {
-                next.status = Status::Shunned {
-                    reason: ShunReason::Unreachable,
-                };
-            }
-        }
-        Observation::Ok { read_only, lag } => {
-            next.consecutive_errors = 0;
-            next.read_only = *read_only;
-            next.lag = *lag;
-            next.status = status_when_up(*lag, max_lag);
-        }
-    }
-    next
-}
-
-/// The status of a server that answered with `lag`.
-fn status_when_up(lag: Lag, max_lag: Option<Duration>) -> Status {
-    let Some(max) = max_lag else {
-        return Status::Up;
-    };
-    let reason = match lag {
-        Lag::Broken => ShunReason::ReplicationBroken,
-        Lag::Seconds(s) if Duration::from_secs(s) > max => ShunReason::LagOver {
-            lag_s: s,
-            max_s: max.as_secs(),
-        },
-        // A server that stopped replicating on purpose (promoted) is not
-        // behind anything.
-        Lag::Seconds(_) | Lag::NotReplica | Lag::Unknown => return Status::Up,
-    };
-    Status::Shunned { reason }
-}
 
 /// `read_only || super_read_only` from the first row of
 /// `SELECT @@global.read_only, @@global.super_read_only`.
@@ -385,9 +106,6 @@ fn log_changes(server: &str, prev: &ServerHealth, next: &ServerHealth) {
         );
     }
 }
-
-/// Every server's health, by server name.
-pub type HealthMap = HashMap<String, ServerHealth>;
 
 /// One server to watch.
 #[derive(Debug, Clone)]
@@ -629,7 +347,7 @@ async fn watch_server(
                 Observation::Failed(error)
             }
         };
-        let next = observe(&health, &obs, target.max_lag, &config);
+        let next = observe(&health, &obs, target.max_lag, config.shun_after_errors);
         log_changes(&name, &health, &next);
         health = next;
         if !shared.publish(&name, task_id, &health) {

@@ -28,7 +28,7 @@ use causeway_common::secret::resolve_secret;
 use crate::backend::connect::Endpoint;
 use crate::causal::Scope;
 use crate::config::{AuthPlugin, Config, Role, SplitBrain};
-use crate::monitor::{HealthMap, ServerHealth, Status};
+use crate::health::{HealthMap, ServerHealth, Status};
 use crate::rules::Rules;
 use crate::tls;
 use crate::views::ViewTarget;

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::monitor::{Lag, ShunReason};
+use crate::health::{Lag, ShunReason};
 
 const SPLIT: &str = r#"
 [[hostgroups]]

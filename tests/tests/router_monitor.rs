@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 use causeway_e2e::Topology;
 use causeway_router::backend::connect::Endpoint;
-use causeway_router::monitor::{
-    HealthMap, Lag, Monitor, MonitorConfig, MonitorTarget, ShunReason, Status,
-};
+use causeway_router::config::MonitorConfig;
+use causeway_router::health::{HealthMap, Lag, ShunReason, Status};
+use causeway_router::monitor::{Monitor, MonitorTarget};
 use mysql_async::prelude::*;
 use tokio::sync::watch;
 

@@ -1,0 +1,454 @@
+//! What the health monitor knows about each server, and the pure fold
+//! [`observe`] that turns one check into it. No I/O, no tokio:
+//! [`crate::monitor`] runs the checks and publishes a [`HealthMap`];
+//! [`crate::runtime`] (hostgroup membership) and [`crate::metrics`] read it.
+//!
+//! The status of one server, folded by [`observe`]:
+//! ```text
+//!               check ok, not lagging                  check ok, lagging / broken (max_lag set)
+//!   Unknown ───────────────────────────> Up <─────────────────────────────────> Shunned{LagOver | ReplicationBroken}
+//!      │                                  │  check ok, back under max_lag                │
+//!      │ shun_after_errors failures        │ shun_after_errors failures in a row          │ shun_after_errors
+//!      │ in a row                          v                                              │ failures in a row
+//!      └──────────────────────────> Shunned{Unreachable} <───────────────────────────────┘
+//!                                         │ first check ok: Up (or LagOver / ReplicationBroken)
+//! ```
+//! Fewer failures in a row than `shun_after_errors` keep the status as it
+//! was. A server that was never checked is [`Status::Unknown`] and usable:
+//! the router then goes by its configured role. There is no hysteresis
+//! around `max_lag`; the check interval is the damping.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Replication delay of a server, as of its last successful check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lag {
+    /// Not known: never checked, or `lag_check` is off.
+    #[default]
+    Unknown,
+    /// `SHOW REPLICA STATUS` has no row: the server replicates from nobody.
+    NotReplica,
+    /// `Seconds_Behind_Source` (the largest over all channels).
+    Seconds(u64),
+    /// A replication thread is not running (`Connecting` included), or
+    /// `Seconds_Behind_Source` is NULL.
+    Broken,
+}
+
+/// Why a server is shunned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShunReason {
+    /// `shun_after_errors` checks in a row failed.
+    Unreachable,
+    /// The replica is further behind than its `max_lag` (whole seconds;
+    /// `max_s` rounded down).
+    LagOver {
+        /// Seconds behind its source.
+        lag_s: u64,
+        /// The server's `max_lag`.
+        max_s: u64,
+    },
+    /// Replication stopped on a server with a `max_lag`.
+    ReplicationBroken,
+}
+
+impl std::fmt::Display for ShunReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreachable => f.write_str("unreachable"),
+            Self::LagOver { lag_s, max_s } => write!(f, "lag {lag_s}s over max_lag {max_s}s"),
+            Self::ReplicationBroken => f.write_str("replication broken"),
+        }
+    }
+}
+
+/// Whether the router may use a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Status {
+    /// Never checked (or the monitor is off): usable, by its configured role.
+    #[default]
+    Unknown,
+    /// The last check succeeded and the server is within its `max_lag`.
+    Up,
+    /// Not to be given new traffic.
+    Shunned {
+        /// Why.
+        reason: ShunReason,
+    },
+}
+
+impl Status {
+    /// The same state, ignoring the numbers in `LagOver` (for logging only
+    /// real changes).
+    pub fn same_kind(&self, other: &Status) -> bool {
+        use std::mem::discriminant;
+        match (self, other) {
+            (Self::Shunned { reason: a }, Self::Shunned { reason: b }) => {
+                discriminant(a) == discriminant(b)
+            }
+            _ => discriminant(self) == discriminant(other),
+        }
+    }
+}
+
+/// What the monitor knows about one server. Counters are for metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerHealth {
+    /// Whether the server is usable.
+    pub status: Status,
+    /// `read_only || super_read_only` as of the last successful check;
+    /// `None` until known (or with `read_only_check` off).
+    pub read_only: Option<bool>,
+    /// Replication delay as of the last successful check.
+    pub lag: Lag,
+    /// Failed checks since the last one that succeeded.
+    pub consecutive_errors: u32,
+    /// The most recent failure, kept after recovery for diagnosis.
+    pub last_error: Option<String>,
+    /// Checks done (counter).
+    pub checks: u64,
+    /// Checks failed (counter).
+    pub failures: u64,
+}
+
+impl ServerHealth {
+    /// Whether the router may send new traffic to the server (not shunned;
+    /// an unknown server is usable).
+    pub fn is_usable(&self) -> bool {
+        !matches!(self.status, Status::Shunned { .. })
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// The server answered.
+    Ok {
+        /// `read_only || super_read_only`; `None` when not checked.
+        read_only: Option<bool>,
+        /// Replication delay ([`Lag::Unknown`] when not checked).
+        lag: Lag,
+    },
+    /// Connecting, logging in or a query failed (the error, for logs).
+    Failed(String),
+}
+
+/// Folds one check into a server's health. `max_lag` is the server's, when
+/// it has one; `shun_after_errors` is the monitor's (0 counts as 1).
+pub fn observe(
+    prev: &ServerHealth,
+    obs: &Observation,
+    max_lag: Option<Duration>,
+    shun_after_errors: u32,
+) -> ServerHealth {
+    let mut next = prev.clone();
+    next.checks = next.checks.saturating_add(1);
+    match obs {
+        Observation::Failed(error) => {
+            next.failures = next.failures.saturating_add(1);
+            next.consecutive_errors = next.consecutive_errors.saturating_add(1);
+            next.last_error = Some(error.clone());
+            if next.consecutive_errors >= shun_after_errors.max(1) {
+                next.status = Status::Shunned {
+                    reason: ShunReason::Unreachable,
+                };
+            }
+        }
+        Observation::Ok { read_only, lag } => {
+            next.consecutive_errors = 0;
+            next.read_only = *read_only;
+            next.lag = *lag;
+            next.status = status_when_up(*lag, max_lag);
+        }
+    }
+    next
+}
+
+/// The status of a server that answered with `lag`.
+fn status_when_up(lag: Lag, max_lag: Option<Duration>) -> Status {
+    let Some(max) = max_lag else {
+        return Status::Up;
+    };
+    let reason = match lag {
+        Lag::Broken => ShunReason::ReplicationBroken,
+        Lag::Seconds(s) if Duration::from_secs(s) > max => ShunReason::LagOver {
+            lag_s: s,
+            max_s: max.as_secs(),
+        },
+        // A server that stopped replicating on purpose (promoted) is not
+        // behind anything.
+        Lag::Seconds(_) | Lag::NotReplica | Lag::Unknown => return Status::Up,
+    };
+    Status::Shunned { reason }
+}
+
+/// Every server's health, by server name.
+pub type HealthMap = HashMap<String, ServerHealth>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(read_only: bool, lag: Lag) -> Observation {
+        Observation::Ok {
+            read_only: Some(read_only),
+            lag,
+        }
+    }
+
+    fn fail(why: &str) -> Observation {
+        Observation::Failed(why.to_string())
+    }
+
+    /// Folds `obs` from a never-checked server, returning every state.
+    fn run(
+        obs: &[Observation],
+        max_lag: Option<Duration>,
+        shun_after_errors: u32,
+    ) -> Vec<ServerHealth> {
+        let mut h = ServerHealth::default();
+        obs.iter()
+            .map(|o| {
+                h = observe(&h, o, max_lag, shun_after_errors);
+                h.clone()
+            })
+            .collect()
+    }
+
+    const SHUN_UNREACHABLE: Status = Status::Shunned {
+        reason: ShunReason::Unreachable,
+    };
+    const SHUN_BROKEN: Status = Status::Shunned {
+        reason: ShunReason::ReplicationBroken,
+    };
+
+    fn secs(s: u64) -> Option<Duration> {
+        Some(Duration::from_secs(s))
+    }
+
+    #[test]
+    fn first_good_check_brings_an_unknown_server_up() {
+        let h = run(&[ok(true, Lag::Seconds(0))], secs(5), 3);
+        assert_eq!(h[0].status, Status::Up);
+        assert_eq!(h[0].read_only, Some(true));
+        assert_eq!(h[0].lag, Lag::Seconds(0));
+        assert_eq!((h[0].checks, h[0].failures), (1, 0));
+        assert!(h[0].is_usable());
+        assert!(ServerHealth::default().is_usable());
+    }
+
+    #[test]
+    fn failures_keep_the_last_known_status_until_the_threshold() {
+        let h = run(&[fail("a"), fail("b"), fail("c")], None, 3);
+        // Never checked successfully: stays unknown (usable) until shunned.
+        assert_eq!(h[0].status, Status::Unknown);
+        assert_eq!(h[1].status, Status::Unknown);
+        assert_eq!(h[2].status, SHUN_UNREACHABLE);
+        assert!(!h[2].is_usable());
+        assert_eq!(h[2].consecutive_errors, 3);
+        assert_eq!(h[2].last_error.as_deref(), Some("c"));
+        assert_eq!((h[2].checks, h[2].failures), (3, 3));
+
+        let h = run(
+            &[ok(false, Lag::NotReplica), fail("x"), fail("y"), fail("z")],
+            None,
+            3,
+        );
+        assert_eq!(h[1].status, Status::Up);
+        assert_eq!(h[2].status, Status::Up);
+        // What was last seen is kept while the server does not answer.
+        assert_eq!(h[2].read_only, Some(false));
+        assert_eq!(h[2].lag, Lag::NotReplica);
+        assert_eq!(h[3].status, SHUN_UNREACHABLE);
+        assert_eq!(h[3].read_only, Some(false));
+    }
+
+    #[test]
+    fn one_good_check_recovers_an_unreachable_server() {
+        let h = run(
+            &[fail("a"), fail("b"), ok(true, Lag::Seconds(1))],
+            secs(5),
+            2,
+        );
+        assert_eq!(h[1].status, SHUN_UNREACHABLE);
+        assert_eq!(h[2].status, Status::Up);
+        assert_eq!(h[2].consecutive_errors, 0);
+        // The last error stays for diagnosis; the counters keep counting.
+        assert_eq!(h[2].last_error.as_deref(), Some("b"));
+        assert_eq!((h[2].checks, h[2].failures), (3, 2));
+    }
+
+    #[test]
+    fn a_threshold_of_one_shuns_at_once_and_zero_counts_as_one() {
+        for n in [0, 1] {
+            let h = run(&[fail("a")], None, n);
+            assert_eq!(h[0].status, SHUN_UNREACHABLE, "shun_after_errors = {n}");
+        }
+    }
+
+    #[test]
+    fn lag_over_max_shuns_and_back_under_unshuns() {
+        let h = run(
+            &[
+                ok(true, Lag::Seconds(5)),
+                ok(true, Lag::Seconds(6)),
+                ok(true, Lag::Seconds(60)),
+                ok(true, Lag::Seconds(2)),
+            ],
+            secs(5),
+            3,
+        );
+        // Equal to max_lag is not over it.
+        assert_eq!(h[0].status, Status::Up);
+        assert_eq!(
+            h[1].status,
+            Status::Shunned {
+                reason: ShunReason::LagOver { lag_s: 6, max_s: 5 }
+            }
+        );
+        assert_eq!(
+            h[2].status,
+            Status::Shunned {
+                reason: ShunReason::LagOver {
+                    lag_s: 60,
+                    max_s: 5
+                }
+            }
+        );
+        assert_eq!(h[3].status, Status::Up);
+        assert_eq!(h[3].lag, Lag::Seconds(2));
+    }
+
+    #[test]
+    fn sub_second_max_lag_compares_exactly() {
+        let h = run(
+            &[ok(true, Lag::Seconds(0)), ok(true, Lag::Seconds(1))],
+            Some(Duration::from_millis(500)),
+            3,
+        );
+        assert_eq!(h[0].status, Status::Up);
+        assert_eq!(
+            h[1].status,
+            Status::Shunned {
+                reason: ShunReason::LagOver { lag_s: 1, max_s: 0 }
+            }
+        );
+    }
+
+    #[test]
+    fn broken_replication_shuns_only_servers_with_a_max_lag() {
+        let h = run(
+            &[ok(true, Lag::Broken), ok(true, Lag::Seconds(0))],
+            secs(5),
+            3,
+        );
+        assert_eq!(h[0].status, SHUN_BROKEN);
+        assert_eq!(h[1].status, Status::Up);
+        let h = run(&[ok(true, Lag::Broken)], None, 3);
+        assert_eq!(h[0].status, Status::Up);
+        assert_eq!(h[0].lag, Lag::Broken);
+    }
+
+    #[test]
+    fn a_replica_that_stopped_replicating_or_unchecked_lag_stays_up() {
+        for lag in [Lag::NotReplica, Lag::Unknown] {
+            let h = run(&[ok(false, lag)], secs(1), 3);
+            assert_eq!(h[0].status, Status::Up, "{lag:?}");
+        }
+    }
+
+    #[test]
+    fn failures_while_lagging_keep_lag_over_until_unreachable() {
+        let lagging = Status::Shunned {
+            reason: ShunReason::LagOver { lag_s: 9, max_s: 1 },
+        };
+        let h = run(
+            &[
+                ok(true, Lag::Seconds(9)),
+                fail("a"),
+                fail("b"),
+                ok(true, Lag::Seconds(9)),
+            ],
+            secs(1),
+            2,
+        );
+        assert_eq!(h[1].status, lagging);
+        assert_eq!(h[2].status, SHUN_UNREACHABLE);
+        // Back from unreachable but still lagging: shunned for the lag.
+        assert_eq!(h[3].status, lagging);
+    }
+
+    #[test]
+    fn flapping_below_the_threshold_never_shuns() {
+        let mut obs = Vec::new();
+        for _ in 0..10 {
+            obs.extend([fail("a"), fail("b"), ok(true, Lag::Seconds(0))]);
+        }
+        let h = run(&obs, secs(5), 3);
+        assert!(h.iter().all(|h| h.is_usable()), "{h:?}");
+        let last = h.last().unwrap();
+        assert_eq!((last.checks, last.failures), (30, 20));
+        assert_eq!(last.consecutive_errors, 0);
+    }
+
+    #[test]
+    fn flapping_around_the_threshold_shuns_and_recovers_each_time() {
+        let mut obs = Vec::new();
+        for _ in 0..3 {
+            obs.extend([fail("a"), fail("b"), ok(false, Lag::NotReplica)]);
+        }
+        let h = run(&obs, None, 2);
+        let statuses: Vec<_> = h.iter().map(|h| h.status).collect();
+        assert_eq!(
+            statuses,
+            [Status::Unknown, SHUN_UNREACHABLE, Status::Up]
+                .into_iter()
+                .chain([Status::Up, SHUN_UNREACHABLE, Status::Up])
+                .chain([Status::Up, SHUN_UNREACHABLE, Status::Up])
+                .collect::<Vec<_>>()
+        );
+        let mut obs = Vec::new();
+        for lag in [1, 9, 1, 9] {
+            obs.push(ok(true, Lag::Seconds(lag)));
+        }
+        let h = run(&obs, secs(5), 2);
+        let usable: Vec<_> = h.iter().map(ServerHealth::is_usable).collect();
+        assert_eq!(usable, [true, false, true, false]);
+    }
+
+    #[test]
+    fn read_only_follows_each_good_check() {
+        let h = run(
+            &[
+                ok(true, Lag::NotReplica),
+                ok(false, Lag::NotReplica),
+                Observation::Ok {
+                    read_only: None,
+                    lag: Lag::NotReplica,
+                },
+            ],
+            None,
+            3,
+        );
+        let ro: Vec<_> = h.iter().map(|h| h.read_only).collect();
+        assert_eq!(ro, [Some(true), Some(false), None]);
+    }
+
+    #[test]
+    fn changes_in_lag_alone_are_not_status_changes() {
+        let a = Status::Shunned {
+            reason: ShunReason::LagOver { lag_s: 6, max_s: 5 },
+        };
+        let b = Status::Shunned {
+            reason: ShunReason::LagOver { lag_s: 7, max_s: 5 },
+        };
+        assert!(a.same_kind(&b));
+        assert!(!a.same_kind(&SHUN_BROKEN));
+        assert!(!Status::Up.same_kind(&Status::Unknown));
+        assert_eq!(
+            ShunReason::LagOver { lag_s: 7, max_s: 5 }.to_string(),
+            "lag 7s over max_lag 5s"
+        );
+    }
+}
