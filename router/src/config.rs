@@ -329,7 +329,11 @@ pub struct UserConfig {
 /// shun_after_errors = 3
 /// ```
 /// The monitor user needs `REPLICATION CLIENT` for `SHOW REPLICA STATUS`
-/// (or set `lag_check = false`).
+/// (or set `lag_check = false`). A server that refuses the monitor's login
+/// or queries (1045 access denied, 1227 a missing privilege, ...) is not
+/// shunned: the monitor is misconfigured, the server is not down (see
+/// [`crate::health`]); it is logged at error level and shown by
+/// `causeway_router_monitor_misconfigured`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MonitorConfig {
@@ -348,14 +352,18 @@ pub struct MonitorConfig {
     pub query_timeout: Duration,
     /// The MySQL user the monitor logs in as.
     pub user: String,
+    /// Give the password with one of the three below; with none, the
+    /// monitor logs in without a password (`--check` warns).
     /// Its password, inline (prefer `password_env` or `password_file`).
     pub password: Option<Secret>,
     /// Environment variable holding the password.
     pub password_env: Option<String>,
     /// File holding the password (one line; trailing newline ignored).
     pub password_file: Option<PathBuf>,
-    /// A server is shunned (no new traffic) after this many failed checks in
-    /// a row, and back on the first check that succeeds.
+    /// A server is shunned (no new traffic) after this many checks in a row
+    /// it did not answer (connect refused or timed out, lost connection,
+    /// 1040 too many connections, ...), and back on the first check that
+    /// succeeds. Refusals of the monitor's login or queries do not count.
     pub shun_after_errors: u32,
     /// Read `read_only` and `super_read_only` (a server with either on does
     /// not take writes).
@@ -408,6 +416,25 @@ impl MonitorConfig {
             );
         }
         errors
+    }
+
+    /// Settings that are valid but probably not meant: the monitor is on
+    /// and no password source is given, so it logs in without a password
+    /// (what a configuration without a `[monitor]` section does).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.enabled
+            && sources_given(&self.password, &self.password_env, &self.password_file) == 0
+        {
+            warnings.push(format!(
+                "monitor: no password for the monitor user {:?}: set monitor.password_env or \
+                 monitor.password_file (or monitor.password) to its password, or \
+                 monitor.enabled = false; without one, a server that refuses the login is \
+                 not checked (its role, lag and outages go unseen)",
+                self.user
+            ));
+        }
+        warnings
     }
 
     /// The password from whichever source is given (empty when none is).
@@ -624,6 +651,12 @@ impl Config {
         }
     }
 
+    /// Settings that are valid but probably not meant (for `--check` and
+    /// the start-up log).
+    pub fn warnings(&self) -> Vec<String> {
+        self.monitor.warnings()
+    }
+
     /// The hostgroup called `name`.
     pub fn hostgroup(&self, name: &str) -> Option<&HostgroupConfig> {
         self.hostgroups.iter().find(|h| h.name == name)
@@ -774,6 +807,7 @@ mod tests {
         assert_eq!(c.servers.len(), 2);
         assert_eq!(c.consistent_pairs[0].scope, Scope::Session);
         assert_eq!(c.query_rules.len(), 1);
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     }
 
     // The message format (`path:line:column: message`) is
@@ -862,6 +896,32 @@ mod tests {
         let err =
             parse_toml::<MonitorConfig>("intervall = \"1s\"", Path::new("m.toml")).unwrap_err();
         assert!(err.to_string().contains("intervall"), "{err}");
+    }
+
+    #[test]
+    fn a_monitor_without_a_password_source_is_warned_about() {
+        // No [monitor] section: on, as causeway_monitor, with no password.
+        let c = Config::from_toml(MINIMAL, Path::new("r.toml")).unwrap();
+        c.validate().unwrap();
+        let warnings = c.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        for needle in [
+            "\"causeway_monitor\"",
+            "monitor.password_env",
+            "monitor.password_file",
+        ] {
+            assert!(warnings[0].contains(needle), "{needle}: {warnings:?}");
+        }
+        for source in [
+            "password = \"pw\"",
+            "password_env = \"E\"",
+            "password_file = \"/f\"",
+            "enabled = false",
+        ] {
+            let text = format!("{MINIMAL}[monitor]\n{source}\n");
+            let c = Config::from_toml(&text, Path::new("r.toml")).unwrap();
+            assert!(c.warnings().is_empty(), "{source}: {:?}", c.warnings());
+        }
     }
 
     #[test]

@@ -3,20 +3,33 @@
 //! [`crate::monitor`] runs the checks and publishes a [`HealthMap`];
 //! [`crate::runtime`] (hostgroup membership) and [`crate::metrics`] read it.
 //!
-//! The status of one server, folded by [`observe`]:
+//! The status of one server, folded by [`observe`] ("down" is a failed
+//! check of [`FailureKind::Down`]):
 //! ```text
 //!               check ok, not lagging                  check ok, lagging / broken (max_lag set)
 //!   Unknown ───────────────────────────> Up <─────────────────────────────────> Shunned{LagOver | ReplicationBroken}
 //!      │                                  │  check ok, back under max_lag                │
-//!      │ shun_after_errors failures        │ shun_after_errors failures in a row          │ shun_after_errors
-//!      │ in a row                          v                                              │ failures in a row
+//!      │ shun_after_errors downs           │ shun_after_errors downs in a row             │ shun_after_errors
+//!      │ in a row                          v                                              │ downs in a row
 //!      └──────────────────────────> Shunned{Unreachable} <───────────────────────────────┘
 //!                                         │ first check ok: Up (or LagOver / ReplicationBroken)
+//!
+//!   any ──the server refuses the monitor (1045, 1227, ...)──> Unknown, misconfigured = Some(code)
+//!         read_only and lag forgotten, downs in a row reset: as if the monitor were off for it
+//!   misconfigured ──check ok──> as above, misconfigured = None
+//!   misconfigured ──downs──> counted from 0, Shunned{Unreachable} at shun_after_errors (code kept)
 //! ```
-//! Fewer failures in a row than `shun_after_errors` keep the status as it
+//! Fewer downs in a row than `shun_after_errors` keep the status as it
 //! was. A server that was never checked is [`Status::Unknown`] and usable:
 //! the router then goes by its configured role. There is no hysteresis
 //! around `max_lag`; the check interval is the damping.
+//!
+//! A server that refuses the monitor's login or queries answered: it is
+//! not down, the monitor is misconfigured (its user, password or
+//! privileges). Shunning it would take a live server out of service, and
+//! every server at once when the monitor has no password (a configuration
+//! without a `[monitor]` section), so it stays usable by its configured
+//! role; the monitor reports the refusal loudly instead.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -102,10 +115,15 @@ pub struct ServerHealth {
     pub read_only: Option<bool>,
     /// Replication delay as of the last successful check.
     pub lag: Lag,
-    /// Failed checks since the last one that succeeded.
+    /// Checks in a row the server did not answer ([`FailureKind::Down`]),
+    /// since the last one it answered.
     pub consecutive_errors: u32,
     /// The most recent failure, kept after recovery for diagnosis.
     pub last_error: Option<String>,
+    /// While the server refuses the monitor ([`FailureKind::Misconfigured`]):
+    /// the MySQL error code of the refusal. `None` again once a check
+    /// succeeds.
+    pub misconfigured: Option<u16>,
     /// Checks done (counter).
     pub checks: u64,
     /// Checks failed (counter).
@@ -130,8 +148,65 @@ pub enum Observation {
         /// Replication delay ([`Lag::Unknown`] when not checked).
         lag: Lag,
     },
-    /// Connecting, logging in or a query failed (the error, for logs).
-    Failed(String),
+    /// Connecting, logging in, a query or reading its answer failed.
+    Failed(CheckError),
+}
+
+/// Why a check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckError {
+    /// The MySQL error code: the server's own when it answered with an ERR
+    /// packet (1045, 1040, ...), else the one a MySQL client reports for a
+    /// failure on its side (2003 cannot connect, 2013 lost connection or
+    /// timed out, 2026 TLS failed). `None` when the server's answer made no
+    /// sense to the monitor.
+    pub code: Option<u16>,
+    /// What happened, for logs.
+    pub message: String,
+}
+
+/// What a failed check says about the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The server did not answer or cannot serve: connect refused or timed
+    /// out, I/O and TLS errors, a lost connection (2003, 2013, 2026), too
+    /// many connections (1040), shutting down (1053), this host blocked
+    /// (1129), an answer that makes no sense, and any code not listed in
+    /// [`MISCONFIGURED_CODES`]. Counts toward shunning.
+    Down,
+    /// The server answered and refused the monitor's account (one of
+    /// [`MISCONFIGURED_CODES`]): a configuration error, never a reason to
+    /// shun.
+    Misconfigured,
+}
+
+/// Refusals of the monitor's account by a live server: authentication,
+/// privileges, the account's state or limits.
+pub const MISCONFIGURED_CODES: [u16; 14] = [
+    1044, // ER_DBACCESS_DENIED_ERROR
+    1045, // ER_ACCESS_DENIED_ERROR: wrong user or password
+    1130, // ER_HOST_NOT_PRIVILEGED: no account for the router's host
+    1142, // ER_TABLEACCESS_DENIED_ERROR
+    1143, // ER_COLUMNACCESS_DENIED_ERROR
+    1203, // ER_TOO_MANY_USER_CONNECTIONS: the account's max_user_connections
+    1226, // ER_USER_LIMIT_REACHED: the account's MAX_..._PER_HOUR
+    1227, // ER_SPECIFIC_ACCESS_DENIED_ERROR: e.g. no REPLICATION CLIENT for SHOW REPLICA STATUS
+    1251, // ER_NOT_SUPPORTED_AUTH_MODE: an authentication plugin the router lacks
+    1698, // ER_ACCESS_DENIED_NO_PASSWORD_ERROR
+    1820, // ER_MUST_CHANGE_PASSWORD
+    1862, // ER_MUST_CHANGE_PASSWORD_LOGIN: the password expired
+    3118, // ER_ACCOUNT_HAS_BEEN_LOCKED
+    3955, // ER_USER_ACCESS_DENIED_FOR_USER_ACCOUNT_BLOCKED_BY_PASSWORD_LOCK
+];
+
+impl CheckError {
+    /// Whether the server is down or the monitor misconfigured.
+    pub fn kind(&self) -> FailureKind {
+        match self.code {
+            Some(code) if MISCONFIGURED_CODES.contains(&code) => FailureKind::Misconfigured,
+            _ => FailureKind::Down,
+        }
+    }
 }
 
 /// Folds one check into a server's health. `max_lag` is the server's, when
@@ -147,16 +222,30 @@ pub fn observe(
     match obs {
         Observation::Failed(error) => {
             next.failures = next.failures.saturating_add(1);
-            next.consecutive_errors = next.consecutive_errors.saturating_add(1);
-            next.last_error = Some(error.clone());
-            if next.consecutive_errors >= shun_after_errors.max(1) {
-                next.status = Status::Shunned {
-                    reason: ShunReason::Unreachable,
-                };
+            next.last_error = Some(error.message.clone());
+            match error.kind() {
+                FailureKind::Down => {
+                    next.consecutive_errors = next.consecutive_errors.saturating_add(1);
+                    if next.consecutive_errors >= shun_after_errors.max(1) {
+                        next.status = Status::Shunned {
+                            reason: ShunReason::Unreachable,
+                        };
+                    }
+                }
+                // The server answered, so it is not down; what its role and
+                // lag are the monitor cannot tell: as if it were off.
+                FailureKind::Misconfigured => {
+                    next.consecutive_errors = 0;
+                    next.status = Status::Unknown;
+                    next.read_only = None;
+                    next.lag = Lag::Unknown;
+                    next.misconfigured = error.code;
+                }
             }
         }
         Observation::Ok { read_only, lag } => {
             next.consecutive_errors = 0;
+            next.misconfigured = None;
             next.read_only = *read_only;
             next.lag = *lag;
             next.status = status_when_up(*lag, max_lag);
@@ -197,8 +286,21 @@ mod tests {
         }
     }
 
+    /// A check the server did not answer (connect refused).
     fn fail(why: &str) -> Observation {
-        Observation::Failed(why.to_string())
+        failed(Some(2003), why)
+    }
+
+    fn failed(code: Option<u16>, why: &str) -> Observation {
+        Observation::Failed(CheckError {
+            code,
+            message: why.to_string(),
+        })
+    }
+
+    /// A check the server answered by refusing the monitor with `code`.
+    fn refused(code: u16) -> Observation {
+        failed(Some(code), &format!("backend refused: {code}"))
     }
 
     /// Folds `obs` from a never-checked server, returning every state.
@@ -433,6 +535,157 @@ mod tests {
         );
         let ro: Vec<_> = h.iter().map(|h| h.read_only).collect();
         assert_eq!(ro, [Some(true), Some(false), None]);
+    }
+
+    // ---- a server that refuses the monitor ----
+
+    #[test]
+    fn each_failure_is_down_or_misconfigured_by_its_code() {
+        let kind = |code| {
+            CheckError {
+                code,
+                message: String::new(),
+            }
+            .kind()
+        };
+        for code in MISCONFIGURED_CODES {
+            assert_eq!(kind(Some(code)), FailureKind::Misconfigured, "{code}");
+        }
+        // Not answering, not serving, nonsense, and codes nobody listed.
+        for code in [
+            None,
+            Some(2003),
+            Some(2013),
+            Some(2026),
+            Some(1040),
+            Some(1053),
+            Some(1129),
+            Some(1105),
+            Some(3169),
+            Some(0),
+        ] {
+            assert_eq!(kind(code), FailureKind::Down, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn a_refusing_server_is_never_shunned_and_stays_unknown() {
+        for code in MISCONFIGURED_CODES {
+            let h = run(&vec![refused(code); 10], secs(5), 2);
+            for h in &h {
+                assert_eq!(h.status, Status::Unknown, "{code}");
+                assert!(h.is_usable());
+                assert_eq!(h.misconfigured, Some(code));
+                assert_eq!(h.consecutive_errors, 0);
+            }
+            let last = h.last().unwrap();
+            assert_eq!((last.checks, last.failures), (10, 10));
+            assert_eq!(
+                last.last_error.as_deref(),
+                Some(&*format!("backend refused: {code}"))
+            );
+        }
+    }
+
+    #[test]
+    fn down_codes_shun_at_the_threshold() {
+        for code in [
+            None,
+            Some(2003),
+            Some(2013),
+            Some(2026),
+            Some(1040),
+            Some(1053),
+        ] {
+            let h = run(&[failed(code, "x"), failed(code, "y")], None, 2);
+            assert_eq!(h[0].status, Status::Unknown, "{code:?}");
+            assert_eq!(h[1].status, SHUN_UNREACHABLE, "{code:?}");
+            assert_eq!(h[1].misconfigured, None);
+        }
+    }
+
+    #[test]
+    fn a_refusal_forgets_what_was_known_as_if_the_monitor_were_off() {
+        let lagging = Status::Shunned {
+            reason: ShunReason::LagOver { lag_s: 9, max_s: 1 },
+        };
+        for (before, status) in [
+            (vec![ok(false, Lag::NotReplica)], Status::Up),
+            (vec![ok(true, Lag::Seconds(9))], lagging),
+            (vec![ok(true, Lag::Broken)], SHUN_BROKEN),
+            (vec![fail("a"), fail("b")], SHUN_UNREACHABLE),
+        ] {
+            let mut obs = before.clone();
+            obs.push(refused(1045));
+            let h = run(&obs, secs(1), 2);
+            assert_eq!(h[before.len() - 1].status, status);
+            let last = h.last().unwrap();
+            assert_eq!(last.status, Status::Unknown, "after {status:?}");
+            assert_eq!(last.read_only, None);
+            assert_eq!(last.lag, Lag::Unknown);
+            assert_eq!(last.consecutive_errors, 0);
+            assert_eq!(last.misconfigured, Some(1045));
+        }
+    }
+
+    #[test]
+    fn a_check_that_succeeds_again_ends_the_misconfiguration() {
+        let h = run(
+            &[
+                refused(1045),
+                refused(1227),
+                ok(true, Lag::Seconds(9)),
+                ok(true, Lag::Seconds(0)),
+            ],
+            secs(5),
+            2,
+        );
+        assert_eq!(h[1].misconfigured, Some(1227), "the latest refusal");
+        assert_eq!(h[2].misconfigured, None);
+        assert_eq!(
+            h[2].status,
+            Status::Shunned {
+                reason: ShunReason::LagOver { lag_s: 9, max_s: 5 }
+            },
+            "back to normal checking"
+        );
+        assert_eq!(h[3].status, Status::Up);
+        assert_eq!(h[3].read_only, Some(true));
+    }
+
+    #[test]
+    fn a_refusing_server_that_goes_down_is_shunned_after_the_threshold() {
+        let h = run(
+            &[
+                refused(1045),
+                refused(1045),
+                fail("a"),
+                fail("b"),
+                refused(1045),
+            ],
+            None,
+            2,
+        );
+        assert_eq!(
+            h[2].status,
+            Status::Unknown,
+            "downs count from the last answer"
+        );
+        assert_eq!(h[3].status, SHUN_UNREACHABLE);
+        assert_eq!(h[3].misconfigured, Some(1045), "nothing was fixed");
+        // It answers again (still refusing): not down any more.
+        assert_eq!(h[4].status, Status::Unknown);
+        assert_eq!(h[4].consecutive_errors, 0);
+    }
+
+    #[test]
+    fn refusals_between_downs_reset_the_count() {
+        let mut obs = Vec::new();
+        for _ in 0..5 {
+            obs.extend([fail("a"), refused(1045)]);
+        }
+        let h = run(&obs, None, 2);
+        assert!(h.iter().all(ServerHealth::is_usable), "{h:?}");
     }
 
     #[test]

@@ -73,14 +73,21 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(Output::Stderr, cli.log_json)?;
     let cfg = load(&cli)?;
+    let warnings = cfg.warnings();
     if cli.check || cli.reload {
         // Resolves every password and loads every certificate and key.
         causeway_router::runtime::Runtime::build(cfg)?;
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
         eprintln!("configuration ok");
         if cli.reload {
             signal_reload(cli.pid_file.as_deref().context("--pid-file")?)?;
         }
         return Ok(());
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
     }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.threads {

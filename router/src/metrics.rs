@@ -47,8 +47,16 @@ pub const SERVER_READ_ONLY: &str = "causeway_router_server_read_only";
 /// Replication lag the monitor last saw, in seconds (absent for a source
 /// or when unknown; -1 when replication is broken).
 pub const SERVER_LAG_SECONDS: &str = "causeway_router_server_lag_seconds";
-/// Health checks that failed, per server.
+/// Health checks in a row the server did not answer, per server (what
+/// `monitor.shun_after_errors` counts; refusals of the monitor's login or
+/// queries are not counted here but in [`MONITOR_MISCONFIGURED`]).
 pub const SERVER_CHECK_FAILURES: &str = "causeway_router_server_check_failures";
+/// Per server: 1 while it refuses the health monitor's login or queries
+/// (access denied, a missing privilege, a locked account: the monitor's
+/// user, password or grants are wrong), else 0. Such a server is not
+/// shunned: it serves by its configured role, unchecked, and each change is
+/// logged at error level with the server, the user and MySQL's error.
+pub const MONITOR_MISCONFIGURED: &str = "causeway_router_monitor_misconfigured";
 
 /// Causal reads (reads in a reader hostgroup of a consistent pair), by
 /// scope, where they were served (replica, primary) and why.
@@ -337,13 +345,25 @@ impl Render for Live {
         gauge(
             &mut out,
             SERVER_CHECK_FAILURES,
-            "consecutive failed health checks",
+            "health checks in a row the server did not answer",
         );
         for (s, h) in &rows {
             let _ = writeln!(
                 out,
                 "{SERVER_CHECK_FAILURES}{{server=\"{s}\"}} {}",
                 h.consecutive_errors
+            );
+        }
+        gauge(
+            &mut out,
+            MONITOR_MISCONFIGURED,
+            "1 while the server refuses the monitor's login or queries (a configuration error; not shunned)",
+        );
+        for (s, h) in &rows {
+            let _ = writeln!(
+                out,
+                "{MONITOR_MISCONFIGURED}{{server=\"{s}\"}} {}",
+                u8::from(h.misconfigured.is_some())
             );
         }
         render_views(shared, &mut out);

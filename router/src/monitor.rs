@@ -25,7 +25,7 @@ use crate::backend::connect::{self, Endpoint, Login, REQUIRED};
 use crate::backend::query::{simple_query, QueryResult};
 use crate::config::MonitorConfig;
 use crate::error::Error;
-use crate::health::{observe, HealthMap, Lag, Observation, ServerHealth, Status};
+use crate::health::{observe, CheckError, HealthMap, Lag, Observation, ServerHealth, Status};
 use crate::io::PacketIo;
 
 /// `read_only || super_read_only` from the first row of
@@ -78,15 +78,30 @@ pub fn parse_replica_status(result: &QueryResult) -> Result<Lag, String> {
     Ok(Lag::Seconds(worst))
 }
 
-fn log_changes(server: &str, prev: &ServerHealth, next: &ServerHealth) {
+/// Logs what changed between two healths of `server`: once per change,
+/// never per check (failed checks only at debug level).
+fn log_changes(server: &str, user: &str, prev: &ServerHealth, next: &ServerHealth) {
+    let error = next.last_error.as_deref().unwrap_or("");
+    if prev.misconfigured != next.misconfigured {
+        match next.misconfigured {
+            Some(code) => tracing::error!(
+                server,
+                user,
+                code,
+                error,
+                "the server refuses the monitor's login or checks: a configuration error \
+                 (monitor.user, its password source, its privileges), not an outage; \
+                 the server is not shunned and serves by its configured role, unchecked, \
+                 until a check succeeds"
+            ),
+            None => tracing::info!(server, user, "the monitor can check the server again"),
+        }
+    }
     if !prev.status.same_kind(&next.status) {
         match (&prev.status, &next.status) {
-            (_, Status::Shunned { reason }) => tracing::warn!(
-                server,
-                %reason,
-                error = next.last_error.as_deref().unwrap_or(""),
-                "server shunned"
-            ),
+            (_, Status::Shunned { reason }) => {
+                tracing::warn!(server, %reason, error, "server shunned")
+            }
             (Status::Shunned { .. }, Status::Up) => tracing::info!(server, "server recovered"),
             (_, Status::Up) => tracing::info!(server, "server up"),
             (_, Status::Unknown) => {}
@@ -97,10 +112,10 @@ fn log_changes(server: &str, prev: &ServerHealth, next: &ServerHealth) {
             tracing::info!(server, read_only, was = ?prev.read_only, "read_only changed");
         }
     }
-    if next.consecutive_errors > prev.consecutive_errors {
+    if next.failures > prev.failures {
         tracing::debug!(
             server,
-            error = next.last_error.as_deref().unwrap_or(""),
+            error,
             consecutive = next.consecutive_errors,
             "check failed"
         );
@@ -348,7 +363,7 @@ async fn watch_server(
             }
         };
         let next = observe(&health, &obs, target.max_lag, config.shun_after_errors);
-        log_changes(&name, &health, &next);
+        log_changes(&name, &config.user, &health, &next);
         health = next;
         if !shared.publish(&name, task_id, &health) {
             return;
@@ -406,9 +421,35 @@ impl Conn {
         sql: &str,
         timeout: Duration,
     ) -> Result<QueryResult, String> {
+        self.check_query(sql, timeout).await.map_err(|e| e.message)
+    }
+
+    async fn check_query(
+        &mut self,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<QueryResult, CheckError> {
         simple_query(&mut self.io, self.caps, sql, timeout)
             .await
-            .map_err(|e| format!("{sql}: {}", e.report()))
+            .map_err(|e| failed(&e, &format!("{sql}: ")))
+    }
+}
+
+/// A failed step of a check, with the MySQL error code a client would
+/// report for it: the server's own for an ERR packet, 2003, 2013 or 2026 for
+/// failures on the router's side (see [`Error::client_err`]).
+fn failed(e: &Error, context: &str) -> CheckError {
+    CheckError {
+        code: e.client_err("").map(|err| err.code),
+        message: format!("{context}{}", e.report()),
+    }
+}
+
+/// An answer the monitor does not understand (no MySQL error code).
+fn nonsense(message: String) -> CheckError {
+    CheckError {
+        code: None,
+        message,
     }
 }
 
@@ -418,28 +459,30 @@ async fn check(
     ep: &Endpoint,
     config: &MonitorConfig,
     password: &[u8],
-) -> Result<Observation, String> {
+) -> Result<Observation, CheckError> {
     let c = match conn {
         Some(c) => c,
         None => conn.insert(
             Conn::open(ep, &config.user, password)
                 .await
-                .map_err(|e| e.report())?,
+                .map_err(|e| failed(&e, ""))?,
         ),
     };
     let t = config.query_timeout;
     let read_only = if config.read_only_check {
-        Some(parse_read_only(&c.query(READ_ONLY_SQL, t).await?)?)
+        let result = c.check_query(READ_ONLY_SQL, t).await?;
+        Some(parse_read_only(&result).map_err(nonsense)?)
     } else {
         None
     };
     let lag = if config.lag_check {
-        parse_replica_status(&c.query(REPLICA_STATUS_SQL, t).await?)?
+        let result = c.check_query(REPLICA_STATUS_SQL, t).await?;
+        parse_replica_status(&result).map_err(nonsense)?
     } else {
         Lag::Unknown
     };
     if !config.read_only_check && !config.lag_check {
-        c.query("SELECT 1", t).await?;
+        c.check_query("SELECT 1", t).await?;
     }
     Ok(Observation::Ok { read_only, lag })
 }

@@ -221,3 +221,49 @@ async fn an_unreachable_server_is_shunned_and_retarget_keeps_or_resets_health() 
         .await
         .unwrap();
 }
+
+/// A loopback port whose listener answers every connection with ERR `code`
+/// in place of the greeting, as MySQL does for 1040, 1129 and 1130.
+async fn refusing_port(code: u16) -> u16 {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut payload = bytes::BytesMut::new();
+    causeway_wire::ErrPacket::new(code, *b"HY000", "refused")
+        .encode(CapabilityFlags::PROTOCOL_41, &mut payload);
+    let mut frame = bytes::BytesMut::new();
+    causeway_wire::packet::encode_packet(0, &payload, &mut frame);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket.write_all(&frame).await;
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_server_refusing_the_monitor_is_not_shunned_a_full_one_is() {
+    let m = Monitor::spawn(
+        vec![
+            target("refusing", refusing_port(1130).await),
+            target("full", refusing_port(1040).await),
+        ],
+        fast(),
+        Vec::new(),
+    );
+    let mut rx = m.subscribe();
+    wait_until(&mut rx, "checked both a few times", |map| {
+        map["full"].status == SHUN_UNREACHABLE && map["refusing"].checks >= 5
+    })
+    .await;
+    let snap = m.snapshot();
+    let refusing = &snap["refusing"];
+    assert_eq!(refusing.status, Status::Unknown, "{refusing:?}");
+    assert_eq!(refusing.misconfigured, Some(1130));
+    assert_eq!(refusing.consecutive_errors, 0);
+    let error = refusing.last_error.as_deref().unwrap();
+    assert!(error.contains("1130"), "{error}");
+    let full = &snap["full"];
+    assert_eq!(full.misconfigured, None, "{full:?}");
+    assert!(full.last_error.as_deref().unwrap().contains("1040"));
+}

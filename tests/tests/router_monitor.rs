@@ -1,17 +1,24 @@
-//! The router's health monitor against real MySQL, in a sandbox of its own
-//! (the test stops a replication thread and a server): the roles it reads,
-//! a stopped SQL thread, a server that goes away and comes back.
+//! The router's health monitor against real MySQL: in a sandbox of its own
+//! (the test stops a replication thread and a server), the roles it reads,
+//! a stopped SQL thread, a server that goes away and comes back; on the
+//! shared sandbox, a monitor the servers refuse (wrong password, none, a
+//! missing privilege), which must shun nothing and say so.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
+use causeway_common::metrics_http::Render;
+use causeway_e2e::router::{opts, start_router, TestRouter};
 use causeway_e2e::Topology;
 use causeway_router::backend::connect::Endpoint;
-use causeway_router::config::MonitorConfig;
+use causeway_router::config::{Config, MonitorConfig, Secret};
 use causeway_router::health::{HealthMap, Lag, ShunReason, Status};
+use causeway_router::metrics::Live;
 use causeway_router::monitor::{Monitor, MonitorTarget};
 use mysql_async::prelude::*;
+use mysql_async::Conn;
 use tokio::sync::watch;
 
 /// Deadline of each wait: a guard against hanging, not a speed assertion.
@@ -135,5 +142,111 @@ async fn the_monitor_follows_roles_replication_and_outages() -> Result<()> {
         "{:?}",
         snap["primary"]
     );
+    Ok(())
+}
+
+/// Waits until every server of `router` was checked at least `checks` times
+/// and `ok` holds for the published health.
+async fn wait_for_router(
+    router: &TestRouter,
+    checks: u64,
+    what: &str,
+    ok: impl Fn(&HealthMap) -> bool,
+) -> Result<()> {
+    let mut rx = router.shared.monitor.subscribe();
+    wait_for(&mut rx, what, |map| {
+        map.len() == 3 && map.values().all(|h| h.checks >= checks) && ok(map)
+    })
+    .await
+}
+
+/// Where plain reads and writes through `router` land: reads on the
+/// replicas, writes (and locking reads) on the primary.
+async fn routes_reads_and_writes(topo: &Topology, router: &TestRouter) -> Result<()> {
+    let replicas: HashSet<u16> = topo.replica_ports.iter().copied().collect();
+    for _ in 0..4 {
+        let mut c = Conn::new(opts(topo, router.port, "APP", true)?).await?;
+        let read: u16 = c.query_first("SELECT @@port").await?.context("no row")?;
+        ensure!(replicas.contains(&read), "a plain read went to {read}");
+        let locking: u16 = c
+            .query_first("SELECT @@port FOR UPDATE")
+            .await?
+            .context("no row")?;
+        ensure!(
+            locking == topo.primary_port,
+            "a locking read went to {locking}"
+        );
+        c.query_drop(
+            "CREATE TABLE IF NOT EXISTS monitor_refused (id INT AUTO_INCREMENT PRIMARY KEY)",
+        )
+        .await?;
+        c.query_drop("INSERT INTO monitor_refused () VALUES ()")
+            .await?;
+        c.disconnect().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_the_servers_refuse_shuns_nothing_and_says_so() -> Result<()> {
+    let topo = Topology::get()?;
+    let app = topo.user("APP")?;
+    let monitor = topo.user("MONITOR")?;
+    let fast = |cfg: &mut Config| {
+        cfg.monitor.interval = Duration::from_millis(100);
+        cfg.monitor.shun_after_errors = 2;
+    };
+    let wrong_password = {
+        let mut cfg = topo.split_config()?;
+        cfg.monitor.password = Some(Secret(format!("not-{}", monitor.password)));
+        cfg
+    };
+    // What a configuration without a [monitor] section checks with.
+    let no_section = {
+        let mut cfg = topo.split_config()?;
+        cfg.monitor = MonitorConfig::default();
+        ensure!(!cfg.warnings().is_empty(), "--check would not warn");
+        cfg
+    };
+    let no_privilege = {
+        let mut cfg = topo.split_config()?;
+        cfg.monitor.user = app.user.clone();
+        cfg.monitor.password = Some(Secret(app.password.clone()));
+        cfg
+    };
+    for (case, mut cfg, code) in [
+        ("a wrong password", wrong_password, 1045),
+        ("no [monitor] section (no password)", no_section, 1045),
+        ("a user without REPLICATION CLIENT", no_privilege, 1227),
+    ] {
+        fast(&mut cfg);
+        let router = start_router(cfg).await?;
+        // Long past shun_after_errors checks.
+        wait_for_router(&router, 6, &format!("{case}: seen refused"), |map| {
+            map.values().all(|h| h.misconfigured == Some(code))
+        })
+        .await?;
+        for (name, h) in router.shared.monitor.snapshot().iter() {
+            ensure!(
+                h.status == Status::Unknown && h.consecutive_errors == 0,
+                "{case}: {name} {h:?}"
+            );
+            let error = h.last_error.as_deref().unwrap_or("");
+            ensure!(error.contains(&code.to_string()), "{case}: {name}: {error}");
+        }
+        routes_reads_and_writes(&topo, &router)
+            .await
+            .context(case)?;
+        let text = Live(router.shared.clone()).render();
+        for server in ["primary", "replica1", "replica2"] {
+            for line in [
+                format!("causeway_router_monitor_misconfigured{{server=\"{server}\"}} 1"),
+                format!("causeway_router_server_up{{server=\"{server}\"}} 1"),
+                format!("causeway_router_server_check_failures{{server=\"{server}\"}} 0"),
+            ] {
+                ensure!(text.contains(&line), "{case}: no {line} in\n{text}");
+            }
+        }
+    }
     Ok(())
 }
