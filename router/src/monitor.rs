@@ -150,15 +150,13 @@ impl MonitorTarget {
 /// The running health monitor. Its tasks stop when it is dropped; then
 /// the receivers of [`Monitor::subscribe`] see the channel closed.
 pub struct Monitor {
-    config: Arc<MonitorConfig>,
-    password: Arc<[u8]>,
     shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Monitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Monitor")
-            .field("config", &self.config)
+            .field("config", &self.config())
             .finish_non_exhaustive()
     }
 }
@@ -167,14 +165,16 @@ impl std::fmt::Debug for Monitor {
 struct Shared {
     health: watch::Sender<Arc<HealthMap>>,
     /// Held while publishing, so a replaced task cannot write after
-    /// [`Monitor::retarget`].
+    /// [`Monitor::retarget`] or [`Monitor::reconfigure`].
     targets: Mutex<Targets>,
 }
 
-#[derive(Default)]
 struct Targets {
     by_name: HashMap<String, Watched>,
     next_id: u64,
+    /// What new tasks check with.
+    config: Arc<MonitorConfig>,
+    password: Arc<[u8]>,
 }
 
 struct Watched {
@@ -201,6 +201,32 @@ impl Shared {
         });
         true
     }
+
+    /// Starts checking `target` from `health` (no task when the monitor is
+    /// off); from now on only that task may publish for its name.
+    fn start(self: &Arc<Self>, state: &mut Targets, target: MonitorTarget, health: ServerHealth) {
+        let task_id = state.next_id;
+        state.next_id = state.next_id.wrapping_add(1);
+        let task = state.config.enabled.then(|| {
+            tokio::spawn(watch_server(
+                Arc::clone(self),
+                task_id,
+                target.clone(),
+                Arc::clone(&state.config),
+                Arc::clone(&state.password),
+                health,
+            ))
+            .abort_handle()
+        });
+        state.by_name.insert(
+            target.endpoint.name.clone(),
+            Watched {
+                target,
+                task_id,
+                task,
+            },
+        );
+    }
 }
 
 impl Monitor {
@@ -209,11 +235,14 @@ impl Monitor {
     pub fn spawn(targets: Vec<MonitorTarget>, config: MonitorConfig, password: Vec<u8>) -> Monitor {
         let (health, _) = watch::channel(Arc::new(HealthMap::new()));
         let monitor = Monitor {
-            config: Arc::new(config),
-            password: password.into(),
             shared: Arc::new(Shared {
                 health,
-                targets: Mutex::default(),
+                targets: Mutex::new(Targets {
+                    by_name: HashMap::new(),
+                    next_id: 0,
+                    config: Arc::new(config),
+                    password: password.into(),
+                }),
             }),
         };
         monitor.retarget(targets);
@@ -232,11 +261,43 @@ impl Monitor {
         self.shared.health.borrow().clone()
     }
 
-    /// The configuration it runs with. [`Monitor::retarget`] changes only
-    /// the servers: a reload that changes this section (or the password)
-    /// replaces the monitor.
-    pub fn config(&self) -> &MonitorConfig {
-        &self.config
+    /// The configuration it checks with now.
+    pub fn config(&self) -> Arc<MonitorConfig> {
+        Arc::clone(&self.shared.lock().config)
+    }
+
+    /// Checks with `config` and `password` from now on (a reload that
+    /// changed the `[monitor]` section or the password): every server's task
+    /// restarts with them and keeps the server's health, so a server the old
+    /// settings could not check (a wrong password) is checked normally from
+    /// its next check on. Turned off, every server is unknown again.
+    /// Nothing happens when neither changed.
+    pub fn reconfigure(&self, config: MonitorConfig, password: Vec<u8>) {
+        let mut state = self.shared.lock();
+        if *state.config == config && *state.password == *password {
+            return;
+        }
+        state.config = Arc::new(config);
+        state.password = password.into();
+        let watched = std::mem::take(&mut state.by_name);
+        for w in watched.values() {
+            if let Some(task) = &w.task {
+                task.abort();
+            }
+        }
+        let enabled = state.config.enabled;
+        if !enabled {
+            self.shared.health.send_modify(|map| {
+                for h in Arc::make_mut(map).values_mut() {
+                    *h = ServerHealth::default();
+                }
+            });
+        }
+        let health = self.snapshot();
+        for (name, w) in watched {
+            let h = health.get(&name).cloned().unwrap_or_default();
+            self.shared.start(&mut state, w.target, h);
+        }
     }
 
     /// Watches `targets` from now on (a configuration reload). A server
@@ -301,29 +362,8 @@ impl Monitor {
             }
         });
         for target in start {
-            let name = target.endpoint.name.clone();
-            let task_id = state.next_id;
-            state.next_id = state.next_id.wrapping_add(1);
-            let task = self.config.enabled.then(|| {
-                let health = initial.remove(&name).unwrap_or_default();
-                tokio::spawn(watch_server(
-                    Arc::clone(&self.shared),
-                    task_id,
-                    target.clone(),
-                    Arc::clone(&self.config),
-                    Arc::clone(&self.password),
-                    health,
-                ))
-                .abort_handle()
-            });
-            state.by_name.insert(
-                name,
-                Watched {
-                    target,
-                    task_id,
-                    task,
-                },
-            );
+            let health = initial.remove(&target.endpoint.name).unwrap_or_default();
+            self.shared.start(&mut state, target, health);
         }
     }
 }

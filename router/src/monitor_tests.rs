@@ -267,3 +267,65 @@ async fn a_server_refusing_the_monitor_is_not_shunned_a_full_one_is() {
     assert_eq!(full.misconfigured, None, "{full:?}");
     assert!(full.last_error.as_deref().unwrap().contains("1040"));
 }
+
+fn task_ids(m: &Monitor) -> Vec<u64> {
+    let mut ids: Vec<u64> = m
+        .shared
+        .lock()
+        .by_name
+        .values()
+        .map(|w| w.task_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn reconfigure_restarts_the_checks_with_the_new_settings_keeping_health() {
+    let off = MonitorConfig {
+        enabled: false,
+        ..fast()
+    };
+    let m = Monitor::spawn(
+        vec![
+            target("down", closed_port()),
+            target("refusing", refusing_port(1045).await),
+        ],
+        off.clone(),
+        Vec::new(),
+    );
+    assert_eq!(tasks_running(&m), 0);
+
+    // Turned on: both checked.
+    m.reconfigure(fast(), b"pw".to_vec());
+    assert_eq!(tasks_running(&m), 2);
+    assert_eq!(*m.config(), fast());
+    let mut rx = m.subscribe();
+    wait_until(&mut rx, "checked with the new settings", |map| {
+        map["down"].status == SHUN_UNREACHABLE && map["refusing"].misconfigured == Some(1045)
+    })
+    .await;
+
+    // The same settings again: nothing restarts.
+    let ids = task_ids(&m);
+    m.reconfigure(fast(), b"pw".to_vec());
+    assert_eq!(task_ids(&m), ids);
+
+    // A new password: new tasks, the health kept meanwhile.
+    m.reconfigure(fast(), b"other".to_vec());
+    assert_eq!(tasks_running(&m), 2);
+    assert!(task_ids(&m).iter().all(|id| !ids.contains(id)));
+    let snap = m.snapshot();
+    assert_eq!(snap["down"].status, SHUN_UNREACHABLE);
+    assert_eq!(snap["refusing"].misconfigured, Some(1045));
+    let checks = snap["refusing"].checks;
+    wait_until(&mut rx, "checked by the new task", |map| {
+        map["refusing"].checks > checks
+    })
+    .await;
+
+    // Turned off: every server unknown, as if never checked.
+    m.reconfigure(off, Vec::new());
+    assert_eq!(tasks_running(&m), 0);
+    assert!(m.snapshot().values().all(|h| *h == ServerHealth::default()));
+}

@@ -2,7 +2,8 @@
 //! (the test stops a replication thread and a server), the roles it reads,
 //! a stopped SQL thread, a server that goes away and comes back; on the
 //! shared sandbox, a monitor the servers refuse (wrong password, none, a
-//! missing privilege), which must shun nothing and say so.
+//! missing privilege), which must shun nothing, say so, and check normally
+//! once given the right settings.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -188,7 +189,7 @@ async fn routes_reads_and_writes(topo: &Topology, router: &TestRouter) -> Result
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_monitor_the_servers_refuse_shuns_nothing_and_says_so() -> Result<()> {
+async fn a_monitor_the_servers_refuse_shuns_nothing_says_so_and_recovers() -> Result<()> {
     let topo = Topology::get()?;
     let app = topo.user("APP")?;
     let monitor = topo.user("MONITOR")?;
@@ -247,6 +248,20 @@ async fn a_monitor_the_servers_refuse_shuns_nothing_and_says_so() -> Result<()> 
                 ensure!(text.contains(&line), "{case}: no {line} in\n{text}");
             }
         }
+
+        // The right settings (Monitor::reconfigure): checked normally again.
+        let mut right = topo.split_config()?;
+        fast(&mut right);
+        let password = monitor.password.clone().into_bytes();
+        router.shared.monitor.reconfigure(right.monitor, password);
+        wait_for_router(&router, 0, &format!("{case}: checked again"), |map| {
+            map.values()
+                .all(|h| h.status == Status::Up && h.misconfigured.is_none())
+        })
+        .await?;
+        let text = Live(router.shared.clone()).render();
+        let line = "causeway_router_monitor_misconfigured{server=\"primary\"} 0";
+        ensure!(text.contains(line), "{case}: no {line} in\n{text}");
     }
     Ok(())
 }
