@@ -132,7 +132,16 @@ impl OkPacket {
                 session_state = sub(payload, r.lenenc_bytes("session state info")?);
             }
         } else {
-            info = sub(payload, r.rest());
+            // MySQL writes the message length-encoded here too
+            // (`net_store_data`); older peers wrote it to the end of the
+            // packet. A length that covers exactly the rest says which.
+            let rest = r.rest();
+            info = match crate::buf::read_lenenc_int(rest, "ok info length") {
+                Ok((len, n)) if usize::try_from(len).ok() == Some(rest.len() - n) => {
+                    sub(payload, &rest[n..])
+                }
+                _ => sub(payload, rest),
+            };
         }
         Ok(Self {
             header,
@@ -166,8 +175,9 @@ impl OkPacket {
             if changed {
                 put_lenenc_bytes(dst, &self.session_state);
             }
-        } else {
-            dst.put_slice(&self.info);
+        } else if !self.info.is_empty() {
+            // As MySQL sends it (`net_store_data`): length-encoded.
+            put_lenenc_bytes(dst, &self.info);
         }
     }
 
@@ -322,6 +332,27 @@ impl EofPacket {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ok_info_without_session_track_is_length_encoded_as_mysql_sends_it() {
+        // MySQL 9.7 to a client without CLIENT_SESSION_TRACK, after a
+        // REPLACE: the message keeps its length byte (0x26 = 38).
+        let mut p = vec![0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x00, 0x26];
+        p.extend_from_slice(b"Records: 3  Duplicates: 0  Warnings: 0");
+        let p = Bytes::from(p);
+        let caps = CapabilityFlags::PROTOCOL_41;
+        let ok = OkPacket::decode(&p, caps).unwrap();
+        assert_eq!(&ok.info[..], b"Records: 3  Duplicates: 0  Warnings: 0");
+        let mut out = BytesMut::new();
+        ok.encode(caps, &mut out);
+        assert_eq!(out.freeze(), p);
+        // Without a message nothing follows the warnings.
+        let bare = Bytes::from_static(&[0, 0, 0, 2, 0, 0, 0]);
+        let ok = OkPacket::decode(&bare, caps).unwrap();
+        let mut out = BytesMut::new();
+        ok.encode(caps, &mut out);
+        assert_eq!(out.freeze(), bare);
+    }
     use super::*;
     use crate::session_state::SessionStateEntry;
     use proptest::prelude::*;
