@@ -25,6 +25,8 @@ use std::time::Duration;
 use causeway_gtid::GtidSet;
 use serde::Deserialize;
 
+use crate::ids::ServerId;
+
 /// How consistent a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,8 +44,8 @@ pub enum Scope {
 /// One replica of the read hostgroup, as the router sees it now.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
-    /// Index the caller uses to find the server.
-    pub id: usize,
+    /// The server.
+    pub id: ServerId,
     /// Passes health checks (not shunned, not lagging past its maximum).
     pub healthy: bool,
     /// Relative share of reads (0: only when nothing else qualifies).
@@ -63,7 +65,7 @@ pub struct Read<'a> {
     /// GTIDs the chosen server must have (ignored for `Eventual`).
     pub needed: &'a GtidSet,
     /// The server the session's open transaction runs on, if any.
-    pub pinned: Option<usize>,
+    pub pinned: Option<ServerId>,
     /// Time already spent waiting for a replica to catch up.
     pub waited: Duration,
     /// Longest wait before falling back to the primary.
@@ -93,9 +95,9 @@ pub enum Fallback {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// Stay on the transaction's server.
-    Pinned(usize),
+    Pinned(ServerId),
     /// This replica has everything the read needs.
-    Replica(usize),
+    Replica(ServerId),
     /// Wait at most this long for a view update, then decide again.
     Wait(Duration),
     /// Send to the primary.
@@ -135,7 +137,7 @@ pub fn decide(read: &Read<'_>, candidates: &[Candidate<'_>]) -> Route {
 fn pick<'a, 'b: 'a>(
     qualified: impl Iterator<Item = &'a Candidate<'b>>,
     tiebreak: u64,
-) -> Option<usize> {
+) -> Option<ServerId> {
     let all: Vec<&Candidate<'_>> = qualified.collect();
     let weighted: Vec<&&Candidate<'_>> = all.iter().filter(|c| c.weight > 0).collect();
     if weighted.is_empty() {
@@ -146,7 +148,7 @@ fn pick<'a, 'b: 'a>(
         .iter()
         .map(|c| (u64::from(c.load), u64::from(c.weight)))
         .min_by(|(la, wa), (lb, wb)| (la * wb).cmp(&(lb * wa)))?;
-    let ties: Vec<usize> = weighted
+    let ties: Vec<ServerId> = weighted
         .iter()
         .filter(|c| u64::from(c.load) * best.1 == best.0 * u64::from(c.weight))
         .map(|c| c.id)

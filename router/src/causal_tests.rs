@@ -1,4 +1,5 @@
 use super::*;
+use crate::ids::ServerId;
 
 const U: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
 
@@ -21,7 +22,7 @@ fn read<'a>(scope: Scope, needed: &'a GtidSet) -> Read<'a> {
 
 fn cand(id: usize, view: Option<&GtidSet>) -> Candidate<'_> {
     Candidate {
-        id,
+        id: ServerId::new(id),
         healthy: true,
         weight: 1,
         load: 0,
@@ -38,7 +39,7 @@ fn a_replica_that_has_the_write_is_chosen() {
         &read(Scope::Session, &needed),
         &[cand(0, Some(&behind)), cand(1, Some(&ahead))],
     );
-    assert_eq!(r, Route::Replica(1));
+    assert_eq!(r, Route::Replica(ServerId(1)));
 }
 
 #[test]
@@ -85,7 +86,7 @@ fn waiting_only_pays_when_a_replica_beats_the_writer() {
     r.catch_up = Some(Duration::from_secs(1));
     let ahead = set(&format!("{U}:1-10"));
     let c2 = [cand(0, Some(&behind)), cand(1, Some(&ahead))];
-    assert_eq!(decide(&r, &c2), Route::Replica(1));
+    assert_eq!(decide(&r, &c2), Route::Replica(ServerId(1)));
     r.catch_up = Some(Duration::ZERO);
     r.waited = Duration::from_millis(5);
     assert_eq!(decide(&r, &c), Route::Primary(Fallback::NotCaughtUp));
@@ -106,7 +107,7 @@ fn ranges_and_holes_need_every_gtid() {
             &read(Scope::Session, &needed),
             &[cand(0, Some(&holed)), cand(1, Some(&full))]
         ),
-        Route::Replica(1)
+        Route::Replica(ServerId(1))
     );
 }
 
@@ -124,7 +125,7 @@ fn tagged_gtids_are_distinct_sources() {
     ));
     assert_eq!(
         decide(&read(Scope::Session, &needed), &[cand(0, Some(&with_tag))]),
-        Route::Replica(0)
+        Route::Replica(ServerId(0))
     );
 }
 
@@ -137,7 +138,7 @@ fn a_replica_without_a_view_never_qualifies_for_causal_reads() {
     assert_eq!(r, Route::Wait(Duration::from_millis(5)));
     // An eventual read does not care.
     let r = decide(&read(Scope::Eventual, &needed), &[cand(0, None)]);
-    assert_eq!(r, Route::Replica(0));
+    assert_eq!(r, Route::Replica(ServerId(0)));
 }
 
 #[test]
@@ -174,8 +175,11 @@ fn a_transaction_stays_on_its_server() {
     let needed = set(&format!("{U}:1-10"));
     let full = set(&format!("{U}:1-20"));
     let mut r = read(Scope::Session, &needed);
-    r.pinned = Some(7);
-    assert_eq!(decide(&r, &[cand(0, Some(&full))]), Route::Pinned(7));
+    r.pinned = Some(ServerId(7));
+    assert_eq!(
+        decide(&r, &[cand(0, Some(&full))]),
+        Route::Pinned(ServerId(7))
+    );
 }
 
 #[test]
@@ -183,7 +187,7 @@ fn a_session_that_wrote_nothing_reads_anywhere_healthy() {
     let needed = GtidSet::default();
     assert_eq!(
         decide(&read(Scope::Session, &needed), &[cand(3, None)]),
-        Route::Replica(3)
+        Route::Replica(ServerId(3))
     );
 }
 
@@ -199,7 +203,7 @@ fn load_and_weight_choose_among_qualified() {
     b.weight = 1; // 3 per weight unit
     assert_eq!(
         decide(&read(Scope::Session, &needed), &[a, b]),
-        Route::Replica(0)
+        Route::Replica(ServerId(0))
     );
     // Equal: the tiebreak rotates between them.
     b.load = 2;
@@ -219,10 +223,10 @@ fn load_and_weight_choose_among_qualified() {
     let c = cand(3, Some(&behind));
     assert_eq!(
         decide(&read(Scope::Session, &needed), &[z, c]),
-        Route::Replica(2)
+        Route::Replica(ServerId(2))
     );
     assert_eq!(
         decide(&read(Scope::Session, &needed), &[z, cand(4, Some(&v))]),
-        Route::Replica(4)
+        Route::Replica(ServerId(4))
     );
 }

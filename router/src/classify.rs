@@ -21,6 +21,8 @@ use sqlparser::ast::{
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
+use crate::sqlscan::Scan;
+
 /// What a statement does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -92,6 +94,18 @@ pub struct Classified {
     pub parsed: bool,
     /// More than one statement in the text.
     pub multi: bool,
+    /// Calls `LAST_INSERT_ID(...)` (reads or sets it).
+    pub last_insert_id: bool,
+    /// Calls `ROW_COUNT()` or `FOUND_ROWS()`.
+    pub row_info: bool,
+    /// `SQL_CALC_FOUND_ROWS`: the next statement will read `FOUND_ROWS()`.
+    pub found_rows_calc: bool,
+    /// What it does to the session cannot be told from its text: `CALL`,
+    /// text the parser did not understand.
+    pub opaque: bool,
+    /// User variables, named locks, text `PREPARE` and global locks by
+    /// name, when the text has any.
+    pub scan: Option<Box<Scan>>,
 }
 
 impl Classified {
@@ -105,15 +119,40 @@ impl Classified {
             tables: Vec::new(),
             parsed: true,
             multi: false,
+            last_insert_id: false,
+            row_info: false,
+            found_rows_calc: false,
+            opaque: false,
+            scan: None,
         }
     }
 
-    /// What is known of a statement that was not looked at: a write.
+    /// What is known of a statement that was not looked at: a write whose
+    /// effects on the session are unknown.
     pub fn unparsed() -> Classified {
         Classified {
             parsed: false,
+            opaque: true,
             ..Classified::new(Kind::Write)
         }
+    }
+
+    /// User variables it assigns.
+    pub fn assigns(&self) -> &[bytes::Bytes] {
+        self.scan.as_ref().map_or(&[], |s| &s.assigns)
+    }
+
+    /// User variables it uses (reads and assignments), those of a text
+    /// `PREPARE`'s statement included (their types are fixed when it is
+    /// prepared).
+    pub fn user_vars(&self) -> impl Iterator<Item = &bytes::Bytes> {
+        self.scan.iter().flat_map(|s| {
+            let body = s
+                .body
+                .iter()
+                .flat_map(|b| b.reads.iter().chain(b.assigns.iter()));
+            s.reads.iter().chain(s.assigns.iter()).chain(body)
+        })
     }
 
     /// A plain read: no lock, no INTO, no side effect, no session state.
@@ -183,9 +222,63 @@ const LAST_STATEMENT_FUNCTIONS: &[&str] = &["last_insert_id", "found_rows", "row
 /// is empty. Use [`classify_parsed`] when the session has temporary tables.
 pub fn classify(sql: &str) -> Classified {
     let body = skip_comments_and_space(sql);
+    let (mut c, plain) = classify_body(body);
+    if !plain {
+        annotate(&mut c, body);
+    }
+    c
+}
+
+/// What the session needs beyond routing: calls of the last-statement
+/// functions, `SQL_CALC_FOUND_ROWS`, opaque statements, and the names the
+/// scan finds (only when the text can have any).
+fn annotate(c: &mut Classified, body: &str) {
+    let b = body.as_bytes();
+    c.last_insert_id = mentions_call(b, b"LAST_INSERT_ID");
+    c.row_info = mentions_call(b, b"ROW_COUNT") || mentions_call(b, b"FOUND_ROWS");
+    c.found_rows_calc = contains_ci(b, b"SQL_CALC_FOUND_ROWS");
+    c.session.last_statement_info = c.last_insert_id || c.row_info;
+    c.opaque |= !c.parsed || leading_word(body) == "CALL";
+    let worth = b.contains(&b'@')
+        || [
+            &b"LOCK"[..],
+            b"PREPARE",
+            b"EXECUTE",
+            b"DEALLOCATE",
+            b"FLUSH",
+        ]
+        .iter()
+        .any(|w| contains_ci(b, w));
+    if worth {
+        c.scan = Some(Box::new(crate::sqlscan::scan(b)));
+    }
+}
+
+/// Whether `name(` is called in `sql` (a word of its own, then `(`).
+fn mentions_call(sql: &[u8], name: &[u8]) -> bool {
+    let n = name.len();
+    let mut i = 0;
+    while i + n <= sql.len() {
+        if sql[i..i + n].eq_ignore_ascii_case(name)
+            && (i == 0 || !(sql[i - 1].is_ascii_alphanumeric() || sql[i - 1] == b'_'))
+        {
+            let rest = &sql[i + n..];
+            let after = rest.iter().position(|b| !b.is_ascii_whitespace());
+            if after.is_some_and(|k| rest[k] == b'(') {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The classification, and whether it is the fast path's plain `SELECT`
+/// (nothing in it can touch the session).
+fn classify_body(body: &str) -> (Classified, bool) {
     let word = leading_word(body);
-    match word.as_str() {
-        "SELECT" if !contains_risky(body) => Classified::new(Kind::Read),
+    let c = match word.as_str() {
+        "SELECT" if !contains_risky(body) => return (Classified::new(Kind::Read), true),
         "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "ALTER" | "TRUNCATE" | "RENAME" | "GRANT"
         | "REVOKE" | "LOAD" | "CALL" | "LOCK" | "UNLOCK" | "OPTIMIZE" | "ANALYZE" | "REPAIR"
         | "FLUSH" | "PURGE" | "RESET" | "INSTALL" | "UNINSTALL" | "XA" | "HANDLER" | "DO"
@@ -227,12 +320,16 @@ pub fn classify(sql: &str) -> Classified {
             Classified::new(Kind::Read)
         }
         _ => parse(body),
-    }
+    };
+    (c, false)
 }
 
 /// Classifies by parsing, always: [`Classified::tables`] is filled in.
 pub fn classify_parsed(sql: &str) -> Classified {
-    parse(skip_comments_and_space(sql))
+    let body = skip_comments_and_space(sql);
+    let mut c = parse(body);
+    annotate(&mut c, body);
+    c
 }
 
 fn parse(body: &str) -> Classified {
@@ -262,10 +359,6 @@ fn parse(body: &str) -> Classified {
         out.tables.extend(next.tables);
     }
     out.multi = stmts.len() > 1;
-    // Makes FOUND_ROWS() of the next statement meaningful only here.
-    if contains_ci(body.as_bytes(), b"SQL_CALC_FOUND_ROWS") {
-        out.session.last_statement_info = true;
-    }
     out
 }
 
@@ -523,6 +616,11 @@ pub fn skip_comments_and_space(mut s: &str) -> &str {
             return s;
         }
     }
+}
+
+/// The first word of a statement (after comments), uppercase.
+pub fn leading_word_of(sql: &str) -> String {
+    leading_word(skip_comments_and_space(sql))
 }
 
 fn leading_word(s: &str) -> String {

@@ -97,8 +97,17 @@ fn side_effects_and_session_state() {
     );
     let c = classify("SELECT @n := @n + 1 FROM t");
     assert!(c.session.sets_user_vars, "{c:?}");
+    // A read; the session keeps its connection for the FOUND_ROWS() that
+    // follows (see session::state).
     let c = classify("SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1");
-    assert!(!c.is_plain_read(), "{c:?}");
+    assert!(c.found_rows_calc, "{c:?}");
+    let c = classify("SELECT FOUND_ROWS()");
+    assert!(c.row_info && c.session.last_statement_info, "{c:?}");
+    let c = classify("INSERT INTO t VALUES (LAST_INSERT_ID())");
+    assert!(c.last_insert_id && !c.row_info, "{c:?}");
+    let c = classify("SELECT 1 FROM t WHERE sql_calc_found_rows_x = 1");
+    assert!(!c.row_info, "{c:?}");
+    assert!(classify("CALL p()").opaque);
 }
 
 #[test]

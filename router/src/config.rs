@@ -118,8 +118,8 @@ pub struct BackendConfig {
     pub connect_timeout: Duration,
     /// TLS towards the servers (a server may override it).
     pub tls: BackendTls,
-    /// Idle connections kept per server for reuse once their session ends
-    /// (each reset with COM_RESET_CONNECTION first). 0 disables pooling.
+    /// Idle connections kept per server for the next session that needs
+    /// one. 0: a connection a session gives back is closed.
     pub pool_max_idle: usize,
     /// An idle pooled connection older than this is closed.
     #[serde(with = "humantime_serde")]
@@ -129,6 +129,24 @@ pub struct BackendConfig {
     /// down server is not hammered; its sessions fail over or get an ERR.
     #[serde(with = "humantime_serde")]
     pub connect_backoff: Duration,
+    /// A session idle this long gives its backend connections back to
+    /// their pools (those holding nothing that lives only there); sooner
+    /// when another session waits for one. Between statements closer than
+    /// this a session keeps its connections.
+    #[serde(with = "humantime_serde")]
+    pub multiplex_delay: Duration,
+    /// When every connection a server may have is busy, a statement waits
+    /// this long for one to come back, then gets ERR 9004.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// At most this many statements wait for a connection to one server;
+    /// more get ERR 9004 at once.
+    pub queue_max: usize,
+    /// Prepared statements kept on one backend connection; past it the
+    /// least recently used is closed on the server (`COM_STMT_CLOSE`) and
+    /// prepared again when needed. Bounds each server's
+    /// `Prepared_stmt_count` by this times the router's connections.
+    pub max_prepared_statements: usize,
 }
 
 /// A hostgroup's role.
@@ -286,7 +304,7 @@ impl AuthPlugin {
 }
 
 /// One user clients may log in as.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct UserConfig {
     /// User name (also the backend user unless `backend_user` is set).
@@ -317,6 +335,14 @@ pub struct UserConfig {
     /// The consistency of this user's reads in a consistent pair (default:
     /// the pair's scope).
     pub consistency: Option<Scope>,
+    /// Its sessions give their backend connections back to the pools
+    /// between statements (on, the default), or keep every connection they
+    /// open until they end (off).
+    pub multiplexing: bool,
+    /// At most this many backend connections of its backend user to one
+    /// server (0: only the server's `max_connections`); more wait in the
+    /// queue.
+    pub backend_max_connections: usize,
 }
 
 /// The `[monitor]` section: how the router checks its backend servers.
@@ -494,6 +520,10 @@ impl Default for BackendConfig {
             pool_max_idle: 64,
             pool_idle_timeout: Duration::from_secs(60),
             connect_backoff: Duration::from_millis(250),
+            multiplex_delay: Duration::from_millis(100),
+            queue_timeout: Duration::from_secs(3),
+            queue_max: 10_000,
+            max_prepared_statements: 128,
         }
     }
 }
@@ -546,6 +576,27 @@ impl Default for RoutingConfig {
     }
 }
 
+impl Default for UserConfig {
+    fn default() -> Self {
+        UserConfig {
+            name: String::new(),
+            password: None,
+            password_env: None,
+            password_file: None,
+            auth_plugin: AuthPlugin::default(),
+            default_hostgroup: None,
+            backend_user: None,
+            backend_password: None,
+            backend_password_env: None,
+            backend_password_file: None,
+            max_connections: 0,
+            consistency: None,
+            multiplexing: true,
+            backend_max_connections: 0,
+        }
+    }
+}
+
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
@@ -591,6 +642,15 @@ impl Config {
         let b = &self.backend;
         if b.connect_timeout.is_zero() {
             errors.push("backend.connect_timeout must be > 0".to_string());
+        }
+        if b.queue_timeout.is_zero() {
+            errors.push("backend.queue_timeout must be > 0".to_string());
+        }
+        if b.queue_max == 0 {
+            errors.push("backend.queue_max must be > 0".to_string());
+        }
+        if b.max_prepared_statements == 0 {
+            errors.push("backend.max_prepared_statements must be > 0".to_string());
         }
         check_tls(&b.tls, "backend.tls", &mut errors);
         self.validate_topology(&mut errors);

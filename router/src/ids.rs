@@ -15,11 +15,8 @@ pub struct ServerId(pub u16);
 pub struct GroupId(pub u16);
 
 impl ServerId {
-    /// The id of the server at `index`.
-    ///
-    /// # Panics
-    /// Never for a validated configuration: validation refuses more than
-    /// `u16::MAX` servers.
+    /// The id of the server at `index` (saturating: a runtime refuses
+    /// more than `u16::MAX` servers).
     pub fn new(index: usize) -> ServerId {
         ServerId(u16::try_from(index).unwrap_or(u16::MAX))
     }
@@ -42,6 +39,98 @@ impl GroupId {
     }
 }
 
+/// A vector indexed by a typed id ([`ServerId`], [`GroupId`]); it derefs
+/// to a slice for iteration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdVec<I, T> {
+    items: Vec<T>,
+    id: std::marker::PhantomData<fn(I)>,
+}
+
+impl<I, T> Default for IdVec<I, T> {
+    fn default() -> Self {
+        IdVec {
+            items: Vec::new(),
+            id: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<I, T> From<Vec<T>> for IdVec<I, T> {
+    fn from(items: Vec<T>) -> Self {
+        IdVec {
+            items,
+            id: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<I, T> std::ops::Deref for IdVec<I, T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.items
+    }
+}
+
+impl<I, T> std::ops::DerefMut for IdVec<I, T> {
+    fn deref_mut(&mut self) -> &mut Vec<T> {
+        &mut self.items
+    }
+}
+
+impl<T> std::ops::Index<ServerId> for IdVec<ServerId, T> {
+    type Output = T;
+    fn index(&self, id: ServerId) -> &T {
+        &self.items[id.index()]
+    }
+}
+
+impl<T> std::ops::IndexMut<ServerId> for IdVec<ServerId, T> {
+    fn index_mut(&mut self, id: ServerId) -> &mut T {
+        &mut self.items[id.index()]
+    }
+}
+
+impl<T> std::ops::Index<GroupId> for IdVec<GroupId, T> {
+    type Output = T;
+    fn index(&self, id: GroupId) -> &T {
+        &self.items[id.index()]
+    }
+}
+
+impl<T> std::ops::IndexMut<GroupId> for IdVec<GroupId, T> {
+    fn index_mut(&mut self, id: GroupId) -> &mut T {
+        &mut self.items[id.index()]
+    }
+}
+
+impl<'a, I, T> IntoIterator for &'a IdVec<I, T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
+
+impl<I: From<usize>, T> IdVec<I, T> {
+    /// Every item with its id.
+    pub fn with_ids(&self) -> impl Iterator<Item = (I, &T)> {
+        self.items.iter().enumerate().map(|(i, t)| (I::from(i), t))
+    }
+}
+
+impl From<usize> for ServerId {
+    fn from(i: usize) -> Self {
+        ServerId::new(i)
+    }
+}
+
+impl From<usize> for GroupId {
+    fn from(i: usize) -> Self {
+        GroupId::new(i)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +140,8 @@ mod tests {
         assert_eq!(ServerId::new(7).index(), 7);
         assert_eq!(GroupId::new(0).index(), 0);
         assert!(ServerId::new(1) < ServerId::new(2));
+        let v: IdVec<ServerId, &str> = vec!["a", "b"].into();
+        assert_eq!(v[ServerId(1)], "b");
+        assert_eq!(v.with_ids().last(), Some((ServerId(1), &"b")));
     }
 }

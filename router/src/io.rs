@@ -37,6 +37,12 @@ pub type BoxStream = Box<dyn Stream>;
 const FLUSH_AT: usize = 64 * 1024;
 /// Read buffer growth step.
 const READ_AT_LEAST: usize = 16 * 1024;
+/// Read size while nothing is buffered on a client leg: a command is
+/// usually small, and an idle session should not hold a large buffer.
+const IDLE_READ: usize = 1024;
+/// Buffers larger than this are let go once empty, so an idle session
+/// costs little memory whatever its last result was.
+const KEEP_AT_MOST: usize = 8 * 1024;
 
 /// A framed leg of a session.
 pub struct PacketIo {
@@ -70,8 +76,8 @@ impl PacketIo {
         Self {
             stream,
             side,
-            rbuf: BytesMut::with_capacity(READ_AT_LEAST),
-            wbuf: BytesMut::with_capacity(READ_AT_LEAST),
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
             chunks: ChunkDecoder::new(max_packet),
             write_timeout: None,
             write_timed_out: false,
@@ -194,7 +200,11 @@ impl PacketIo {
             {
                 return Ok(Some(chunk));
             }
-            self.rbuf.reserve(READ_AT_LEAST);
+            let at_least = match (self.side, self.rbuf.is_empty()) {
+                (Side::Client, true) => IDLE_READ,
+                _ => READ_AT_LEAST,
+            };
+            self.rbuf.reserve(at_least);
             let n = self
                 .stream
                 .read_buf(&mut self.rbuf)
@@ -207,6 +217,33 @@ impl PacketIo {
                 let buffered = self.rbuf.len();
                 return Err(self.codec_err(CodecError::UnexpectedEof { buffered }));
             }
+        }
+    }
+
+    /// Whether an idle connection is still quiet and open: a backend
+    /// connection waiting in a pool must have nothing to say, so anything
+    /// readable (a server's ERR 4031 before it closed, the close itself)
+    /// means it cannot be lent. Never waits: the read is polled once.
+    pub fn quiet(&mut self) -> bool {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        self.rbuf.reserve(64);
+        let mut read = std::pin::pin!(self.stream.read_buf(&mut self.rbuf));
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(read.as_mut().poll(&mut cx), Poll::Pending)
+    }
+
+    /// Lets go of buffers that grew for a large packet, once they are
+    /// empty (between commands).
+    pub fn shrink(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_AT_MOST {
+            self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_AT_MOST {
+            self.wbuf = BytesMut::new();
         }
     }
 
@@ -283,6 +320,8 @@ impl PacketIo {
         let limit = self.write_timeout;
         let close = async {
             let _ = self.flush_unbounded().await;
+            // FIN (and TLS's close_notify) now: closing a socket with unread
+            // input sends RST, which can drop the ERR just written.
             let _ = self.stream.shutdown().await;
         };
         let timed_out = match limit {

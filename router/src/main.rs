@@ -13,7 +13,7 @@ use causeway_common::logging::{self, Output};
 use causeway_common::metrics_http;
 use causeway_common::signal::terminate;
 use causeway_router::config::Config;
-use causeway_router::metrics::Live;
+use causeway_router::scrape::Live;
 use causeway_router::Router;
 use clap::Parser;
 use tracing::info;

@@ -3,7 +3,6 @@
 //!
 //! Every metric name is a constant below, with its meaning.
 
-use crate::health::{Lag, ServerHealth, Status};
 use causeway_common::metrics_http::Render;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -81,6 +80,42 @@ pub const VIEW_CATCH_UP_SECONDS: &str = "causeway_router_view_catch_up_seconds";
 /// (what waiting for a replica competes with).
 pub const WRITER_READ_SECONDS: &str = "causeway_router_writer_read_seconds";
 
+/// Sessions holding a backend connection for a reason (transaction,
+/// temp_tables, named_locks, ...), by reason; a session counts once per
+/// reason.
+pub const PINNED_SESSIONS: &str = "causeway_router_pinned_sessions";
+/// Seconds statements waited in a pool's queue for a backend connection
+/// (only those that waited).
+pub const POOL_WAIT_SECONDS: &str = "causeway_router_pool_wait_seconds";
+/// Statements that waited for a backend connection in vain (ERR 9004).
+pub const POOL_TIMEOUTS: &str = "causeway_router_pool_timeouts";
+/// Backend connections opened (logins).
+pub const BACKEND_OPENED: &str = "causeway_router_backend_connections_opened";
+/// Statements one session ran on a backend connection before giving it
+/// back.
+pub const STATEMENTS_PER_BORROW: &str = "causeway_router_statements_per_borrow";
+/// Session settings replayed on a connection before a statement (one round
+/// trip each).
+pub const STATE_REPLAYS: &str = "causeway_router_state_replays";
+/// Read-backs of session state (user variables, LAST_INSERT_ID(), ...)
+/// before a connection left its session.
+pub const STATE_CAPTURES: &str = "causeway_router_state_captures";
+/// Backend connections reset (COM_RESET_CONNECTION) before going back to
+/// their pool, because a session left user variables or pinned state on them.
+pub const BACKEND_RESETS: &str = "causeway_router_backend_resets";
+/// Prepared statements closed on a backend because its connection's cache
+/// was full (`backend.max_prepared_statements`).
+pub const PREPARED_EVICTED: &str = "causeway_router_prepared_statements_evicted";
+/// Requests waiting for a backend connection now, per server.
+pub const POOL_WAITING: &str = "causeway_router_pool_waiting";
+
+/// Labels of [`PINNED_SESSIONS`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why (see `session::state::PinReason`).
+    pub reason: &'static str,
+}
+
 /// Labels of [`CAUSAL_READS`].
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CausalLabels {
@@ -139,6 +174,24 @@ pub struct Metrics {
     pub causal_reads: Family<CausalLabels, Counter>,
     /// See [`CAUSAL_WAIT_SECONDS`].
     pub causal_wait_seconds: Histogram,
+    /// See [`PINNED_SESSIONS`].
+    pub pinned_sessions: Family<ReasonLabels, Gauge>,
+    /// See [`POOL_WAIT_SECONDS`].
+    pub pool_wait_seconds: Histogram,
+    /// See [`POOL_TIMEOUTS`].
+    pub pool_timeouts: Counter,
+    /// See [`BACKEND_OPENED`].
+    pub backend_opened: Counter,
+    /// See [`STATEMENTS_PER_BORROW`].
+    pub statements_per_borrow: Histogram,
+    /// See [`STATE_REPLAYS`].
+    pub replays: Counter,
+    /// See [`STATE_CAPTURES`].
+    pub captures: Counter,
+    /// See [`PREPARED_EVICTED`].
+    pub statements_evicted: Counter,
+    /// See [`BACKEND_RESETS`].
+    pub resets: Counter,
 }
 
 impl Default for Metrics {
@@ -166,6 +219,15 @@ impl Metrics {
             reload_failures: Counter::default(),
             causal_reads: Family::default(),
             causal_wait_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            pinned_sessions: Family::default(),
+            pool_wait_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 18)),
+            pool_timeouts: Counter::default(),
+            backend_opened: Counter::default(),
+            statements_per_borrow: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
+            replays: Counter::default(),
+            captures: Counter::default(),
+            statements_evicted: Counter::default(),
+            resets: Counter::default(),
         };
         let strip = |name: &'static str| name.strip_prefix("causeway_router_").unwrap_or(name);
         let r = registry.sub_registry_with_prefix("causeway_router");
@@ -226,7 +288,61 @@ impl Metrics {
             "time causal reads waited for a replica to catch up",
             m.causal_wait_seconds.clone(),
         );
+        r.register(
+            strip(PINNED_SESSIONS),
+            "sessions holding a backend connection, by reason",
+            m.pinned_sessions.clone(),
+        );
+        r.register(
+            strip(POOL_WAIT_SECONDS),
+            "time statements waited for a backend connection",
+            m.pool_wait_seconds.clone(),
+        );
+        r.register(
+            strip(POOL_TIMEOUTS),
+            "statements that waited for a backend connection in vain",
+            m.pool_timeouts.clone(),
+        );
+        r.register(
+            strip(BACKEND_OPENED),
+            "backend connections opened",
+            m.backend_opened.clone(),
+        );
+        r.register(
+            strip(STATEMENTS_PER_BORROW),
+            "statements a session ran on a backend connection before giving it back",
+            m.statements_per_borrow.clone(),
+        );
+        r.register(
+            strip(STATE_REPLAYS),
+            "session settings replayed on a backend connection",
+            m.replays.clone(),
+        );
+        r.register(
+            strip(STATE_CAPTURES),
+            "session state read back before a connection left its session",
+            m.captures.clone(),
+        );
+        r.register(
+            strip(PREPARED_EVICTED),
+            "prepared statements closed on a backend to keep its cache bounded",
+            m.statements_evicted.clone(),
+        );
+        r.register(
+            strip(BACKEND_RESETS),
+            "backend connections reset before going back to their pool",
+            m.resets.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// The gauge of sessions pinned for `reason`.
+    pub fn pinned(&self, reason: crate::session::state::PinReason) -> Gauge {
+        self.pinned_sessions
+            .get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            })
+            .clone()
     }
 
     /// Counts a causal read.
@@ -238,6 +354,17 @@ impl Metrics {
                 reason,
             })
             .inc();
+    }
+
+    /// The counter of statements routed by `route` to `hostgroup` (taken
+    /// once per configuration, so counting a statement formats nothing).
+    pub fn route_counter(&self, route: &'static str, hostgroup: &str) -> Counter {
+        self.queries
+            .get_or_create(&RouteLabels {
+                route,
+                hostgroup: hostgroup.to_string(),
+            })
+            .clone()
     }
 
     /// Counts a statement routed by `route` to `hostgroup`.
@@ -254,208 +381,6 @@ impl Metrics {
     pub fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&KindLabels { kind }).inc();
     }
-}
-
-/// The registry plus what is read at scrape time: pools and server health.
-#[derive(Debug)]
-pub struct Live(pub std::sync::Arc<crate::Shared>);
-
-impl Render for Live {
-    fn render(&self) -> String {
-        use std::fmt::Write;
-        let shared = &self.0;
-        let mut out = shared.metrics.registry.render();
-        // The registry ends with "# EOF"; live gauges go before it.
-        if let Some(stripped) = out.strip_suffix("# EOF\n") {
-            out.truncate(stripped.len());
-        }
-        let pools = shared.pools.stats();
-        gauge(
-            &mut out,
-            POOL_CONNECTIONS,
-            "backend connections by server and state",
-        );
-        for p in &pools {
-            let s = escape(&p.server);
-            let _ = writeln!(
-                out,
-                "{POOL_CONNECTIONS}{{server=\"{s}\",state=\"in_use\"}} {}",
-                p.open - p.idle.min(p.open)
-            );
-            let _ = writeln!(
-                out,
-                "{POOL_CONNECTIONS}{{server=\"{s}\",state=\"idle\"}} {}",
-                p.idle
-            );
-        }
-        gauge(
-            &mut out,
-            POOL_CONNECT_FAILURES,
-            "consecutive failed connects by server",
-        );
-        for p in &pools {
-            let _ = writeln!(
-                out,
-                "{POOL_CONNECT_FAILURES}{{server=\"{}\"}} {}",
-                escape(&p.server),
-                p.failures
-            );
-        }
-        let health = shared.monitor.snapshot();
-        let rt = shared.runtime();
-        let unknown = ServerHealth::default();
-        let rows: Vec<_> = rt
-            .servers
-            .iter()
-            .map(|s| {
-                (
-                    escape(&s.name),
-                    health.get(&s.name).unwrap_or(&unknown).clone(),
-                )
-            })
-            .collect();
-        gauge(
-            &mut out,
-            SERVER_UP,
-            "1 when the server is usable (not shunned)",
-        );
-        for (s, h) in &rows {
-            let up = u8::from(!matches!(h.status, Status::Shunned { .. }));
-            let _ = writeln!(out, "{SERVER_UP}{{server=\"{s}\"}} {up}");
-        }
-        gauge(&mut out, SERVER_READ_ONLY, "1 when the server is read-only");
-        for (s, h) in &rows {
-            if let Some(ro) = h.read_only {
-                let _ = writeln!(out, "{SERVER_READ_ONLY}{{server=\"{s}\"}} {}", u8::from(ro));
-            }
-        }
-        gauge(
-            &mut out,
-            SERVER_LAG_SECONDS,
-            "replication lag in seconds (-1: broken)",
-        );
-        for (s, h) in &rows {
-            let lag = match h.lag {
-                Lag::Seconds(n) => n as i64,
-                Lag::Broken => -1,
-                _ => continue,
-            };
-            let _ = writeln!(out, "{SERVER_LAG_SECONDS}{{server=\"{s}\"}} {lag}");
-        }
-        gauge(
-            &mut out,
-            SERVER_CHECK_FAILURES,
-            "health checks in a row the server did not answer",
-        );
-        for (s, h) in &rows {
-            let _ = writeln!(
-                out,
-                "{SERVER_CHECK_FAILURES}{{server=\"{s}\"}} {}",
-                h.consecutive_errors
-            );
-        }
-        gauge(
-            &mut out,
-            MONITOR_MISCONFIGURED,
-            "1 while the server refuses the monitor's login or queries (a configuration error; not shunned)",
-        );
-        for (s, h) in &rows {
-            let _ = writeln!(
-                out,
-                "{MONITOR_MISCONFIGURED}{{server=\"{s}\"}} {}",
-                u8::from(h.misconfigured.is_some())
-            );
-        }
-        render_views(shared, &mut out);
-        out.push_str("# EOF\n");
-        out
-    }
-}
-
-/// The HELP and TYPE lines of a gauge rendered at scrape time.
-fn gauge(out: &mut String, name: &str, help: &str) {
-    use std::fmt::Write;
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-}
-
-/// Per-server view gauges: age, distance from the cluster's primary,
-/// reader stream up.
-fn render_views(shared: &crate::Shared, out: &mut String) {
-    use std::fmt::Write;
-    let rt = shared.runtime();
-    let members = rt.members(&shared.monitor.snapshot());
-    let views = shared.views.read();
-    let now = std::time::Instant::now();
-    let seconds =
-        |out: &mut String,
-         name: &str,
-         help: &str,
-         of: &dyn Fn(&crate::views::ServerView) -> Option<std::time::Duration>| {
-            gauge(out, name, help);
-            for s in &rt.servers {
-                if let Some(d) = views.get(&s.name).and_then(of) {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{server=\"{}\"}} {:.6}",
-                        escape(&s.name),
-                        d.as_secs_f64()
-                    );
-                }
-            }
-        };
-    seconds(
-        out,
-        VIEW_AGE_SECONDS,
-        "seconds since the server's view was confirmed",
-        &|v| v.age(now),
-    );
-    gauge(
-        out,
-        VIEW_GTID_DISTANCE,
-        "GTIDs the cluster's primary has that the server's view lacks",
-    );
-    for s in &rt.servers {
-        let primary = members.members[s.cluster]
-            .first()
-            .and_then(|&p| views.get(&rt.servers[p].name));
-        if let (Some(p), Some(v)) = (primary, views.get(&s.name)) {
-            let _ = writeln!(
-                out,
-                "{VIEW_GTID_DISTANCE}{{server=\"{}\"}} {}",
-                escape(&s.name),
-                p.set.difference(&v.set).count()
-            );
-        }
-    }
-    seconds(
-        out,
-        VIEW_CATCH_UP_SECONDS,
-        "moving average of the seconds the primary's GTIDs took to reach the server's view",
-        &|v| v.catch_up,
-    );
-    seconds(
-        out,
-        WRITER_READ_SECONDS,
-        "moving average of the seconds causal reads sent to the writer took",
-        &|v| v.read_cost,
-    );
-    gauge(out, READER_CONNECTED, "1 while the reader stream is up");
-    for s in rt.servers.iter().filter(|s| s.reader.is_some()) {
-        let up = views.get(&s.name).is_some_and(|v| v.connected);
-        let _ = writeln!(
-            out,
-            "{READER_CONNECTED}{{server=\"{}\"}} {}",
-            escape(&s.name),
-            u8::from(up)
-        );
-    }
-}
-
-/// A label value with `\\`, `"` and newlines escaped.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// The Prometheus text exposition of every metric.

@@ -18,6 +18,7 @@ fn result(columns: &[&str], rows: &[&[Option<&str>]]) -> QueryResult {
             .iter()
             .map(|r| r.iter().map(|v| v.map(str::to_string)).collect())
             .collect(),
+        types: vec![253; columns.len()],
     }
 }
 

@@ -1,51 +1,66 @@
 //! Where a statement goes: pure, from what the statement is
-//! ([`Classified`]), what the session holds, hints and rules.
+//! ([`Classified`]), where the session's state lives, hints and rules.
 //!
 //! Precedence, first match wins:
 //!
 //! | # | condition | goes to |
 //! |---|---|---|
-//! | 1 | a transaction is open (or autocommit is off) | its connection |
-//! | 2 | reads `LAST_INSERT_ID()`/`FOUND_ROWS()`/`ROW_COUNT()` | the connection of the previous statement |
-//! | 3 | uses user variables set earlier | the connection where they were set |
-//! | 4 | uses named locks held | the connection holding them |
-//! | 5 | names a temporary table the session created | the connection that has it |
-//! | 6 | a `causeway:` hint names a hostgroup or `primary` | that group / the writer group |
-//! | 7 | a query rule sets a destination | that group |
-//! | 8 | a plain read, or `START TRANSACTION READ ONLY` | the reader group paired with the session's writer group (if any) |
-//! | 9 | anything else (writes, DDL, locking reads, side effects, `SET`, unparseable, multi-statements) | the session's default group for writes: its writer group |
+//! | 1 | a transaction is open, tables are locked (`LOCK TABLES`, FTWRL) | that connection |
+//! | 2 | names a temporary table the session created, or a text prepared statement | the connection that has it |
+//! | 3 | uses named locks held | the connection holding them |
+//! | 4 | reads `ROW_COUNT()`/`FOUND_ROWS()`/`LAST_INSERT_ID()` | the connection of the previous statement, while the session has it |
+//! | 5 | uses user variables assigned there and not read back yet | that connection (elsewhere, they are read back and replayed first) |
+//! | 6 | `autocommit` is off | the writer group (the statement opens a transaction) |
+//! | 7 | a `causeway:` hint names a hostgroup or `primary` | that group / the writer group |
+//! | 8 | a query rule sets a destination | that group |
+//! | 9 | a plain read, or `START TRANSACTION READ ONLY` | the reader group paired with the session's writer group (if any) |
+//! | 10 | anything else (writes, DDL, locking reads, side effects, `SET`, unparseable, multi-statements) | the session's default group for writes: its writer group |
 //!
 //! Session state is what makes 1–5 outrank hints and rules: sending such a
 //! statement elsewhere would change its result, not just its cost. A
-//! statement that *creates* such state (sets a variable, takes a lock,
+//! statement that *creates* such state (assigns a variable, takes a lock,
 //! creates a temporary table) goes to rows 3–5's connection when there is
 //! one, otherwise like a write; the session then remembers where it ran.
+//! User variables read back and replayed live nowhere in particular: a
+//! statement using only those is routed like any other.
 
 use crate::classify::{Classified, Kind, TxnOp};
-use crate::runtime::GroupIdx;
+use crate::ids::{GroupId, IdVec, ServerId};
 
-/// What the session holds, by server name.
+/// Which servers serve each hostgroup now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// Usable servers per group, in config order.
+    pub members: IdVec<GroupId, Vec<ServerId>>,
+    /// Groups with more than one writable server.
+    pub split: IdVec<GroupId, bool>,
+}
+
+/// Where the session's state lives, by server.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Held<'a> {
-    /// The connection of an open transaction (or of autocommit = 0).
-    pub txn: Option<&'a str>,
-    /// The connection of the previous statement.
-    pub last: Option<&'a str>,
-    /// The connection where user variables were set.
-    pub vars: Option<&'a str>,
-    /// The connection holding named locks.
-    pub locks: Option<&'a str>,
-    /// The connection that has the session's temporary tables.
-    pub temp: Option<&'a str>,
+pub struct Lives {
+    /// Every statement must go here: an open transaction, locked tables.
+    pub exclusive: Option<ServerId>,
+    /// The connection of the previous statement, while the session has it.
+    pub last: Option<ServerId>,
+    /// User variables the statement uses that were assigned there and not
+    /// read back yet.
+    pub vars: Option<ServerId>,
+    /// Named locks.
+    pub locks: Option<ServerId>,
+    /// A temporary table or text prepared statement the statement names.
+    pub temp: Option<ServerId>,
+    /// `autocommit` is off.
+    pub autocommit_off: bool,
 }
 
 /// The groups of the session's user.
 #[derive(Debug, Clone, Copy)]
 pub struct Groups {
     /// Writes go here.
-    pub writer: GroupIdx,
+    pub writer: GroupId,
     /// Plain reads go here (`None`: to `writer`).
-    pub reads: Option<GroupIdx>,
+    pub reads: Option<GroupId>,
 }
 
 /// Why a statement went where it went (a metrics label).
@@ -66,6 +81,21 @@ pub enum Why {
 }
 
 impl Why {
+    /// Every route, in the order of [`Why::index`].
+    pub const ALL: [Why; 6] = [
+        Why::Transaction,
+        Why::SessionState,
+        Why::Hint,
+        Why::Rule,
+        Why::Read,
+        Why::Write,
+    ];
+
+    /// Its position in [`Why::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The metrics label.
     pub fn label(self) -> &'static str {
         match self {
@@ -81,38 +111,44 @@ impl Why {
 
 /// The decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target<'a> {
-    /// An existing connection of the session, by server name.
-    Conn(&'a str, Why),
+pub enum Target {
+    /// The session's connection to this server.
+    Conn(ServerId, Why),
     /// Some server of a hostgroup.
-    Group(GroupIdx, Why),
+    Group(GroupId, Why),
 }
 
 /// What decides, besides the statement itself.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Steer {
     /// A hint's group (`hostgroup=`, or the writer group for `primary`).
-    pub hint: Option<GroupIdx>,
+    pub hint: Option<GroupId>,
     /// A query rule's destination.
-    pub rule: Option<GroupIdx>,
+    pub rule: Option<GroupId>,
     /// The statement names a temporary table of the session.
     pub temp_table: bool,
 }
 
 /// Decides where `c` goes.
-pub fn decide<'a>(c: &Classified, held: &Held<'a>, steer: &Steer, groups: &Groups) -> Target<'a> {
-    if let Some(t) = held.txn {
+pub fn decide(c: &Classified, lives: &Lives, steer: &Steer, groups: &Groups) -> Target {
+    if let Some(t) = lives.exclusive {
         return Target::Conn(t, Why::Transaction);
     }
     let s = &c.session;
+    // What cannot move first (objects on a connection), then the previous
+    // statement's results, then user variables (which the session reads
+    // back and replays where the statement runs).
     let state = [
-        (s.last_statement_info, held.last),
-        (s.reads_user_vars || s.sets_user_vars, held.vars),
-        (s.named_locks, held.locks),
-        (s.temp_tables || steer.temp_table, held.temp),
+        (s.temp_tables || steer.temp_table, lives.temp),
+        (s.named_locks, lives.locks),
+        (s.last_statement_info, lives.last),
+        (s.reads_user_vars || s.sets_user_vars, lives.vars),
     ];
     if let Some(conn) = state.iter().find_map(|&(uses, at)| at.filter(|_| uses)) {
         return Target::Conn(conn, Why::SessionState);
+    }
+    if lives.autocommit_off {
+        return Target::Group(groups.writer, Why::Transaction);
     }
     // State created for the first time goes where writes go, so later
     // statements that need it find it on the writer.
@@ -137,12 +173,12 @@ pub fn decide<'a>(c: &Classified, held: &Held<'a>, steer: &Steer, groups: &Group
 /// a connection to (`held`), else the one with the lowest load per weight,
 /// ties broken by `tiebreak` so equal servers take turns.
 pub fn pick(
-    members: &[usize],
-    held: impl Fn(usize) -> bool,
-    load: impl Fn(usize) -> usize,
-    weight: impl Fn(usize) -> u32,
+    members: &[ServerId],
+    held: impl Fn(ServerId) -> bool,
+    load: impl Fn(ServerId) -> usize,
+    weight: impl Fn(ServerId) -> u32,
     tiebreak: u64,
-) -> Option<usize> {
+) -> Option<ServerId> {
     if let Some(&m) = members.iter().find(|&&m| held(m)) {
         return Some(m);
     }
@@ -151,7 +187,7 @@ pub fn pick(
         return None;
     }
     let start = (tiebreak % n as u64) as usize;
-    let mut best: Option<(usize, u64, u64)> = None;
+    let mut best: Option<(ServerId, u64, u64)> = None;
     for k in 0..n {
         let m = members[(start + k) % n];
         let w = u64::from(weight(m));
@@ -176,21 +212,26 @@ mod tests {
     use super::*;
     use crate::classify::classify;
 
-    const W: GroupIdx = 0;
-    const R: GroupIdx = 1;
-    const OTHER: GroupIdx = 2;
+    const W: GroupId = GroupId(0);
+    const R: GroupId = GroupId(1);
+    const OTHER: GroupId = GroupId(2);
+    const PRIMARY: ServerId = ServerId(0);
+    const REPLICA1: ServerId = ServerId(1);
+    const S2: ServerId = ServerId(2);
+    const S3: ServerId = ServerId(3);
+    const S4: ServerId = ServerId(4);
     const GROUPS: Groups = Groups {
         writer: W,
         reads: Some(R),
     };
 
-    fn route<'a>(sql: &str, held: &Held<'a>, steer: &Steer) -> Target<'a> {
+    fn route(sql: &str, held: &Lives, steer: &Steer) -> Target {
         decide(&classify(sql), held, steer, &GROUPS)
     }
 
     #[test]
     fn plain_reads_go_to_the_reader_group_and_the_rest_to_the_writer() {
-        let none = (&Held::default(), &Steer::default());
+        let none = (&Lives::default(), &Steer::default());
         for sql in [
             "SELECT * FROM t WHERE id = 1",
             "select 1",
@@ -234,7 +275,7 @@ mod tests {
         };
         let t = decide(
             &classify("SELECT 1"),
-            &Held::default(),
+            &Lives::default(),
             &Steer::default(),
             &groups,
         );
@@ -243,10 +284,10 @@ mod tests {
 
     #[test]
     fn a_transaction_keeps_everything_on_its_connection() {
-        let held = Held {
-            txn: Some("primary"),
-            vars: Some("replica1"),
-            ..Held::default()
+        let held = Lives {
+            exclusive: Some(PRIMARY),
+            vars: Some(REPLICA1),
+            ..Lives::default()
         };
         let steer = Steer {
             hint: Some(OTHER),
@@ -261,7 +302,7 @@ mod tests {
         ] {
             assert_eq!(
                 route(sql, &held, &steer),
-                Target::Conn("primary", Why::Transaction),
+                Target::Conn(PRIMARY, Why::Transaction),
                 "{sql}"
             );
         }
@@ -269,22 +310,22 @@ mod tests {
 
     #[test]
     fn session_state_is_read_where_it_lives() {
-        let held = Held {
-            last: Some("last"),
-            vars: Some("vars"),
-            locks: Some("locks"),
-            temp: Some("temp"),
-            txn: None,
+        let held = Lives {
+            last: Some(S2),
+            vars: Some(S3),
+            locks: Some(S4),
+            temp: Some(PRIMARY),
+            ..Lives::default()
         };
         let none = Steer::default();
         let cases = [
-            ("SELECT LAST_INSERT_ID()", "last"),
-            ("SELECT FOUND_ROWS()", "last"),
-            ("SELECT ROW_COUNT()", "last"),
-            ("SELECT @x", "vars"),
-            ("SET @y = 2", "vars"),
-            ("SELECT IS_USED_LOCK('a')", "locks"),
-            ("SELECT RELEASE_LOCK('a')", "locks"),
+            ("SELECT LAST_INSERT_ID()", S2),
+            ("SELECT FOUND_ROWS()", S2),
+            ("SELECT ROW_COUNT()", S2),
+            ("SELECT @x", S3),
+            ("SET @y = 2", S3),
+            ("SELECT IS_USED_LOCK('a')", S4),
+            ("SELECT RELEASE_LOCK('a')", S4),
         ];
         for (sql, at) in cases {
             assert_eq!(
@@ -300,7 +341,7 @@ mod tests {
         };
         assert_eq!(
             route("SELECT * FROM tmp1", &held, &temp),
-            Target::Conn("temp", Why::SessionState)
+            Target::Conn(PRIMARY, Why::SessionState)
         );
     }
 
@@ -316,7 +357,7 @@ mod tests {
             "CREATE TEMPORARY TABLE t1 (a int)",
         ] {
             assert_eq!(
-                route(sql, &Held::default(), &hint),
+                route(sql, &Lives::default(), &hint),
                 Target::Group(W, Why::Write),
                 "{sql}"
             );
@@ -324,7 +365,7 @@ mod tests {
         // Without state involved, reading a user variable never set is a
         // read of NULL anywhere: still safe on the writer.
         assert_eq!(
-            route("SELECT @never_set", &Held::default(), &Steer::default()),
+            route("SELECT @never_set", &Lives::default(), &Steer::default()),
             Target::Group(W, Why::Write)
         );
     }
@@ -337,7 +378,7 @@ mod tests {
             temp_table: false,
         };
         assert_eq!(
-            route("INSERT INTO t VALUES (1)", &Held::default(), &both),
+            route("INSERT INTO t VALUES (1)", &Lives::default(), &both),
             Target::Group(OTHER, Why::Hint)
         );
         let rule = Steer {
@@ -345,7 +386,7 @@ mod tests {
             ..Steer::default()
         };
         assert_eq!(
-            route("SELECT 1", &Held::default(), &rule),
+            route("SELECT 1", &Lives::default(), &rule),
             Target::Group(W, Why::Rule)
         );
     }
@@ -357,42 +398,38 @@ mod tests {
             ..Steer::default()
         };
         assert_eq!(
-            route("SELECT * FROM tmp1", &Held::default(), &temp),
+            route("SELECT * FROM tmp1", &Lives::default(), &temp),
             Target::Group(W, Why::Write)
         );
     }
 
     #[test]
     fn pick_prefers_held_then_least_loaded_per_weight_and_rotates_ties() {
-        let members = [10, 11, 12];
-        let weight = |m: usize| if m == 12 { 0 } else { 1 };
-        assert_eq!(pick(&members, |m| m == 11, |_| 0, weight, 0), Some(11));
+        let s = ServerId;
+        let members = [s(10), s(11), s(12)];
+        let weight = |m: ServerId| if m == s(12) { 0 } else { 1 };
         assert_eq!(
-            pick(
-                &members,
-                |_| false,
-                |m| if m == 10 { 5 } else { 0 },
-                weight,
-                0
-            ),
-            Some(11)
+            pick(&members, |m| m == s(11), |_| 0, weight, 0),
+            Some(s(11))
         );
+        let load = |m: ServerId| if m == s(10) { 5 } else { 0 };
+        assert_eq!(pick(&members, |_| false, load, weight, 0), Some(s(11)));
         let first: Vec<_> = (0..4)
             .map(|t| pick(&members, |_| false, |_| 0, weight, t).unwrap())
             .collect();
-        assert!(first.contains(&10) && first.contains(&11), "{first:?}");
-        assert!(!first.contains(&12), "weight 0 is never picked");
+        assert!(
+            first.contains(&s(10)) && first.contains(&s(11)),
+            "{first:?}"
+        );
+        assert!(!first.contains(&s(12)), "weight 0 is never picked");
         // weight 3 vs 1: the heavier takes up to 3x the load first.
-        let w = |m: usize| if m == 10 { 3 } else { 1 };
-        assert_eq!(
-            pick(&[10, 11], |_| false, |m| if m == 10 { 1 } else { 0 }, w, 1),
-            Some(10)
-        );
-        assert_eq!(
-            pick(&[10, 11], |_| false, |m| if m == 10 { 3 } else { 0 }, w, 0),
-            Some(11)
-        );
+        let w = |m: ServerId| if m == s(10) { 3 } else { 1 };
+        let two = [s(10), s(11)];
+        let one_on_10 = |m: ServerId| usize::from(m == s(10));
+        assert_eq!(pick(&two, |_| false, one_on_10, w, 1), Some(s(10)));
+        let three_on_10 = |m: ServerId| if m == s(10) { 3 } else { 0 };
+        assert_eq!(pick(&two, |_| false, three_on_10, w, 0), Some(s(11)));
         assert_eq!(pick(&[], |_| false, |_| 0, w, 0), None);
-        assert_eq!(pick(&[12], |_| false, |_| 0, weight, 0), None);
+        assert_eq!(pick(&[s(12)], |_| false, |_| 0, weight, 0), None);
     }
 }

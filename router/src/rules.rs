@@ -92,6 +92,10 @@ pub struct QueryRuleConfig {
     /// Consistency of matching reads: `eventual`, `session`, `token` or
     /// `global`.
     pub consistency: Option<Scope>,
+    /// `false`: the backend connection a matching statement runs on stays
+    /// with its session until the session ends (multiplexing off for it),
+    /// for statements whose effects the router cannot see.
+    pub multiplex: Option<bool>,
     /// Keep evaluating the following rules after this one matched (their
     /// actions override this one's). Off: evaluation stops here. A chained
     /// rule may have no action: it then only counts matches in metrics.
@@ -112,6 +116,7 @@ impl Default for QueryRuleConfig {
             client_addr: None,
             destination: None,
             consistency: None,
+            multiplex: None,
             chain: false,
             enabled: true,
         }
@@ -128,7 +133,7 @@ impl QueryRuleConfig {
     }
 
     fn has_action(&self) -> bool {
-        self.destination.is_some() || self.consistency.is_some()
+        self.destination.is_some() || self.consistency.is_some() || self.multiplex.is_some()
     }
 }
 
@@ -214,6 +219,7 @@ struct Rule {
     client: Option<Network>,
     destination: Option<String>,
     consistency: Option<Scope>,
+    multiplex: Option<bool>,
     chain: bool,
 }
 
@@ -249,6 +255,8 @@ pub struct Outcome<'r> {
     pub destination: Option<&'r str>,
     /// Consistency scope (the last matching rule that set one).
     pub consistency: Option<Scope>,
+    /// Multiplexing (the last matching rule that set it).
+    pub multiplex: Option<bool>,
     /// How many rules matched.
     pub matched: usize,
     /// Position in the configuration of the last matching rule: the one
@@ -307,7 +315,7 @@ impl Rules {
             } else if !c.has_action() && !c.chain {
                 problems.push((
                     "rule",
-                    "no action: give destination or consistency, or chain = true \
+                    "no action: give destination, consistency or multiplex, or chain = true \
                      to only count matches"
                         .to_string(),
                 ));
@@ -331,6 +339,7 @@ impl Rules {
                     client,
                     destination: c.destination.clone(),
                     consistency: c.consistency,
+                    multiplex: c.multiplex,
                     chain: c.chain,
                 });
             }
@@ -381,6 +390,9 @@ impl Rules {
             }
             if let Some(c) = rule.consistency {
                 out.consistency = Some(c);
+            }
+            if let Some(m) = rule.multiplex {
+                out.multiplex = Some(m);
             }
             if !rule.chain {
                 break;

@@ -29,14 +29,11 @@ use crate::backend::connect::Endpoint;
 use crate::causal::Scope;
 use crate::config::{AuthPlugin, Config, Role, SplitBrain};
 use crate::health::{HealthMap, ServerHealth, Status};
+use crate::ids::{GroupId, IdVec, ServerId};
+use crate::route::Membership;
 use crate::rules::Rules;
 use crate::tls;
 use crate::views::ViewTarget;
-
-/// Index of a server in [`Runtime::servers`].
-pub type ServerIdx = usize;
-/// Index of a hostgroup in [`Runtime::hostgroups`].
-pub type GroupIdx = usize;
 
 /// A user the router authenticates, with its passwords resolved.
 #[derive(Clone)]
@@ -46,17 +43,22 @@ pub struct User {
     /// The plugin clients authenticate with.
     pub plugin: AuthPlugin,
     /// The user the router logs in to the servers as.
-    pub backend_user: String,
+    pub backend_user: Arc<str>,
     /// Its password.
     pub backend_password: Vec<u8>,
     /// The writer hostgroup of its sessions.
-    pub writer: GroupIdx,
+    pub writer: GroupId,
     /// Where its statements go when nothing else decides.
-    pub default_group: GroupIdx,
+    pub default_group: GroupId,
     /// At most this many sessions at once (0: no limit).
     pub max_connections: usize,
     /// Its consistency in consistent pairs, when set.
     pub consistency: Option<Scope>,
+    /// Its sessions give connections back between statements.
+    pub multiplexing: bool,
+    /// At most this many backend connections of its backend user per
+    /// server (0: only the server's limit).
+    pub backend_max_connections: usize,
 }
 
 impl std::fmt::Debug for User {
@@ -77,7 +79,7 @@ pub struct Server {
     /// How to reach it.
     pub endpoint: Endpoint,
     /// The hostgroup it is configured in.
-    pub group: GroupIdx,
+    pub group: GroupId,
     /// Its weight in its group.
     pub weight: u32,
     /// Connection limit.
@@ -86,7 +88,7 @@ pub struct Server {
     /// that is a writer group, else that reader group's writer. GTIDs it
     /// returns count as writes of this group, wherever the server serves
     /// now (a promotion does not change it).
-    pub cluster: GroupIdx,
+    pub cluster: GroupId,
     /// Its cluster's writer group is the writer of a consistent pair: its
     /// backend connections track GTIDs (`session_track_gtids=OWN_GTID`).
     pub track_gtids: bool,
@@ -103,21 +105,12 @@ pub struct Group {
     pub role: Role,
     /// For a writer group: the reader group its plain reads go to (the
     /// first reader group naming it as `writer`).
-    pub reads_to: Option<GroupIdx>,
+    pub reads_to: Option<GroupId>,
     /// For a reader group: its writer group.
-    pub writer: Option<GroupIdx>,
+    pub writer: Option<GroupId>,
     /// For a reader group: the consistent pair it belongs to, as (writer
     /// group, default scope, max wait).
-    pub pair: Option<(GroupIdx, Scope, std::time::Duration)>,
-}
-
-/// Which servers serve each hostgroup now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Membership {
-    /// Usable servers per group, in config order.
-    pub members: Vec<Vec<ServerIdx>>,
-    /// Groups with more than one writable server.
-    pub split: Vec<bool>,
+    pub pair: Option<(GroupId, Scope, std::time::Duration)>,
 }
 
 /// The running configuration.
@@ -127,9 +120,9 @@ pub struct Runtime {
     /// Users by name.
     pub users: HashMap<String, User>,
     /// Servers in config order.
-    pub servers: Vec<Server>,
+    pub servers: IdVec<ServerId, Server>,
     /// Hostgroups in config order.
-    pub groups: Vec<Group>,
+    pub groups: IdVec<GroupId, Group>,
     /// Compiled query rules.
     pub rules: Rules,
 }
@@ -149,8 +142,20 @@ impl Runtime {
     /// certificates, rules. Fails without side effects.
     pub fn build(config: Config) -> anyhow::Result<Runtime> {
         config.validate()?;
-        let group_idx = |name: &str| config.hostgroups.iter().position(|h| h.name == name);
-        let mut groups: Vec<Group> = config
+        anyhow::ensure!(
+            config.servers.len() <= usize::from(u16::MAX)
+                && config.hostgroups.len() <= usize::from(u16::MAX),
+            "more than {} servers or hostgroups",
+            u16::MAX
+        );
+        let group_idx = |name: &str| {
+            config
+                .hostgroups
+                .iter()
+                .position(|h| h.name == name)
+                .map(GroupId::new)
+        };
+        let mut groups: IdVec<GroupId, Group> = config
             .hostgroups
             .iter()
             .map(|h| Group {
@@ -160,11 +165,13 @@ impl Runtime {
                 writer: h.writer.as_deref().and_then(group_idx),
                 pair: None,
             })
-            .collect();
+            .collect::<Vec<_>>()
+            .into();
         for i in 0..groups.len() {
-            if let Some(w) = groups[i].writer {
+            let g = GroupId::new(i);
+            if let Some(w) = groups[g].writer {
                 if groups[w].reads_to.is_none() {
-                    groups[w].reads_to = Some(i);
+                    groups[w].reads_to = Some(g);
                 }
             }
         }
@@ -176,6 +183,7 @@ impl Runtime {
         let first_writer = groups
             .iter()
             .position(|g| g.role == Role::Writer)
+            .map(GroupId::new)
             .context("no writer hostgroup")?;
         let mut users = HashMap::new();
         for u in &config.users {
@@ -204,16 +212,18 @@ impl Runtime {
                 User {
                     password: password.into_bytes(),
                     plugin: u.auth_plugin,
-                    backend_user: u.backend_user.clone().unwrap_or_else(|| u.name.clone()),
+                    backend_user: Arc::from(u.backend_user.as_deref().unwrap_or(&u.name)),
                     backend_password: backend_password.into_bytes(),
                     writer,
                     default_group,
                     max_connections: u.max_connections,
                     consistency: u.consistency,
+                    multiplexing: u.multiplexing,
+                    backend_max_connections: u.backend_max_connections,
                 },
             );
         }
-        let mut servers = Vec::new();
+        let mut servers: IdVec<ServerId, Server> = IdVec::default();
         for s in &config.servers {
             let cfg = s.tls.as_ref().unwrap_or(&config.backend.tls);
             let tls = tls::backend_connector(cfg, &s.host)
@@ -269,9 +279,21 @@ impl Runtime {
         })
     }
 
-    /// The server called `name`.
-    pub fn server(&self, name: &str) -> Option<ServerIdx> {
-        self.servers.iter().position(|s| s.name == name)
+    /// The server called `name` (for what arrives by name: KILL, a reload;
+    /// never per statement).
+    pub fn server_named(&self, name: &str) -> Option<ServerId> {
+        self.servers
+            .iter()
+            .position(|s| s.name == name)
+            .map(ServerId::new)
+    }
+
+    /// The hostgroup called `name` (hints and rules name them).
+    pub fn group_named(&self, name: &str) -> Option<GroupId> {
+        self.groups
+            .iter()
+            .position(|g| g.name == name)
+            .map(GroupId::new)
     }
 
     /// Which servers serve each group, given the monitor's view.
@@ -279,11 +301,11 @@ impl Runtime {
         let unknown = ServerHealth::default();
         let n = self.groups.len();
         let mut m = Membership {
-            members: vec![Vec::new(); n],
-            split: vec![false; n],
+            members: vec![Vec::new(); n].into(),
+            split: vec![false; n].into(),
         };
-        let mut writable = vec![0usize; n];
-        for (i, s) in self.servers.iter().enumerate() {
+        let mut writable: IdVec<GroupId, usize> = vec![0usize; n].into();
+        for (i, s) in self.servers.with_ids() {
             let h = health.get(&s.name).unwrap_or(&unknown);
             if s.weight == 0 || matches!(h.status, Status::Shunned { .. }) {
                 continue;
@@ -311,10 +333,32 @@ impl Runtime {
                 }
             }
         }
-        for (g, count) in writable.into_iter().enumerate() {
-            m.split[g] = count > 1 && self.config.routing.split_brain == SplitBrain::RefuseWrites;
+        for (g, count) in writable.with_ids() {
+            m.split[g] = *count > 1 && self.config.routing.split_brain == SplitBrain::RefuseWrites;
         }
         m
+    }
+}
+
+impl crate::session::plan::Topology for Runtime {
+    fn role(&self, g: GroupId) -> Role {
+        self.groups[g].role
+    }
+
+    fn paired(&self, g: GroupId) -> bool {
+        self.groups[g].pair.is_some()
+    }
+
+    fn reads_to(&self, g: GroupId) -> Option<GroupId> {
+        self.groups[g].reads_to
+    }
+
+    fn group_name(&self, g: GroupId) -> &str {
+        &self.groups[g].name
+    }
+
+    fn weight(&self, s: ServerId) -> u32 {
+        self.servers[s].weight
     }
 }
 

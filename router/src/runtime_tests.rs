@@ -2,6 +2,8 @@ use std::path::Path;
 
 use super::*;
 use crate::health::{Lag, ShunReason};
+use crate::ids::GroupId;
+use crate::route::Membership;
 
 const SPLIT: &str = r#"
 [[hostgroups]]
@@ -70,7 +72,7 @@ fn health(states: &[(&str, Option<bool>, bool)]) -> HealthMap {
 }
 
 fn names(rt: &Runtime, m: &Membership, group: &str) -> Vec<String> {
-    let g = rt.groups.iter().position(|g| g.name == group).unwrap();
+    let g = rt.group_named(group).unwrap();
     m.members[g]
         .iter()
         .map(|&s| rt.servers[s].name.clone())
@@ -83,7 +85,7 @@ fn users_get_their_groups_and_backend_credentials() {
     let app = &rt.users["app"];
     assert_eq!(rt.groups[app.writer].name, "w");
     assert_eq!(app.default_group, app.writer);
-    assert_eq!(app.backend_user, "app");
+    assert_eq!(&*app.backend_user, "app");
     assert_eq!(app.backend_password, b"pw");
     let bi = &rt.users["bi"];
     assert_eq!(rt.groups[bi.default_group].name, "r");
@@ -91,9 +93,9 @@ fn users_get_their_groups_and_backend_credentials() {
         rt.groups[bi.writer].name, "w",
         "a reader default keeps its writer"
     );
-    assert_eq!(bi.backend_user, "bi_ro");
-    assert_eq!(rt.groups[0].reads_to, Some(1));
-    assert_eq!(rt.groups[2].reads_to, None);
+    assert_eq!(&*bi.backend_user, "bi_ro");
+    assert_eq!(rt.groups[GroupId(0)].reads_to, Some(GroupId(1)));
+    assert_eq!(rt.groups[GroupId(2)].reads_to, None);
 }
 
 #[test]
@@ -118,7 +120,7 @@ fn read_only_moves_servers_between_a_writer_and_its_reader_group() {
     let m = rt.members(&h);
     assert_eq!(names(&rt, &m, "w"), ["b"]);
     assert_eq!(names(&rt, &m, "r"), ["a", "c"]);
-    assert!(!m.split[0]);
+    assert!(!m.split[GroupId(0)]);
 }
 
 #[test]
@@ -140,10 +142,10 @@ fn two_writable_servers_split_the_writer_group_unless_allowed() {
     let h = health(&[("a", Some(false), false), ("b", Some(false), false)]);
     let m = rt.members(&h);
     assert_eq!(names(&rt, &m, "w"), ["a", "b"]);
-    assert!(m.split[0]);
+    assert!(m.split[GroupId(0)]);
     let allow = format!("{SPLIT}\n[routing]\nsplit_brain = \"allow\"\n");
     let rt = runtime(&allow);
-    assert!(!rt.members(&h).split[0]);
+    assert!(!rt.members(&h).split[GroupId(0)]);
 }
 
 #[test]

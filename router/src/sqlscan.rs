@@ -281,6 +281,9 @@ pub struct Scan {
     pub locks: NamedLocks,
     /// Text prepared statements.
     pub prepare: Option<TextPrepare>,
+    /// For `PREPARE name FROM '<text>'`: what the prepared text does (its
+    /// `EXECUTE`s will); `None` for a text given in a variable.
+    pub body: Option<Box<Scan>>,
     /// Global locks.
     pub global_lock: Option<GlobalLock>,
 }
@@ -390,6 +393,9 @@ fn scan_statement(toks: &[Tok], out: &mut Scan) {
     if word(first, "PREPARE") {
         if let Some(n) = name_at(1) {
             out.prepare = Some(TextPrepare::Prepare(n));
+            if let (true, Some(Tok::Str(text))) = (word(toks.get(2), "FROM"), toks.get(3)) {
+                out.body = Some(Box::new(scan(text)));
+            }
         }
     } else if word(first, "EXECUTE") {
         if let Some(n) = name_at(1) {
@@ -489,10 +495,14 @@ mod tests {
             scan(b"drop prepare s").prepare,
             Some(TextPrepare::Deallocate("s".into()))
         );
-        assert_eq!(
-            scan(b"PREPARE s FROM @sql").reads,
-            vec![Bytes::from_static(b"sql")]
-        );
+        let s = scan(b"PREPARE s FROM @sql");
+        assert_eq!(s.reads, vec![Bytes::from_static(b"sql")]);
+        assert!(s.body.is_none(), "the text is in a variable");
+        let s = scan(b"PREPARE s FROM 'SELECT @a := ?, @b'");
+        let body = s.body.expect("a literal text is scanned");
+        assert_eq!(names(&body.assigns), ["a"]);
+        assert_eq!(names(&body.reads), ["b"]);
+        assert!(s.reads.is_empty());
         assert_eq!(
             scan(b"FLUSH TABLES WITH READ LOCK").global_lock,
             Some(GlobalLock::TakeTables)

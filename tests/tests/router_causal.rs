@@ -358,7 +358,7 @@ async fn stale_read_hunters() -> Result<()> {
     );
     // The replicas' catch-up was timed (their readers announced the
     // session writes' probes), and the scrape shows it.
-    let text = causeway_common::metrics_http::Render::render(&causeway_router::metrics::Live(
+    let text = causeway_common::metrics_http::Render::render(&causeway_router::scrape::Live(
         router.shared.clone(),
     ));
     for (name, v) in router.shared.views.read().iter() {

@@ -1,58 +1,90 @@
-//! Backend connections per server: limits, backoff after failures, and idle
-//! connections kept for the next session.
+//! Backend connections per server: limits (per server and per backend
+//! user), a bounded first-come queue when every connection is busy,
+//! backoff after failed connects, and idle connections lent to whichever
+//! session needs one next.
 //!
 //! ```text
-//! session needs server S --take (idle, same user/caps/charset)--> reused
-//!                        --reserve (open < max, not in backoff)--> connect + login
-//!                                                                  --fail--> backoff doubles
-//! session ends --COM_RESET_CONNECTION ok--> give_back --> idle (until pool_idle_timeout)
-//!              --anything else----------> closed
+//! session needs server S ──> idle connection of its key (its own last one first) ──> lent
+//!                       ├──> room under the limits ─────> Lease ──> connect + login + trackers
+//!                       ├──> full, an idle one of another key ──> that one closed, Lease
+//!                       └──> full ──> queue (at most queue_max) ──> a released connection of
+//!                                     its key, or the room a closed one left ──> lent / Lease
+//!                                     └── queue_timeout ──> refused (the client gets an ERR)
+//! session done with it ──> the first waiter of its key ──> lent
+//!                     ├──> waiters of other keys: closed, so one of them can open its own
+//!                     └──> idle (at most pool_max_idle), until pool_idle_timeout
+//! a connect refused with ERR 1040 ──> the server's real limit is learned: the
+//!                                     statement waits in the queue instead of failing
 //! ```
 //!
-//! Every connection holds a [`Lease`] on its server's count, released when
-//! the connection is dropped, wherever that happens (session, pool, reaper),
-//! so the count cannot drift.
+//! Every connection holds a [`Lease`] on its server's counts, released when
+//! the connection is dropped, wherever that happens, so the counts cannot
+//! drift; a released lease hands its room to the first waiter that may
+//! open a connection.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use causeway_wire::{CapabilityFlags, Command};
+use tokio::sync::oneshot;
 
+use crate::backend::stmts::StmtCache;
 use crate::io::PacketIo;
+use crate::session::replay::ConnState;
+use crate::session::state::ConnId;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh connection id.
+pub fn next_conn_id() -> ConnId {
+    NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What makes two connections to one server interchangeable: the backend
+/// user, the capabilities (packets are forwarded as they are, so they must
+/// be the client's) and the login collation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// The backend user.
+    pub user: Arc<str>,
+    /// Capabilities in force.
+    pub caps: CapabilityFlags,
+    /// Collation id at login.
+    pub charset: u8,
+}
 
 /// One logged-in backend connection.
 #[derive(Debug)]
 pub struct Conn {
+    /// Its identity.
+    pub id: ConnId,
     /// The framed connection.
     pub io: PacketIo,
-    /// The server's name.
-    pub server: String,
+    /// The server's name (logs).
+    pub server: Arc<str>,
     /// The server's thread id for this connection.
     pub thread_id: u32,
-    /// The nonce of the server's greeting (COM_CHANGE_USER scrambles with it).
+    /// The nonce of the server's greeting.
     pub nonce: Bytes,
-    /// The backend user it is logged in as.
-    pub user: String,
-    /// Capabilities in force on it.
-    pub caps: CapabilityFlags,
-    /// Its collation id at login.
-    pub charset: u8,
-    /// Its default schema, when known.
-    pub schema: Option<Bytes>,
-    /// How many of the session's replayed statements it has run.
-    pub applied: usize,
-    /// It reports the GTIDs of its writes in OK packets
-    /// (`session_track_gtids` is not OFF on it).
-    pub tracking: bool,
+    /// What it is interchangeable by.
+    pub key: PoolKey,
+    /// Its session state (schema, variables, ...), carried through the pool.
+    pub state: ConnState,
+    /// The router's session trackers are on.
+    pub trackers: bool,
+    /// Prepared statements on it.
+    pub stmts: StmtCache,
     /// Its count on the server.
     pub lease: Lease,
 }
 
 impl Conn {
     /// COM_RESET_CONNECTION within `limit`: true when the server answered
-    /// OK (session state gone, transaction rolled back, locks released).
+    /// OK (session state gone, transaction rolled back, locks released,
+    /// statements closed). The router's trackers are off after it.
     pub async fn reset(&mut self, limit: Duration) -> bool {
         let io = &mut self.io;
         let reset = async {
@@ -64,8 +96,14 @@ impl Conn {
             tokio::time::timeout(limit, reset).await,
             Ok(Ok(p)) if p.payload.first() == Some(&0x00)
         );
-        // Session variables are back to the server's defaults.
-        self.tracking = false;
+        let schema = self.state.schema.take();
+        self.state = ConnState {
+            schema,
+            multi_statements: self.key.caps.contains(CapabilityFlags::MULTI_STATEMENTS),
+            ..ConnState::default()
+        };
+        self.stmts.clear();
+        self.trackers = false;
         ok
     }
 
@@ -76,332 +114,429 @@ impl Conn {
     }
 }
 
-/// A connection's place in its server's count.
+/// A connection's place in its server's counts.
 #[derive(Debug)]
 pub struct Lease {
-    pools: Arc<Inner>,
-    server: String,
+    pool: Arc<ServerPool>,
+    user: Arc<str>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.pools.servers.lock() {
-            if let Some(p) = map.get_mut(&self.server) {
-                p.open = p.open.saturating_sub(1);
+        let grant = {
+            let mut p = self.pool.lock();
+            p.open = p.open.saturating_sub(1);
+            if let Some(n) = p.per_user.get_mut(&self.user) {
+                *n = n.saturating_sub(1);
             }
+            p.grant_room()
+        };
+        if let Some((tx, user)) = grant {
+            let lease = Lease {
+                pool: self.pool.clone(),
+                user,
+            };
+            // A waiter that gave up drops the lease again: the room goes on.
+            let _ = tx.send(Grant::Open(lease));
         }
     }
 }
 
-/// Why no new connection may be opened now.
+/// Why a connection cannot be had.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
-    /// `max_connections` of the server reached.
-    Full(usize),
     /// Recent connects failed; the next try is allowed after this long.
     Backoff(Duration),
+    /// The queue for this server is full.
+    QueueFull(usize),
+    /// No connection became free within the queue timeout.
+    Timeout(Duration),
 }
 
-#[derive(Debug, Default)]
-struct ServerPool {
-    idle: VecDeque<(Conn, Instant)>,
-    open: usize,
-    failures: u32,
-    retry_at: Option<Instant>,
+/// What a session is given.
+#[derive(Debug)]
+pub enum Grant {
+    /// A logged-in connection.
+    Conn(Box<Conn>),
+    /// Room for a new connection: connect and log in with this lease.
+    Open(Lease),
+}
+
+/// The limits that apply to one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections to the server, all users.
+    pub max: usize,
+    /// Connections of this backend user to the server (0: no limit).
+    pub user_max: usize,
+    /// Waiters at most.
+    pub queue_max: usize,
+}
+
+/// What a request wants.
+#[derive(Debug, Clone)]
+pub struct Want {
+    /// Its key.
+    pub key: PoolKey,
+    /// The connection it had last, if it can have it back.
+    pub prefer: Option<ConnId>,
+    /// The session has no schema: a connection with one would show it.
+    pub no_schema: bool,
+    /// Its limits.
+    pub limits: Limits,
+}
+
+impl Want {
+    fn fits(&self, c: &Conn) -> bool {
+        c.key == self.key && !(self.no_schema && c.state.schema.is_some())
+    }
+}
+
+#[derive(Debug)]
+struct Waiter {
+    want: Want,
+    tx: oneshot::Sender<Grant>,
+}
+
+/// Counters of one pool, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Server name.
+    pub server: String,
+    /// Connections open (lent + idle).
+    pub open: usize,
+    /// Idle connections.
+    pub idle: usize,
+    /// Requests waiting now.
+    pub waiting: usize,
+    /// Consecutive failed connects.
+    pub failures: u32,
+    /// Connections opened since start.
+    pub opened: u64,
+    /// Requests that had to wait, since start.
+    pub waits: u64,
+    /// Requests that waited in vain, since start.
+    pub timeouts: u64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    servers: Mutex<HashMap<String, ServerPool>>,
+    idle: VecDeque<(Conn, Instant)>,
+    open: usize,
+    per_user: HashMap<Arc<str>, usize>,
+    waiters: VecDeque<Waiter>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    /// A connect was refused with ERR 1040 at this many connections: the
+    /// server's real limit, until this instant.
+    full: Option<(usize, Instant)>,
+    opened: u64,
+    waits: u64,
+    timeouts: u64,
 }
 
-/// Pools of every server, keyed by server name.
-#[derive(Debug, Clone, Default)]
-pub struct Pools {
-    inner: Arc<Inner>,
+impl Inner {
+    fn limit(&self, l: &Limits, now: Instant) -> usize {
+        match self.full {
+            Some((at, until)) if until > now => l.max.min(at.max(1)),
+            _ => l.max,
+        }
+    }
+
+    fn room(&self, want: &Want, now: Instant) -> bool {
+        self.open < self.limit(&want.limits, now)
+            && (want.limits.user_max == 0
+                || self.per_user.get(&want.key.user).copied().unwrap_or(0) < want.limits.user_max)
+    }
+
+    fn take_room(&mut self, user: &Arc<str>) {
+        self.open += 1;
+        *self.per_user.entry(user.clone()).or_default() += 1;
+    }
+
+    /// The first waiter that may open a connection now, with room taken
+    /// for it.
+    fn grant_room(&mut self) -> Option<(oneshot::Sender<Grant>, Arc<str>)> {
+        let now = Instant::now();
+        self.waiters.retain(|w| !w.tx.is_closed());
+        let i = self.waiters.iter().position(|w| self.room(&w.want, now))?;
+        let w = self.waiters.remove(i)?;
+        self.take_room(&w.want.key.user);
+        Some((w.tx, w.want.key.user))
+    }
 }
 
-/// Use of one server's pool, for metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolStats {
-    /// Server name.
-    pub server: String,
-    /// Connections open (in use + idle).
-    pub open: usize,
-    /// Idle connections.
-    pub idle: usize,
-    /// Consecutive failed connects.
-    pub failures: u32,
+/// The pool of one server.
+#[derive(Debug)]
+pub struct ServerPool {
+    /// The server's name.
+    pub name: Arc<str>,
+    inner: Mutex<Inner>,
 }
 
-impl Pools {
-    /// Empty pools.
-    pub fn new() -> Pools {
-        Pools::default()
+impl ServerPool {
+    /// An empty pool for server `name`.
+    pub fn new(name: &str) -> Arc<ServerPool> {
+        Arc::new(ServerPool {
+            name: Arc::from(name),
+            inner: Mutex::new(Inner::default()),
+        })
     }
 
-    /// An idle connection to `server` logged in as `user` with the same
-    /// capabilities and collation, most recently used first.
-    pub fn take(
-        &self,
-        server: &str,
-        user: &str,
-        caps: CapabilityFlags,
-        charset: u8,
-    ) -> Option<Conn> {
-        let mut map = self.inner.servers.lock().ok()?;
-        let p = map.get_mut(server)?;
-        let i = p
-            .idle
-            .iter()
-            .rposition(|(c, _)| c.user == user && c.caps == caps && c.charset == charset)?;
-        p.idle.remove(i).map(|(c, _)| c)
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts a new connection to `server` about to be opened, within
-    /// `max` and outside backoff. Closing an idle connection of another
-    /// user makes room when the server is full.
-    pub fn reserve(&self, server: &str, max: usize) -> Result<Lease, Refused> {
-        let mut evicted = None;
-        let lease = {
-            let mut map = self.inner.servers.lock().map_err(|_| Refused::Full(max))?;
-            let p = map.entry(server.to_string()).or_default();
-            if let Some(at) = p.retry_at {
-                let now = Instant::now();
-                if at > now {
-                    return Err(Refused::Backoff(at - now));
-                }
+    /// A connection or room for one now, or `Ok(None)` when the request
+    /// must wait; `evicted` gets an idle connection closed to make room
+    /// (the caller quits it).
+    pub fn try_acquire(
+        self: &Arc<Self>,
+        want: &Want,
+        evicted: &mut Option<Conn>,
+    ) -> Result<Option<Grant>, Refused> {
+        let now = Instant::now();
+        let mut p = self.lock();
+        if let Some(id) = want.prefer {
+            if let Some(i) = p.idle.iter().position(|(c, _)| c.id == id && want.fits(c)) {
+                return Ok(p.idle.remove(i).map(|(c, _)| Grant::Conn(Box::new(c))));
             }
-            if p.open >= max {
-                match p.idle.pop_front() {
-                    // The evicted connection's lease gives its place back
-                    // when it drops, below, outside the lock.
-                    Some((c, _)) => evicted = Some(c),
-                    None => return Err(Refused::Full(max)),
-                }
+        }
+        if let Some(i) = p.idle.iter().rposition(|(c, _)| want.fits(c)) {
+            return Ok(p.idle.remove(i).map(|(c, _)| Grant::Conn(Box::new(c))));
+        }
+        if let Some(at) = p.retry_at {
+            if at > now {
+                return Err(Refused::Backoff(at - now));
             }
-            p.open += 1;
-            Lease {
-                pools: self.inner.clone(),
-                server: server.to_string(),
+        }
+        if !p.waiters.is_empty() && p.waiters.iter().any(|w| !w.tx.is_closed()) {
+            // Others came first.
+            return Ok(None);
+        }
+        if !p.room(want, now) {
+            let user_ok = want.limits.user_max == 0
+                || p.per_user.get(&want.key.user).copied().unwrap_or(0) < want.limits.user_max;
+            // An idle connection nobody of this key can use makes room.
+            if user_ok && !p.idle.is_empty() && p.open >= p.limit(&want.limits, now) {
+                *evicted = p.idle.pop_front().map(|(c, _)| c);
+                // Its lease still counts until the caller drops it: count
+                // the new one past it.
+                p.take_room(&want.key.user);
+                drop(p);
+                return Ok(Some(Grant::Open(Lease {
+                    pool: self.clone(),
+                    user: want.key.user.clone(),
+                })));
             }
-        };
-        drop(evicted);
-        Ok(lease)
+            return Ok(None);
+        }
+        p.take_room(&want.key.user);
+        drop(p);
+        Ok(Some(Grant::Open(Lease {
+            pool: self.clone(),
+            user: want.key.user.clone(),
+        })))
     }
 
-    /// A connect to `server` succeeded: backoff ends.
-    pub fn connected(&self, server: &str) {
-        if let Ok(mut map) = self.inner.servers.lock() {
-            if let Some(p) = map.get_mut(server) {
-                p.failures = 0;
-                p.retry_at = None;
+    /// Joins the queue: the receiver gets a connection or room for one.
+    pub fn enqueue(&self, want: Want) -> Result<oneshot::Receiver<Grant>, Refused> {
+        let mut p = self.lock();
+        p.waiters.retain(|w| !w.tx.is_closed());
+        if p.waiters.len() >= want.limits.queue_max.max(1) {
+            return Err(Refused::QueueFull(p.waiters.len()));
+        }
+        let (tx, rx) = oneshot::channel();
+        p.waiters.push_back(Waiter { want, tx });
+        p.waits += 1;
+        Ok(rx)
+    }
+
+    /// A connection or room for one, waiting in the queue at most
+    /// `timeout`; `evicted` as in [`ServerPool::try_acquire`].
+    pub async fn acquire(
+        self: &Arc<Self>,
+        want: &Want,
+        timeout: Duration,
+        evicted: &mut Option<Conn>,
+    ) -> Result<(Grant, Option<Duration>), Refused> {
+        if let Some(g) = self.try_acquire(want, evicted)? {
+            return Ok((g, None));
+        }
+        let started = Instant::now();
+        let rx = self.enqueue(want.clone())?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(g)) => Ok((g, Some(started.elapsed()))),
+            _ => {
+                self.lock().timeouts += 1;
+                Err(Refused::Timeout(timeout))
             }
         }
     }
 
-    /// A connect to `server` failed: the next waits `base`, doubling per
-    /// consecutive failure up to 16 × `base`.
-    pub fn failed(&self, server: &str, base: Duration) {
-        if let Ok(mut map) = self.inner.servers.lock() {
-            let p = map.entry(server.to_string()).or_default();
-            p.failures = p.failures.saturating_add(1);
-            let factor = 1u32 << (p.failures - 1).min(4);
-            p.retry_at = Some(Instant::now() + base * factor);
+    /// Whether requests are waiting for a connection.
+    pub fn has_waiters(&self) -> bool {
+        let p = self.lock();
+        p.waiters.iter().any(|w| !w.tx.is_closed())
+    }
+
+    /// Takes back a connection its session is done with: lent to the first
+    /// waiter of its key, or kept idle (at most `max_idle`). Returns it
+    /// when it must be closed instead (the caller quits it): more than
+    /// `max_idle`, or waiters of other keys need its room.
+    pub fn give_back(&self, mut conn: Conn, max_idle: usize) -> Option<Conn> {
+        loop {
+            let waiter = {
+                let mut p = self.lock();
+                p.waiters.retain(|w| !w.tx.is_closed());
+                match p.waiters.iter().position(|w| w.want.fits(&conn)) {
+                    Some(i) => p.waiters.remove(i),
+                    None if !p.waiters.is_empty() => return Some(conn),
+                    None if p.idle.len() < max_idle => {
+                        p.idle.push_back((conn, Instant::now()));
+                        return None;
+                    }
+                    None => return Some(conn),
+                }
+            };
+            let Some(w) = waiter else {
+                return Some(conn);
+            };
+            match w.tx.send(Grant::Conn(Box::new(conn))) {
+                Ok(()) => return None,
+                Err(Grant::Conn(c)) => conn = *c,
+                Err(Grant::Open(_)) => return None,
+            }
         }
     }
 
-    /// Keeps a reset connection for reuse, unless `max_idle` are kept
-    /// already (then it is closed by dropping).
-    pub fn give_back(&self, conn: Conn, max_idle: usize) {
-        let rejected = match self.inner.servers.lock() {
-            Ok(mut map) => {
-                let p = map.entry(conn.server.clone()).or_default();
-                if p.idle.len() < max_idle {
-                    p.idle.push_back((conn, Instant::now()));
-                    None
-                } else {
-                    Some(conn)
-                }
-            }
-            Err(_) => Some(conn),
-        };
-        // Dropped here, outside the lock its lease takes.
-        drop(rejected);
+    /// A connect succeeded: backoff ends.
+    pub fn connected(&self) {
+        let mut p = self.lock();
+        p.failures = 0;
+        p.retry_at = None;
+        p.opened += 1;
     }
 
-    /// Removes idle connections unused for `max_age`, and every idle
-    /// connection of servers not in `keep`; the caller closes them.
-    pub fn reap(&self, max_age: Duration, keep: &[&str]) -> Vec<Conn> {
+    /// A connect failed: the next waits `base`, doubling per consecutive
+    /// failure up to 16 × `base`.
+    pub fn failed(&self, base: Duration) {
+        let mut p = self.lock();
+        p.failures = p.failures.saturating_add(1);
+        let factor = 1u32 << (p.failures - 1).min(4);
+        p.retry_at = Some(Instant::now() + base * factor);
+    }
+
+    /// A connect was refused with ERR 1040 (too many connections): the
+    /// server holds at most what is open now, for `hold`.
+    pub fn server_full(&self, hold: Duration) {
+        let mut p = self.lock();
+        let at = p.open.saturating_sub(1);
+        p.full = Some((at, Instant::now() + hold));
+    }
+
+    /// Removes idle connections unused for `max_age` (all of them with
+    /// `Duration::ZERO`); the caller closes them.
+    pub fn reap(&self, max_age: Duration) -> Vec<Conn> {
+        let mut p = self.lock();
         let mut out = Vec::new();
-        let Ok(mut map) = self.inner.servers.lock() else {
-            return out;
-        };
-        for (name, p) in map.iter_mut() {
-            let known = keep.contains(&name.as_str());
-            while let Some((_, since)) = p.idle.front() {
-                if known && since.elapsed() < max_age {
-                    break;
-                }
-                if let Some((c, _)) = p.idle.pop_front() {
-                    out.push(c);
-                }
+        while let Some((_, since)) = p.idle.front() {
+            if !max_age.is_zero() && since.elapsed() < max_age {
+                break;
+            }
+            if let Some((c, _)) = p.idle.pop_front() {
+                out.push(c);
             }
         }
         out
     }
 
-    /// Connections to `server` in use by sessions now: its load (idle
-    /// pooled ones cost the server nothing, and taking one does not change
-    /// [`Pools::open`], so that would keep steering to the same server).
-    pub fn in_use(&self, server: &str) -> usize {
-        self.inner
-            .servers
-            .lock()
-            .ok()
-            .and_then(|m| m.get(server).map(|p| p.open.saturating_sub(p.idle.len())))
-            .unwrap_or(0)
+    /// Connections lent to sessions now: the server's load.
+    pub fn in_use(&self) -> usize {
+        let p = self.lock();
+        p.open.saturating_sub(p.idle.len())
     }
 
-    /// Connections open to `server` (in use + idle).
-    pub fn open(&self, server: &str) -> usize {
-        self.inner
-            .servers
-            .lock()
-            .ok()
-            .and_then(|m| m.get(server).map(|p| p.open))
-            .unwrap_or(0)
+    /// Counters for metrics.
+    pub fn stats(&self) -> PoolStats {
+        let p = self.lock();
+        PoolStats {
+            server: self.name.to_string(),
+            open: p.open,
+            idle: p.idle.len(),
+            waiting: p.waiters.iter().filter(|w| !w.tx.is_closed()).count(),
+            failures: p.failures,
+            opened: p.opened,
+            waits: p.waits,
+            timeouts: p.timeouts,
+        }
+    }
+}
+
+/// Every server's pool, by name, across reloads: a reload keeps the pools
+/// (and their idle connections) of the servers it keeps.
+#[derive(Debug, Default)]
+pub struct Pools {
+    servers: Mutex<HashMap<String, Arc<ServerPool>>>,
+}
+
+impl Pools {
+    /// Empty.
+    pub fn new() -> Pools {
+        Pools::default()
     }
 
-    /// Use of every pool.
-    pub fn stats(&self) -> Vec<PoolStats> {
-        let Ok(map) = self.inner.servers.lock() else {
-            return Vec::new();
-        };
-        let mut v: Vec<_> = map
-            .iter()
-            .map(|(name, p)| PoolStats {
-                server: name.clone(),
-                open: p.open,
-                idle: p.idle.len(),
-                failures: p.failures,
+    /// The pool of each of `names`, in order (created when new); pools of
+    /// servers not named are dropped from the registry and their idle
+    /// connections returned, for the caller to close.
+    pub fn for_servers<'a>(
+        &self,
+        names: impl Iterator<Item = &'a str>,
+    ) -> (Vec<Arc<ServerPool>>, Vec<Conn>) {
+        let mut map = self.servers.lock().unwrap_or_else(PoisonError::into_inner);
+        let pools: Vec<Arc<ServerPool>> = names
+            .map(|n| {
+                map.entry(n.to_string())
+                    .or_insert_with(|| ServerPool::new(n))
+                    .clone()
             })
             .collect();
+        let mut gone = Vec::new();
+        map.retain(|_, p| {
+            let keep = pools.iter().any(|q| Arc::ptr_eq(p, q));
+            if !keep {
+                gone.extend(p.reap(Duration::ZERO));
+            }
+            keep
+        });
+        (pools, gone)
+    }
+
+    /// Every pool's counters, by server name.
+    pub fn stats(&self) -> Vec<PoolStats> {
+        let pools: Vec<Arc<ServerPool>> = self
+            .servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut v: Vec<PoolStats> = pools.iter().map(|p| p.stats()).collect();
         v.sort_by(|a, b| a.server.cmp(&b.server));
         v
+    }
+
+    /// Every pool.
+    pub fn all(&self) -> Vec<Arc<ServerPool>> {
+        self.servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::Side;
-
-    fn conn(pools: &Pools, server: &str, user: &str) -> Conn {
-        let lease = pools.reserve(server, 10).unwrap();
-        let (a, _b) = tokio::io::duplex(64);
-        Conn {
-            io: PacketIo::new(Box::new(a), Side::Backend, 1024),
-            server: server.into(),
-            thread_id: 1,
-            nonce: Bytes::new(),
-            user: user.into(),
-            caps: CapabilityFlags::PROTOCOL_41,
-            charset: 255,
-            schema: None,
-            applied: 0,
-            tracking: false,
-            lease,
-        }
-    }
-
-    fn open(pools: &Pools, server: &str) -> usize {
-        pools
-            .stats()
-            .into_iter()
-            .find(|s| s.server == server)
-            .map_or(0, |s| s.open)
-    }
-
-    #[tokio::test]
-    async fn leases_count_open_connections_wherever_they_drop() {
-        let pools = Pools::new();
-        let a = conn(&pools, "s1", "app");
-        let b = conn(&pools, "s1", "app");
-        assert_eq!(open(&pools, "s1"), 2);
-        drop(a);
-        assert_eq!(open(&pools, "s1"), 1);
-        pools.give_back(b, 8);
-        assert_eq!(open(&pools, "s1"), 1, "idle still counts");
-        assert_eq!(pools.in_use("s1"), 0, "but is not in use");
-        let reaped = pools.reap(Duration::ZERO, &["s1"]);
-        assert_eq!(reaped.len(), 1);
-        drop(reaped);
-        assert_eq!(open(&pools, "s1"), 0);
-    }
-
-    #[tokio::test]
-    async fn take_matches_user_caps_and_charset() {
-        let pools = Pools::new();
-        let c = conn(&pools, "s1", "app");
-        pools.give_back(c, 8);
-        let caps = CapabilityFlags::PROTOCOL_41;
-        assert!(pools.take("s1", "other", caps, 255).is_none());
-        assert!(pools.take("s1", "app", caps, 8).is_none());
-        assert!(pools.take("s2", "app", caps, 255).is_none());
-        assert!(pools.take("s1", "app", caps, 255).is_some());
-        assert!(pools.take("s1", "app", caps, 255).is_none(), "taken once");
-    }
-
-    #[tokio::test]
-    async fn limits_evict_idle_connections_before_refusing() {
-        let pools = Pools::new();
-        let l1 = pools.reserve("s", 2).unwrap();
-        let c = conn(&pools, "s", "other");
-        pools.give_back(c, 8);
-        // Full: one in use, one idle. The idle one makes room.
-        let l2 = pools.reserve("s", 2).unwrap();
-        assert_eq!(open(&pools, "s"), 2);
-        assert_eq!(pools.reserve("s", 2).unwrap_err(), Refused::Full(2));
-        drop((l1, l2));
-        assert_eq!(open(&pools, "s"), 0);
-    }
-
-    #[test]
-    fn failures_back_off_exponentially_and_a_success_clears_it() {
-        let pools = Pools::new();
-        let base = Duration::from_secs(100);
-        pools.failed("s", base);
-        let Err(Refused::Backoff(first)) = pools.reserve("s", 10) else {
-            panic!("expected backoff");
-        };
-        assert!(first <= base && first > base / 2, "{first:?}");
-        pools.failed("s", base);
-        pools.failed("s", base);
-        let Err(Refused::Backoff(third)) = pools.reserve("s", 10) else {
-            panic!("expected backoff");
-        };
-        assert!(third > base * 3, "{third:?}");
-        for _ in 0..10 {
-            pools.failed("s", base);
-        }
-        let Err(Refused::Backoff(capped)) = pools.reserve("s", 10) else {
-            panic!("expected backoff");
-        };
-        assert!(capped <= base * 16, "{capped:?}");
-        pools.connected("s");
-        assert!(pools.reserve("s", 10).is_ok());
-    }
-
-    #[tokio::test]
-    async fn reap_drops_idle_connections_of_removed_servers() {
-        let pools = Pools::new();
-        let c = conn(&pools, "gone", "app");
-        pools.give_back(c, 8);
-        let c = conn(&pools, "kept", "app");
-        pools.give_back(c, 8);
-        let reaped = pools.reap(Duration::from_secs(3600), &["kept"]);
-        assert_eq!(reaped.len(), 1);
-        assert_eq!(reaped[0].server, "gone");
-    }
-}
+#[path = "pool_tests.rs"]
+mod tests;

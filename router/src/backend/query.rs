@@ -40,6 +40,8 @@ pub const MAX_RESULT_BYTES: usize = 1 << 20;
 pub struct QueryResult {
     /// Column names (the `AS` names), in order; empty for an OK-only result.
     pub columns: Vec<String>,
+    /// Column types (`MYSQL_TYPE_*`), in the same order.
+    pub types: Vec<u8>,
     /// Rows; SQL NULL is `None`. Text that is not UTF-8 is decoded lossily.
     pub rows: Vec<Vec<Option<String>>>,
 }
@@ -108,8 +110,9 @@ impl ResultReader {
         match self.phase {
             Phase::Start => self.start(payload),
             Phase::Columns(left) => {
-                let name = column_name(payload).map_err(Error::BackendProtocol)?;
+                let (name, kind) = column_def(payload).map_err(Error::BackendProtocol)?;
                 self.result.columns.push(name);
+                self.result.types.push(kind);
                 self.phase = match left.saturating_sub(1) {
                     0 if self.caps.contains(CapabilityFlags::DEPRECATE_EOF) => Phase::Rows,
                     0 => Phase::ColumnsEof,
@@ -184,14 +187,21 @@ fn protocol(what: &'static str) -> Error {
     Error::BackendProtocol(CodecError::Protocol(what))
 }
 
-/// The name of a column definition (catalog, schema, table, org_table,
-/// name, ...: the fifth length-encoded string).
-fn column_name(payload: &[u8]) -> Result<String, CodecError> {
+/// The name and type of a column definition: catalog, schema, table,
+/// org_table, name, org_name (length-encoded strings), the fixed fields'
+/// length, character set (2), length (4), type (1), ...
+fn column_def(payload: &[u8]) -> Result<(String, u8), CodecError> {
     let mut r = Reader::new(payload);
     for what in ["catalog", "schema", "table", "org_table"] {
         r.lenenc_bytes(what)?;
     }
-    Ok(String::from_utf8_lossy(r.lenenc_bytes("column name")?).into_owned())
+    let name = String::from_utf8_lossy(r.lenenc_bytes("column name")?).into_owned();
+    r.lenenc_bytes("column org_name")?;
+    r.lenenc_int("fixed fields length")?;
+    r.u16("column character set")?;
+    r.u32("column length")?;
+    let kind = r.u8("column type")?;
+    Ok((name, kind))
 }
 
 /// A text row of `columns` values: each a length-encoded string or 0xFB (NULL).

@@ -22,7 +22,7 @@ use crate::config::{AuthPlugin, FullAuth};
 use crate::error::{Error, Result};
 use crate::io::PacketIo;
 use crate::runtime::User;
-use crate::Shared;
+use crate::shared::Shared;
 
 /// Largest packet accepted during authentication.
 pub const MAX_AUTH_PACKET: usize = 64 * 1024;
@@ -197,7 +197,9 @@ async fn caching_sha2(
         }
         let mut buf = BytesMut::new();
         AuthMoreData::fast_auth_success().encode(&mut buf);
-        write(client, seq, &buf).await?;
+        // Queued: it leaves with the OK (or ERR) that follows, in one write.
+        client.queue_packet(*seq, &buf);
+        *seq = seq.wrapping_add(1);
         return Ok(true);
     }
     let mut buf = BytesMut::new();

@@ -27,7 +27,7 @@ use crate::config::Role;
 use crate::error::{Error, Result, Side};
 use crate::frontend::auth::{self, Attempt};
 use crate::io::PacketIo;
-use crate::{Greeting, Shared};
+use crate::shared::{Greeting, Shared};
 
 /// Capabilities the router offers clients (before intersecting with the
 /// backend's). Compression is not offered: packets are forwarded as they are.
@@ -112,17 +112,19 @@ pub async fn establish(
 }
 
 /// What clients are greeted with: learned once from a backend greeting (a
-/// server of the first writer hostgroup that answers; then the others).
+/// server of the first writer hostgroup that answers; then the others). The
+/// router learns it at start ([`learn_greeting`]),
+/// so clients need no backend to log in.
 pub async fn greeting(shared: &Shared) -> Result<Greeting> {
     if let Some(g) = shared.greeting.lock().ok().and_then(|g| g.clone()) {
         return Ok(g);
     }
     let rt = shared.runtime();
-    let mut order: Vec<usize> = (0..rt.servers.len()).collect();
-    order.sort_by_key(|&i| rt.groups[rt.servers[i].group].role != Role::Writer);
+    let mut order: Vec<&crate::runtime::Server> = rt.servers.iter().collect();
+    order.sort_by_key(|s| rt.groups[s.group].role != Role::Writer);
     let mut last = None;
-    for i in order {
-        match connect::connect(&rt.servers[i].endpoint).await {
+    for s in order {
+        match connect::connect(&s.endpoint).await {
             Ok(mut g) => {
                 // Only the greeting was wanted: close without answering it.
                 g.io.shutdown().await;
@@ -140,6 +142,17 @@ pub async fn greeting(shared: &Shared) -> Result<Greeting> {
         }
     }
     Err(last.unwrap_or(Error::Internal("no servers configured".into())))
+}
+
+/// Learns what clients are greeted with, at start and until it is known,
+/// so that logins need no backend. Runs until the router stops.
+pub async fn learn_greeting(shared: &Shared) {
+    loop {
+        if greeting(shared).await.is_ok() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Sends the ERR for `e` (if any), bounded in time, and closes.

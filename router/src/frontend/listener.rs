@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::{info_span, warn, Instrument};
 
-use crate::Shared;
+use crate::shared::Shared;
 
 /// Accepts clients until the task is dropped.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {

@@ -10,7 +10,7 @@ use causeway_wire::{CapabilityFlags, ErrPacket};
 
 use crate::backend::connect::{self, Login, REQUIRED};
 use crate::error::{Error, Result};
-use crate::Shared;
+use crate::shared::Shared;
 
 /// What a KILL asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,15 +208,22 @@ pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<
     if matches!(target, KillTarget::Connection(_)) {
         info.kill.notify_one();
     }
-    let active = info
-        .active
-        .as_ref()
-        .and_then(|a| info.threads.iter().find(|(s, _)| s == a));
-    let Some((server, thread)) = active.cloned() else {
+    let running = info.active.load(std::sync::atomic::Ordering::Relaxed);
+    let active = (running != 0)
+        .then(|| {
+            info.threads
+                .lock()
+                .ok()?
+                .iter()
+                .find(|(_, t)| *t == running)
+                .cloned()
+        })
+        .flatten();
+    let Some((server, thread)) = active else {
         return Ok(());
     };
     let rt = shared.runtime();
-    let (Some(u), Some(s)) = (rt.users.get(user), rt.server(&server)) else {
+    let (Some(u), Some(s)) = (rt.users.get(user), rt.server_named(&server)) else {
         return Ok(());
     };
     let endpoint = &rt.servers[s].endpoint;

@@ -1,10 +1,36 @@
 //! A client session from accept to close: connection phase, then the
 //! command loop. Never panics; every failure ends this session only, with a
 //! log line giving the reason.
+//!
+//! | part | what |
+//! |---|---|
+//! | [`state`] | what the session is made of, known from the server (pure) |
+//! | [`track`] | the server's trackers, and what the client sees of them (pure) |
+//! | [`replay`] | what brings a connection to the session's settings (pure) |
+//! | [`plan`] | which connection serves a statement (pure) |
+//! | [`command`] | a client command, decoded once (pure) |
+//! | [`driver`] | the command loop: decode, plan, connection, replay, forward, fold |
+//! | `routing` | hints, rules, the planner's answer turned into a connection |
+//! | `commands` | INIT_DB, SET_OPTION, RESET_CONNECTION, CHANGE_USER, KILL, the rest |
+//! | `conns` | getting a connection, bringing it to the session's settings |
+//! | `leave` | reading back what lives on a connection, giving it back |
+//! | `forward` | forwarding a command, streaming its response |
+//! | `causal` | causal reads: what the session needs, where its reads go |
+//! | `prepared` | prepared statements across connections |
+//! | [`kill`] | KILL addressed to the router's connection ids |
 
+mod causal;
+pub mod command;
+mod commands;
+mod conns;
+pub mod driver;
+mod forward;
 pub mod kill;
-pub mod relay;
+mod leave;
+pub mod plan;
+mod prepared;
 pub mod replay;
+mod routing;
 pub mod state;
 pub mod track;
 
@@ -17,7 +43,7 @@ use tracing::{debug, info, warn};
 use crate::error::Error;
 use crate::frontend::handshake::{self, establish};
 use crate::io::PacketIo;
-use crate::Shared;
+use crate::shared::Shared;
 
 /// Counts the session in the gauges and the KILL registry while it lives.
 struct Registered<'a> {
@@ -92,7 +118,7 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>)
         return;
     }
     let kill = Arc::new(tokio::sync::Notify::new());
-    let mut session = relay::Session::new(est, peer, id, shared, kill);
+    let mut session = driver::Session::new(est, peer, id, shared, kill);
     let started = match session.start().await {
         Ok(started) => started,
         Err(e) => {

@@ -162,10 +162,17 @@ impl Replay {
 }
 
 /// What brings `conn` to `wanted`; with `last_insert_id`, the statement
-/// also needs `LAST_INSERT_ID()` to return that value. `None` when the
-/// connection cannot be brought there (a schema cannot be unset: a session
-/// without one must not get a connection that has one).
-pub fn replay(wanted: &Wanted, conn: &ConnState, last_insert_id: Option<u64>) -> Option<Replay> {
+/// also needs `LAST_INSERT_ID()` to return that value. `own` are user
+/// variables the session itself assigned on this connection and has not
+/// read back: they stay as they are. `None` when the connection cannot be
+/// brought there (a schema cannot be unset: a session without one must not
+/// get a connection that has one).
+pub fn replay(
+    wanted: &Wanted,
+    conn: &ConnState,
+    last_insert_id: Option<u64>,
+    own: &[Bytes],
+) -> Option<Replay> {
     let mut r = Replay::default();
     match (&wanted.schema, &conn.schema) {
         (Some(w), c) if c.as_ref() != Some(w) => r.init_db = Some(w.clone()),
@@ -199,7 +206,7 @@ pub fn replay(wanted: &Wanted, conn: &ConnState, last_insert_id: Option<u64>) ->
         }
     }
     for name in conn.user_vars.keys() {
-        if !wanted.user_vars.contains_key(name) {
+        if !wanted.user_vars.contains_key(name) && !own.contains(name) {
             set.push(format!("@{} = NULL", user_var_name(name)));
         }
     }
@@ -219,18 +226,21 @@ pub fn replay(wanted: &Wanted, conn: &ConnState, last_insert_id: Option<u64>) ->
 }
 
 impl ConnState {
-    /// The connection ran `replay` for `wanted` successfully.
-    pub fn replayed(&mut self, wanted: &Wanted, replay: &Replay) {
+    /// The connection ran `replay` for `wanted` (and the session's own
+    /// unread user variables `own`) successfully.
+    pub fn replayed(&mut self, wanted: &Wanted, replay: &Replay, own: &[Bytes]) {
         if replay.init_db.is_some() {
             self.schema.clone_from(&wanted.schema);
         }
         if replay.set.is_some() {
             self.vars.clone_from(&wanted.vars);
-            self.user_vars = wanted
-                .user_vars
-                .iter()
-                .map(|(n, l)| (n.clone(), Some(l.clone())))
-                .collect();
+            self.user_vars.retain(|n, v| v.is_none() && own.contains(n));
+            self.user_vars.extend(
+                wanted
+                    .user_vars
+                    .iter()
+                    .map(|(n, l)| (n.clone(), Some(l.clone()))),
+            );
         }
         if replay.characteristics.is_some() {
             self.characteristics.clone_from(&wanted.characteristics);
@@ -312,8 +322,19 @@ pub fn hex(bytes: &[u8]) -> String {
 /// integers, decimals, doubles or strings with a collation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserValue<'a> {
-    /// NULL.
+    /// NULL, never given a type (a variable never set reads back so).
     Null,
+    /// NULL in a variable that had a value before: MySQL keeps its type
+    /// (prepared statements fix result types from it), so the literal
+    /// keeps it too.
+    TypedNull {
+        /// The column type it read back as (`MYSQL_TYPE_*`).
+        kind: u8,
+        /// `CHARSET(@v)`.
+        charset: &'a str,
+        /// `COLLATION(@v)`.
+        collation: &'a str,
+    },
     /// An integer (`MYSQL_TYPE_LONGLONG`), as text.
     Int(&'a str),
     /// A decimal (`MYSQL_TYPE_NEWDECIMAL`), as text (scale kept).
@@ -338,8 +359,25 @@ pub fn user_literal(v: &UserValue<'_>) -> Option<String> {
             .all(|b| b.is_ascii_digit() || b == b'-' || b == b'.' || extra.contains(&b))
             && !s.is_empty()
     };
+    let word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     Some(match v {
         UserValue::Null => "NULL".into(),
+        UserValue::TypedNull {
+            kind,
+            charset,
+            collation,
+        } => match *kind {
+            8 => "CAST(NULL AS SIGNED)".into(),
+            246 => "CAST(NULL AS DECIMAL(65,30))".into(),
+            5 => "CAST(NULL AS DOUBLE)".into(),
+            // A never-set variable reads back as VAR_STRING of `binary`.
+            253 if *charset == "binary" => "NULL".into(),
+            _ if *charset == "binary" => "CAST(NULL AS BINARY)".into(),
+            _ if word(charset) && word(collation) => {
+                format!("CAST(NULL AS CHAR CHARACTER SET {charset}) COLLATE {collation}")
+            }
+            _ => return None,
+        },
         UserValue::Int(s) if plain(s, b"") => (*s).to_string(),
         UserValue::Decimal(s) if plain(s, b"") => (*s).to_string(),
         UserValue::Double(s) if plain(s, b"eE+") => {
@@ -389,14 +427,14 @@ mod tests {
             ..Wanted::default()
         };
         let mut c = ConnState::default();
-        let r = replay(&w, &c, None).unwrap();
+        let r = replay(&w, &c, None, &[]).unwrap();
         assert_eq!(r.init_db.as_deref(), Some(&b"app"[..]));
         assert_eq!(
             r.set.as_deref(),
             Some("SET @@SESSION.sql_mode = 'ANSI', @@SESSION.time_zone = '+01:00'")
         );
-        c.replayed(&w, &r);
-        assert!(replay(&w, &c, None).unwrap().is_empty());
+        c.replayed(&w, &r, &[]);
+        assert!(replay(&w, &c, None, &[]).unwrap().is_empty());
     }
 
     #[test]
@@ -410,7 +448,7 @@ mod tests {
             ..ConnState::default()
         };
         assert_eq!(
-            replay(&w, &c, None).unwrap().set.as_deref(),
+            replay(&w, &c, None, &[]).unwrap().set.as_deref(),
             Some("SET @@SESSION.sql_mode = DEFAULT, @@SESSION.time_zone = '+01:00'")
         );
     }
@@ -435,7 +473,7 @@ mod tests {
             ..ConnState::default()
         };
         assert_eq!(
-            replay(&w, &c, None).unwrap().set.as_deref(),
+            replay(&w, &c, None, &[]).unwrap().set.as_deref(),
             Some(
                 "SET @@SESSION.character_set_connection = 'latin1', \
                  @@SESSION.collation_connection = 'latin1_german1_ci'"
@@ -452,12 +490,20 @@ mod tests {
         c.user_vars.insert("b".into(), Some("'x'".into()));
         c.user_vars.insert("c".into(), None);
         assert_eq!(
-            replay(&w, &c, Some(42)).unwrap().set.as_deref(),
+            replay(&w, &c, Some(42), &[]).unwrap().set.as_deref(),
             Some("SET @`b` = NULL, @`c` = NULL, @@SESSION.last_insert_id = 42")
+        );
+        // The session's own, not read back yet: left alone.
+        assert_eq!(
+            replay(&w, &c, None, &[Bytes::from("c")])
+                .unwrap()
+                .set
+                .as_deref(),
+            Some("SET @`b` = NULL")
         );
         c.user_vars.insert("a".into(), None);
         assert_eq!(
-            replay(&w, &ConnState::default(), None)
+            replay(&w, &ConnState::default(), None, &[])
                 .unwrap()
                 .set
                 .as_deref(),
@@ -471,7 +517,7 @@ mod tests {
             schema: Some("x".into()),
             ..ConnState::default()
         };
-        assert_eq!(replay(&Wanted::default(), &c, None), None);
+        assert_eq!(replay(&Wanted::default(), &c, None, &[]), None);
     }
 
     #[test]
@@ -482,11 +528,11 @@ mod tests {
             ..Wanted::default()
         };
         let mut c = ConnState::default();
-        let r = replay(&w, &c, None).unwrap();
+        let r = replay(&w, &c, None, &[]).unwrap();
         assert_eq!(r.commands(), 2);
         assert_eq!(r.set_option, Some(true));
-        c.replayed(&w, &r);
-        assert!(replay(&w, &c, None).unwrap().is_empty());
+        c.replayed(&w, &r, &[]);
+        assert!(replay(&w, &c, None, &[]).unwrap().is_empty());
     }
 
     #[test]
@@ -535,5 +581,21 @@ mod tests {
             None
         );
         assert_eq!(user_literal(&UserValue::Null).unwrap(), "NULL");
+        let typed = |kind, charset, collation| {
+            user_literal(&UserValue::TypedNull {
+                kind,
+                charset,
+                collation,
+            })
+        };
+        assert_eq!(
+            typed(8, "binary", "binary").unwrap(),
+            "CAST(NULL AS SIGNED)"
+        );
+        assert_eq!(
+            typed(251, "utf8mb4", "utf8mb4_0900_ai_ci").unwrap(),
+            "CAST(NULL AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_0900_ai_ci"
+        );
+        assert_eq!(typed(253, "binary", "binary").unwrap(), "NULL");
     }
 }

@@ -160,12 +160,18 @@ pub struct Pins {
     pub locks: LockNames,
     /// Temporary tables by name (lowercase).
     pub temp_tables: BTreeSet<String>,
-    /// Text prepared statements by name (lowercase).
-    pub prepared: BTreeSet<String>,
+    /// Text prepared statements by name (lowercase), with the user
+    /// variables their `EXECUTE` assigns (`None`: unknown, the text was in
+    /// a variable).
+    pub prepared: std::collections::BTreeMap<String, Option<Vec<Bytes>>>,
     /// Prepared statements (router ids) with long data sent.
     pub long_data: BTreeSet<u32>,
     /// Prepared statements (router ids) with an open cursor.
     pub cursors: BTreeSet<u32>,
+    /// Prepared statements (router ids) that read user variables: MySQL
+    /// fixes their result types when they are prepared, so they run where
+    /// the client prepared them until it closes them.
+    pub bound: BTreeSet<u32>,
     /// Why the state is unknown, when it is.
     pub unknown: Option<&'static str>,
     /// `SQL_CALC_FOUND_ROWS` ran here: keep it for the next statement.
@@ -183,9 +189,10 @@ impl Pins {
             global_instance: false,
             locks: LockNames::default(),
             temp_tables: BTreeSet::new(),
-            prepared: BTreeSet::new(),
+            prepared: std::collections::BTreeMap::new(),
             long_data: BTreeSet::new(),
             cursors: BTreeSet::new(),
+            bound: BTreeSet::new(),
             unknown: None,
             next_statement: false,
             sticky: false,
@@ -202,7 +209,10 @@ impl Pins {
             ),
             (!self.locks.is_empty(), PinReason::NamedLocks),
             (!self.temp_tables.is_empty(), PinReason::TempTables),
-            (!self.prepared.is_empty(), PinReason::Prepared),
+            (
+                !self.prepared.is_empty() || !self.bound.is_empty(),
+                PinReason::Prepared,
+            ),
             (!self.long_data.is_empty(), PinReason::LongData),
             (!self.cursors.is_empty(), PinReason::Cursor),
             (self.next_statement, PinReason::NextStatement),
@@ -270,6 +280,9 @@ pub struct Effects<'a> {
     pub drops: &'a [String],
     /// Text `PREPARE`, `EXECUTE`, `DEALLOCATE`.
     pub prepare: Option<&'a TextPrepare>,
+    /// For a `PREPARE`: the user variables its statement assigns when
+    /// executed (`None`: unknown).
+    pub prepared_assigns: Option<&'a [Bytes]>,
     /// Named-lock functions.
     pub locks: Option<&'a NamedLocks>,
     /// Global locks.
@@ -515,7 +528,8 @@ impl SessionState {
         }
         match e.prepare {
             Some(TextPrepare::Prepare(n)) => {
-                p.prepared.insert(n.clone());
+                p.prepared
+                    .insert(n.clone(), e.prepared_assigns.map(<[Bytes]>::to_vec));
             }
             Some(TextPrepare::Deallocate(n)) => {
                 p.prepared.remove(n);
@@ -659,11 +673,27 @@ impl SessionState {
         self.pins.retain(|p| !p.is_empty());
     }
 
-    /// The server holding the open cursor or the long data of `stmt`.
+    /// `stmt`, prepared on `server`, reads user variables: it stays there.
+    pub fn bind_statement(&mut self, server: ServerId, stmt: u32) {
+        self.pins_mut(server).bound.insert(stmt);
+    }
+
+    /// `stmt` was closed.
+    pub fn statement_closed(&mut self, stmt: u32) {
+        for p in &mut self.pins {
+            p.bound.remove(&stmt);
+        }
+        self.statement_done(stmt, true);
+    }
+
+    /// The server holding the open cursor, the long data of `stmt`, or
+    /// `stmt` itself when it is bound there.
     pub fn statement_on(&self, stmt: u32) -> Option<ServerId> {
         self.pins
             .iter()
-            .find(|p| p.long_data.contains(&stmt) || p.cursors.contains(&stmt))
+            .find(|p| {
+                p.long_data.contains(&stmt) || p.cursors.contains(&stmt) || p.bound.contains(&stmt)
+            })
             .map(|p| p.server)
     }
 
@@ -679,8 +709,17 @@ impl SessionState {
     pub fn prepared_on(&self, name: &str) -> Option<ServerId> {
         self.pins
             .iter()
-            .find(|p| p.prepared.contains(name))
+            .find(|p| p.prepared.contains_key(name))
             .map(|p| p.server)
+    }
+
+    /// What `EXECUTE name` assigns: the user variables its statement
+    /// assigns (`None`: unknown, the statement was given in a variable).
+    pub fn prepared_assigns(&self, name: &str) -> Option<&[Bytes]> {
+        self.pins
+            .iter()
+            .find_map(|p| p.prepared.get(name))
+            .and_then(|a| a.as_deref())
     }
 
     /// The server holding named locks.
@@ -696,10 +735,40 @@ impl SessionState {
         self.pins.iter().any(|p| !p.temp_tables.is_empty())
     }
 
+    /// Something the router cannot name now lives on `server` (`why`).
+    pub fn pin_unknown(&mut self, server: ServerId, why: &'static str) {
+        self.pins_mut(server).unknown.get_or_insert(why);
+    }
+
     /// Multiplexing is off for the whole session: the connection to
     /// `server` stays.
     pub fn stick(&mut self, server: ServerId) {
         self.pins_mut(server).sticky = true;
+    }
+
+    /// Moves what the state holds to the ids of a new configuration
+    /// (`map` gives a server's new id by its name); whatever lived on a
+    /// server the new one does not have is gone with its connection.
+    pub fn remap(&mut self, map: &dyn Fn(ServerId) -> Option<ServerId>) {
+        self.txn = match self.txn {
+            Txn::Open(s) => map(s).map_or(Txn::Idle, Txn::Open),
+            Txn::Idle => Txn::Idle,
+        };
+        self.pins = std::mem::take(&mut self.pins)
+            .into_iter()
+            .filter_map(|mut p| {
+                p.server = map(p.server)?;
+                Some(p)
+            })
+            .collect();
+        self.uncaptured = std::mem::take(&mut self.uncaptured)
+            .into_iter()
+            .filter_map(|(s, n)| Some((map(s)?, n)))
+            .collect();
+        self.last.on = self.last.on.and_then(|(s, c)| Some((map(s)?, c)));
+        if let LastInsertId::On(s, c) = self.last_insert_id {
+            self.last_insert_id = map(s).map_or(LastInsertId::Lost, |s| LastInsertId::On(s, c));
+        }
     }
 
     /// COM_RESET_CONNECTION or COM_CHANGE_USER: everything the server

@@ -427,4 +427,12 @@ fn cursors_and_long_data_pin_their_statement() {
     assert_eq!(s.reasons(R), [PinReason::Cursor]);
     s.cursor(R, 5, false);
     assert!(!s.pinned(R));
+    // A statement reading user variables stays where it was prepared until
+    // it is closed; a reset does not end that.
+    s.bind_statement(W, 6);
+    assert_eq!(s.reasons(W), [PinReason::Prepared]);
+    s.statement_done(6, true);
+    assert_eq!(s.statement_on(6), Some(W));
+    s.statement_closed(6);
+    assert!(!s.pinned(W));
 }

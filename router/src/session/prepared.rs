@@ -1,25 +1,29 @@
 //! Prepared statements across the session's connections: the client sees
-//! the router's statement ids; each statement is prepared lazily on the
-//! server an EXECUTE is routed to, with the parameter types of the last
-//! EXECUTE that bound them supplied to a server that has not seen them.
+//! the router's statement ids; each statement is prepared lazily on
+//! whichever connection an EXECUTE runs on (kept in that connection's
+//! cache, [`crate::backend::stmts`], bounded, least recently used closed
+//! first), with the parameter types the session last bound supplied to a
+//! connection that has other ones.
 //!
 //! ```text
-//! PREPARE --routed like its SQL--> server A (client id = router's)
-//! EXECUTE --routed now--> server B: [prepare on B, swallowed] [types added] --> B
-//! SEND_LONG_DATA --> server B, and the next EXECUTE follows it there
-//! FETCH, RESET --> the server of the last EXECUTE
-//! CLOSE --> every server holding it (no reply)
+//! PREPARE ──routed like its SQL──> connection A (client id = router's; A's cache has it)
+//! EXECUTE ──routed now──> connection B: [prepare on B, swallowed] [types added] ──> B
+//!                          a cursor opened: B stays with the session until the last row
+//! SEND_LONG_DATA ──> connection B, which stays with the session until the EXECUTE
+//! FETCH ──> the cursor's connection (none: ERR 1421 like MySQL)
+//! RESET ──> the connection with its long data or cursor (none: answered by the router)
+//! CLOSE ──> every held connection that has it (no reply); pooled ones evict it later
 //! ```
-
-use std::collections::HashSet;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use causeway_wire::buf::read_lenenc_int;
 use causeway_wire::flags::Command;
 use causeway_wire::response::{PacketRole, ResponseTracker};
-use causeway_wire::{CapabilityFlags, Chunk, ErrPacket};
+use causeway_wire::{CapabilityFlags, Chunk, ErrPacket, StatusFlags};
 
-use super::{router_err, Session};
+use super::command::StmtOp;
+use super::driver::Session;
+use super::plan::router_err;
 use crate::classify::Classified;
 use crate::error::{Error, Result};
 
@@ -28,23 +32,17 @@ const PARAMETER_COUNT_AVAILABLE: u8 = 0x08;
 
 /// A prepared statement, as the client knows it.
 #[derive(Debug)]
-pub(super) struct Prepared {
+pub(crate) struct Prepared {
     sql: Bytes,
-    class: Classified,
+    /// The text, decoded once (routing reads it at every EXECUTE).
+    text: std::sync::Arc<str>,
+    class: std::sync::Arc<Classified>,
     params: u16,
-    /// Backend statement ids by server.
-    on: Vec<(String, u32)>,
     /// The parameter-type block of the last EXECUTE that bound types.
     types: Option<Bytes>,
-    /// Servers whose statement has seen `types`.
-    typed: HashSet<String>,
-    /// Where SEND_LONG_DATA went since the last EXECUTE.
-    long_data: Option<String>,
     /// Why a SEND_LONG_DATA could not be delivered (no reply is allowed to
     /// it): the next EXECUTE answers with it, as MySQL does with its own.
     long_data_err: Option<ErrPacket>,
-    /// Where the last EXECUTE ran (FETCH and RESET go there).
-    last_exec: Option<String>,
 }
 
 impl Session<'_> {
@@ -52,59 +50,85 @@ impl Session<'_> {
         let raw = first.payload.slice(1..);
         let sql = String::from_utf8_lossy(&raw).into_owned();
         let class = self.classify(&sql);
-        let Some((i, _)) = self.prepare_target(&sql, &class).await? else {
+        let Some((i, _, _)) = self.connection_for(&sql, &class).await? else {
             return Ok(());
         };
+        let names: Vec<Bytes> = class.user_vars().cloned().collect();
+        let Some(i) = self.bring(i, &names).await? else {
+            return Ok(());
+        };
+        if !self.sync(i, false).await? {
+            return Ok(());
+        }
         let id = self.next_stmt;
         let out = self.forward(first, i, Some(id)).await?;
-        self.after(i, &out);
+        let effects = super::state::Effects {
+            protocol_prepare: true,
+            ..super::state::Effects::default()
+        };
+        self.after_statement(i, &effects, &out).await?;
         if let Some((backend_id, params)) = out.prepared {
             self.next_stmt = self.next_stmt.wrapping_add(1).max(1);
+            if class.user_vars().next().is_some() {
+                let server = self.held[i].server;
+                self.state.bind_statement(server, id);
+            }
             self.stmts.insert(
                 id,
                 Prepared {
                     sql: raw,
-                    class,
+                    text: sql.into(),
+                    class: std::sync::Arc::new(class),
                     params,
-                    on: vec![(self.conns[i].server.clone(), backend_id)],
                     types: None,
-                    typed: HashSet::new(),
-                    long_data: None,
                     long_data_err: None,
-                    last_exec: None,
                 },
             );
+            self.cached(i, id, backend_id).await?;
         }
         Ok(())
     }
 
-    /// EXECUTE, SEND_LONG_DATA, FETCH, RESET, CLOSE of a prepared statement.
-    pub(super) async fn statement(&mut self, first: Chunk) -> Result<()> {
-        let command = first.payload[0];
-        let id = u32::from_le_bytes([
-            first.payload[1],
-            first.payload[2],
-            first.payload[3],
-            first.payload[4],
-        ]);
-        if command == Command::StmtExecute as u8 || command == Command::StmtReset as u8 {
-            let failed = self.stmts.get_mut(&id).and_then(|s| {
-                let err = s.long_data_err.take()?;
-                s.long_data = None;
-                Some(err)
-            });
+    /// Records statement `id` as `backend_id` on held connection `i`,
+    /// closing what the cache evicts.
+    async fn cached(&mut self, i: usize, id: u32, backend_id: u32) -> Result<()> {
+        let cap = self.cur.rt.config.backend.max_prepared_statements;
+        let conn = &mut self.held[i].conn;
+        let evicted = conn.stmts.insert((self.id, id), backend_id, cap);
+        if evicted.is_empty() {
+            return Ok(());
+        }
+        self.shared
+            .metrics
+            .statements_evicted
+            .inc_by(evicted.len() as u64);
+        for bid in evicted {
+            let mut p = BytesMut::with_capacity(5);
+            p.put_u8(Command::StmtClose as u8);
+            p.put_u32_le(bid);
+            conn.io.queue_packet(0, &p);
+        }
+        conn.io.flush().await
+    }
+
+    /// EXECUTE, SEND_LONG_DATA, FETCH, RESET, CLOSE of prepared statement
+    /// `id` (the router's).
+    pub(super) async fn statement(&mut self, first: Chunk, op: StmtOp, id: u32) -> Result<()> {
+        if matches!(op, StmtOp::Execute | StmtOp::Reset) {
+            let failed = self.stmts.get_mut(&id).and_then(|s| s.long_data_err.take());
             // RESET drops the long data and its error, then runs as usual.
-            if let (Some(err), true) = (failed, command == Command::StmtExecute as u8) {
+            if let (Some(err), StmtOp::Execute) = (failed, op) {
+                self.state.statement_done(id, false);
                 return self.send_client_err(&err).await;
             }
         }
-        if command != Command::StmtSendLongData as u8 {
-            return self.statement_of(first, id).await;
+        if op != StmtOp::SendLongData {
+            return self.statement_of(first, op, id).await;
         }
         // No reply is allowed: an ERR the router would send is kept for the
         // EXECUTE (the rest of a long chunk is still read and dropped).
         self.silent = true;
-        let res = self.statement_of(first, id).await;
+        let res = self.statement_of(first, op, id).await;
         self.silent = false;
         if let Some(err) = self.withheld.take() {
             if let Some(s) = self.stmts.get_mut(&id) {
@@ -114,10 +138,9 @@ impl Session<'_> {
         res
     }
 
-    async fn statement_of(&mut self, first: Chunk, id: u32) -> Result<()> {
-        let command = first.payload[0];
+    async fn statement_of(&mut self, first: Chunk, op: StmtOp, id: u32) -> Result<()> {
         let Some(stmt) = self.stmts.get(&id) else {
-            if command == Command::StmtClose as u8 || command == Command::StmtSendLongData as u8 {
+            if matches!(op, StmtOp::Close | StmtOp::SendLongData) {
                 return Ok(());
             }
             let err = ErrPacket::new(
@@ -127,77 +150,126 @@ impl Session<'_> {
             );
             return self.send_client_err(&err).await;
         };
-        if command == Command::StmtClose as u8 {
-            let on = stmt.on.clone();
+        if op == StmtOp::Close {
             self.stmts.remove(&id);
-            for (server, bid) in on {
-                if let Some(c) = self.conns.iter_mut().find(|c| c.server == server) {
+            self.state.statement_closed(id);
+            let owner = (self.id, id);
+            for h in &mut self.held {
+                if let Some(bid) = h.conn.stmts.remove(owner) {
                     let mut p = BytesMut::with_capacity(5);
-                    p.put_u8(command);
+                    p.put_u8(Command::StmtClose as u8);
                     p.put_u32_le(bid);
-                    c.io.write_packet(0, &p).await?;
+                    h.conn.io.write_packet(0, &p).await?;
                 }
             }
             return Ok(());
         }
-        // Where it goes: FETCH and RESET follow the last EXECUTE; EXECUTE
-        // follows SEND_LONG_DATA; otherwise routed like its statement.
-        let pinned = if command == Command::StmtFetch as u8 || command == Command::StmtReset as u8 {
-            stmt.last_exec
-                .clone()
-                .or_else(|| stmt.on.first().map(|o| o.0.clone()))
-        } else {
-            stmt.long_data.clone()
-        };
-        let target = match pinned.and_then(|s| self.conns.iter().position(|c| c.server == s)) {
+        // Where it goes: where its cursor or long data is; FETCH only there;
+        // RESET there, or to a held connection that has it, or answered
+        // here; otherwise routed like its statement.
+        let on = self.state.statement_on(id).and_then(|s| self.held_index(s));
+        let target = match on {
             Some(i) => Some(i),
+            None if op == StmtOp::Fetch => {
+                let err = ErrPacket::new(
+                    1421,
+                    *b"HY000",
+                    format!("The statement ({id}) has no open cursor."),
+                );
+                return self.send_client_err(&err).await;
+            }
+            None if op == StmtOp::Reset => {
+                let owner = (self.id, id);
+                match self
+                    .held
+                    .iter_mut()
+                    .position(|h| h.conn.stmts.get(owner).is_some())
+                {
+                    Some(i) => Some(i),
+                    None => {
+                        self.state.statement_done(id, true);
+                        return self.local_ok().await;
+                    }
+                }
+            }
             None => {
-                let sql = String::from_utf8_lossy(&stmt.sql).into_owned();
+                let sql = stmt.text.clone();
                 let class = stmt.class.clone();
-                self.prepare_target(&sql, &class).await?.map(|(i, _)| i)
+                self.connection_for(&sql, &class).await?.map(|(i, _, _)| i)
             }
         };
         let Some(i) = target else {
             return Ok(());
         };
+        let reads_lid = self.stmts.get(&id).is_some_and(|s| s.class.last_insert_id);
+        let i = if op == StmtOp::Execute {
+            let names: Vec<Bytes> = self
+                .stmts
+                .get(&id)
+                .map(|s| s.class.user_vars().cloned().collect())
+                .unwrap_or_default();
+            let Some(i) = self.bring(i, &names).await? else {
+                return Ok(());
+            };
+            if !self.sync(i, reads_lid).await? {
+                return Ok(());
+            }
+            i
+        } else {
+            i
+        };
         let Some(bid) = self.ensure_prepared(id, i).await? else {
             return Ok(());
         };
-        let server = self.conns[i].server.clone();
-        let first = self.rewrite(first, id, bid, &server);
-        let Some(stmt) = self.stmts.get_mut(&id) else {
-            return Ok(());
-        };
-        if command == Command::StmtSendLongData as u8 {
-            stmt.long_data = Some(server);
+        let first = self.rewrite(first, id, bid, i);
+        let server = self.held[i].server;
+        if op == StmtOp::SendLongData {
+            self.state.long_data(server, id);
             // No response; forward() still takes every chunk of a long one.
             self.forward(first, i, None).await?;
             return Ok(());
         }
-        if command == Command::StmtExecute as u8 {
-            stmt.long_data = None;
-            stmt.last_exec = Some(server);
-        }
         let out = self.forward(first, i, None).await?;
-        self.after(i, &out);
+        if op == StmtOp::Reset {
+            self.state.statement_done(id, true);
+            return Ok(());
+        }
+        let status = out.status.unwrap_or_default();
+        if op == StmtOp::Execute {
+            self.state.statement_done(id, false);
+            let stmt = self
+                .stmts
+                .get(&id)
+                .map(|s| (s.class.clone(), s.text.clone()));
+            if let Some((class, sql)) = stmt {
+                let effects = super::conns::effects(&class, &sql, false);
+                self.after_statement(i, &effects, &out).await?;
+            }
+            let open = status.contains(StatusFlags::CURSOR_EXISTS)
+                && !status.contains(StatusFlags::LAST_ROW_SENT);
+            self.state.cursor(server, id, open);
+        } else if op == StmtOp::Fetch && (out.err || status.contains(StatusFlags::LAST_ROW_SENT)) {
+            self.state.cursor(server, id, false);
+        }
         Ok(())
     }
 
-    /// The backend id of client statement `id` on connection `i`, preparing
-    /// it there first when needed (the client sees nothing of that).
+    /// The backend id of client statement `id` on held connection `i`,
+    /// preparing it there first when needed (the client sees nothing of
+    /// that).
     async fn ensure_prepared(&mut self, id: u32, i: usize) -> Result<Option<u32>> {
-        let server = self.conns[i].server.clone();
+        let owner = (self.id, id);
+        if let Some(e) = self.held[i].conn.stmts.get(owner) {
+            return Ok(Some(e.backend_id));
+        }
         let Some(stmt) = self.stmts.get(&id) else {
             return Ok(None);
         };
-        if let Some(&(_, bid)) = stmt.on.iter().find(|o| o.0 == server) {
-            return Ok(Some(bid));
-        }
         let mut p = BytesMut::with_capacity(stmt.sql.len() + 1);
         p.put_u8(Command::StmtPrepare as u8);
         p.put_slice(&stmt.sql);
-        let c = &mut self.conns[i];
-        let mut tracker = ResponseTracker::for_command(&p, c.caps);
+        let c = &mut self.held[i].conn;
+        let mut tracker = ResponseTracker::for_command(&p, c.key.caps);
         c.io.write_packet(0, &p).await?;
         let mut bid = None;
         let mut err = None;
@@ -215,9 +287,7 @@ impl Session<'_> {
         }
         match (bid, err) {
             (Some(bid), _) => {
-                if let Some(stmt) = self.stmts.get_mut(&id) {
-                    stmt.on.push((server, bid));
-                }
+                self.cached(i, id, bid).await?;
                 Ok(Some(bid))
             }
             (None, err) => {
@@ -229,29 +299,32 @@ impl Session<'_> {
     }
 
     /// The command with the backend's statement id, and for an EXECUTE
-    /// without types on a connection that has not seen them, the types of
-    /// the last EXECUTE that sent them.
-    fn rewrite(&mut self, first: Chunk, id: u32, bid: u32, server: &str) -> Chunk {
+    /// without types on a connection whose statement has other types (or
+    /// none), the types the session last bound.
+    fn rewrite(&mut self, first: Chunk, id: u32, bid: u32, i: usize) -> Chunk {
         let mut payload = BytesMut::from(&first.payload[..]);
         payload[1..5].copy_from_slice(&bid.to_le_bytes());
         if payload[0] == Command::StmtExecute as u8 && !first.more {
-            if let Some(stmt) = self.stmts.get_mut(&id) {
-                let qa = self.caps.contains(CapabilityFlags::QUERY_ATTRIBUTES);
+            let owner = (self.id, id);
+            let qa = self.caps.contains(CapabilityFlags::QUERY_ATTRIBUTES);
+            if let (Some(stmt), Some(entry)) =
+                (self.stmts.get_mut(&id), self.held[i].conn.stmts.get(owner))
+            {
                 if let Some(layout) = execute_layout(&payload, stmt.params, qa) {
                     if payload[layout.bound_at] == 1 {
-                        stmt.types = Some(Bytes::copy_from_slice(
-                            &payload[layout.bound_at + 1..layout.types_end],
-                        ));
-                        stmt.typed.insert(server.to_string());
-                    } else if !stmt.typed.contains(server) {
-                        if let Some(types) = &stmt.types {
+                        let types =
+                            Bytes::copy_from_slice(&payload[layout.bound_at + 1..layout.types_end]);
+                        stmt.types = Some(types.clone());
+                        entry.types = Some(types);
+                    } else if let Some(types) = &stmt.types {
+                        if entry.types.as_ref() != Some(types) {
                             let mut p = BytesMut::with_capacity(payload.len() + types.len());
                             p.put_slice(&payload[..layout.bound_at]);
                             p.put_u8(1);
                             p.put_slice(types);
                             p.put_slice(&payload[layout.bound_at + 1..]);
                             payload = p;
-                            stmt.typed.insert(server.to_string());
+                            entry.types = Some(types.clone());
                         }
                     }
                 }

@@ -1,0 +1,656 @@
+//! The session's backend connections: getting one (held, or from the pool:
+//! idle, opened, or after waiting), bringing it to the session's settings,
+//! reading back what lives only on it before it leaves, giving it back.
+//!
+//! ```text
+//! acquire(S) ──held──> i
+//!           └─pool──> Grant::Conn (quiet check: a connection the server
+//!                     closed is dropped, never lent) | Grant::Open ──> connect,
+//!                     login, trackers on | ERR 1040 from the server ──> its limit
+//!                     is learned, wait again | queue full / timed out ──> ERR 9004
+//! sync(i) ──> replay (INIT_DB, one SET, SET TRANSACTION, SET_OPTION: pipelined, one round trip)
+//! release(i) ──> read back (user variables, LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS(),
+//!                named locks still held) ──> still pinned: kept | else the pool
+//! close_all ──> unpinned: the pool | pinned: COM_RESET_CONNECTION, then the pool | broken: closed
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use causeway_wire::command::ComQuery;
+use causeway_wire::flags::Command;
+use causeway_wire::{CapabilityFlags, ErrPacket};
+use tracing::{debug, warn};
+
+use super::driver::{Failure, Session};
+use super::plan::router_err;
+use super::replay::{self, GtidTrack};
+use super::state::{Effects, Response, SessionState};
+use super::track::ROUTER_TRACKERS;
+use crate::backend::connect::{self, Login, REQUIRED};
+use crate::backend::pool::{Conn, Grant, Limits, PoolKey, Refused, Want};
+use crate::backend::query::simple_query;
+use crate::backend::stmts::StmtCache;
+use crate::classify::{leading_word_of, Classified};
+use crate::error::{Error, Result};
+use crate::ids::ServerId;
+
+/// A connection the session holds.
+#[derive(Debug)]
+pub struct Held {
+    /// Its server.
+    pub server: ServerId,
+    /// The connection.
+    pub conn: Conn,
+    /// Statements it served since the session got it.
+    pub statements: u64,
+}
+
+/// How long a server that refused a connect with ERR 1040 is held to the
+/// number of connections open at that moment.
+const FULL_HOLD: Duration = Duration::from_secs(5);
+
+impl Session<'_> {
+    /// Capabilities of the session's backend connections: the client's,
+    /// plus what the router needs (session trackers among them).
+    pub(super) fn backend_caps(&self) -> CapabilityFlags {
+        self.caps | REQUIRED | CapabilityFlags::SESSION_TRACK
+    }
+
+    /// The session's connection to `server`: held, or from its pool (its
+    /// own last one first), opened, or waited for.
+    pub(super) async fn acquire(
+        &mut self,
+        server: ServerId,
+    ) -> std::result::Result<usize, Failure> {
+        if let Some(i) = self.held_index(server) {
+            return Ok(i);
+        }
+        let cur = self.cur.clone();
+        let rt = &cur.rt;
+        let Some(user) = rt.users.get(&self.user) else {
+            return Err(Failure::Fatal(Error::Internal("user vanished".into())));
+        };
+        let srv = &rt.servers[server];
+        let b = &rt.config.backend;
+        let want = Want {
+            key: PoolKey {
+                user: user.backend_user.clone(),
+                caps: self.backend_caps(),
+                charset: self.login.charset,
+            },
+            prefer: self
+                .affinity
+                .iter()
+                .find(|(s, _)| *s == server)
+                .map(|(_, c)| *c),
+            no_schema: self.state.wanted.schema.is_none(),
+            limits: Limits {
+                max: srv.max_connections,
+                user_max: user.backend_max_connections,
+                queue_max: b.queue_max,
+            },
+        };
+        let pool = cur.pool(server).clone();
+        // A pooled connection the server closed, a connect the server
+        // refused as full: try again, a bounded number of times.
+        for _ in 0..8 {
+            let mut evicted = None;
+            let got = pool.acquire(&want, b.queue_timeout, &mut evicted).await;
+            if let Some(c) = evicted {
+                c.quit().await;
+            }
+            let (grant, waited) = match got {
+                Ok(g) => g,
+                Err(r) => return Err(Failure::Client(self.refused(&srv.name, r))),
+            };
+            if let Some(w) = waited {
+                self.shared
+                    .metrics
+                    .pool_wait_seconds
+                    .observe(w.as_secs_f64());
+            }
+            let conn = match grant {
+                Grant::Conn(mut c) => {
+                    if !c.io.quiet() {
+                        debug!(server = %srv.name, "a pooled connection was closed by the server; dropped");
+                        continue;
+                    }
+                    *c
+                }
+                Grant::Open(lease) => match self.open(server, lease).await? {
+                    Some(c) => c,
+                    None => continue,
+                },
+            };
+            self.held.push(Held {
+                server,
+                conn,
+                statements: 0,
+            });
+            if !user.multiplexing {
+                self.state.stick(server);
+            }
+            self.publish();
+            return Ok(self.held.len() - 1);
+        }
+        Err(Failure::Client(router_err(
+            9001,
+            format!(
+                "Causeway: cannot get a working connection to server '{}'",
+                srv.name
+            ),
+        )))
+    }
+
+    fn refused(&self, server: &str, r: Refused) -> ErrPacket {
+        match r {
+            Refused::Backoff(wait) => {
+                self.shared.metrics.error("no_backend");
+                router_err(
+                    9001,
+                    format!(
+                        "Causeway: server '{server}' is unreachable (retrying in {} ms)",
+                        wait.as_millis()
+                    ),
+                )
+            }
+            Refused::QueueFull(n) => router_err(
+                9004,
+                format!(
+                    "Causeway: every connection to server '{server}' is busy and {n} statements \
+                     are already waiting (backend.queue_max)"
+                ),
+            ),
+            Refused::Timeout(t) => {
+                self.shared.metrics.pool_timeouts.inc();
+                router_err(
+                    9004,
+                    format!(
+                        "Causeway: no connection to server '{server}' became free within {} ms \
+                         (backend.queue_timeout; the server's max_connections or the pool limits \
+                         are reached)",
+                        t.as_millis()
+                    ),
+                )
+            }
+        }
+    }
+
+    /// Opens a connection with room the pool gave (`lease`). `Ok(None)`:
+    /// the server refused it as full (ERR 1040); its limit is learned and
+    /// the caller waits for a connection instead.
+    async fn open(
+        &mut self,
+        server: ServerId,
+        lease: crate::backend::pool::Lease,
+    ) -> std::result::Result<Option<Conn>, Failure> {
+        let cur = self.cur.clone();
+        let rt = &cur.rt;
+        let srv = &rt.servers[server];
+        let Some(user) = rt.users.get(&self.user) else {
+            return Err(Failure::Fatal(Error::Internal("user vanished".into())));
+        };
+        let caps = self.backend_caps();
+        let login = Login {
+            user: Bytes::copy_from_slice(user.backend_user.as_bytes()),
+            database: self.state.wanted.schema.clone(),
+            capabilities: caps,
+            connect_attrs: router_attrs(),
+            ..self.login.clone()
+        };
+        let ep = &srv.endpoint;
+        let attempt = async {
+            let mut g = connect::connect(ep).await?;
+            connect::login(&mut g, &login, &user.backend_password, ep.tls.as_ref()).await?;
+            Ok::<_, Error>(g)
+        };
+        let res = tokio::time::timeout(ep.connect_timeout, attempt)
+            .await
+            .unwrap_or_else(|_| Err(Error::backend_timeout("connect", ep.connect_timeout)));
+        let pool = cur.pool(server);
+        let g = match res {
+            Ok(g) => g,
+            Err(Error::BackendRefused(err)) if err.code == 1040 => {
+                warn!(server = %srv.name, "the server refused a connection: too many connections; waiting for one of ours");
+                pool.server_full(FULL_HOLD);
+                return Ok(None);
+            }
+            // The server answered and said no (unknown database, access
+            // denied): the client sees that ERR as it is.
+            Err(Error::BackendRefused(err)) => {
+                if err.code == 1049 {
+                    self.state.wanted.schema = None;
+                }
+                return Err(Failure::Client(err));
+            }
+            Err(e) => {
+                pool.failed(rt.config.backend.connect_backoff);
+                self.shared.metrics.backend_connect_errors.inc();
+                warn!(server = %srv.name, error = %e.report(), "backend connect failed");
+                // TLS and protocol failures keep their MySQL codes (2026,
+                // ...); the server's address stays in the log.
+                let err = match &e {
+                    Error::BackendConnect { .. } | Error::BackendIo(_) => None,
+                    _ => e.client_err(&self.peer.ip().to_string()),
+                };
+                return Err(Failure::Client(err.unwrap_or_else(|| {
+                    router_err(
+                        9001,
+                        format!("Causeway: cannot reach server '{}'", srv.name),
+                    )
+                })));
+            }
+        };
+        pool.connected();
+        self.shared.metrics.backend_opened.inc();
+        let mut io = g.io;
+        io.set_write_timeout(Some(self.shared.config.frontend.net_write_timeout));
+        let gtids = self.gtid_track(server);
+        let mut conn = Conn {
+            id: crate::backend::pool::next_conn_id(),
+            io,
+            server: Arc::from(srv.name.as_str()),
+            thread_id: g.greeting.connection_id,
+            nonce: g.greeting.auth_plugin_data,
+            key: PoolKey {
+                user: user.backend_user.clone(),
+                caps,
+                charset: self.login.charset,
+            },
+            state: replay::ConnState {
+                schema: self.state.wanted.schema.clone(),
+                multi_statements: caps.contains(CapabilityFlags::MULTI_STATEMENTS),
+                gtids: GtidTrack::Off,
+                ..Default::default()
+            },
+            trackers: false,
+            stmts: StmtCache::default(),
+            lease,
+        };
+        let sql = format!(
+            "SET {ROUTER_TRACKERS}, session_track_gtids = {}",
+            gtids.sql()
+        );
+        let limit = rt.config.backend.connect_timeout;
+        match simple_query(&mut conn.io, caps, &sql, limit).await {
+            Ok(_) => {
+                conn.trackers = true;
+                conn.state.gtids = gtids;
+                if let Some(db) = &conn.state.schema {
+                    self.shared.schema_seen(&conn.key.user, db);
+                }
+                Ok(Some(conn))
+            }
+            Err(e) => {
+                warn!(server = %srv.name, error = %e.report(), "enabling session trackers failed");
+                Err(Failure::Client(router_err(
+                    9001,
+                    format!(
+                        "Causeway: server '{}' refused the session trackers the router needs: {}",
+                        srv.name,
+                        e.report()
+                    ),
+                )))
+            }
+        }
+    }
+
+    /// `session_track_gtids` a connection to `server` needs: OWN_GTID where
+    /// writes are tracked for causal reads, or what the client asked for.
+    fn gtid_track(&self, server: ServerId) -> GtidTrack {
+        let router = if self.cur.rt.servers[server].track_gtids {
+            GtidTrack::Own
+        } else {
+            GtidTrack::Off
+        };
+        router.max(self.state.client.gtids)
+    }
+
+    /// Brings connection `i` to the session's settings (and, for a
+    /// statement that reads `LAST_INSERT_ID()`, its value). False when an
+    /// ERR was sent to the client instead.
+    pub(super) async fn sync(&mut self, i: usize, reads_last_insert_id: bool) -> Result<bool> {
+        let lid = if reads_last_insert_id {
+            match self.last_insert_id_for(i) {
+                Ok(v) => v,
+                Err(()) => {
+                    let err = router_err(
+                        9005,
+                        "Causeway: LAST_INSERT_ID() is unknown: the backend connection that had \
+                         it broke before the router read it back",
+                    );
+                    self.refuse("last_insert_id", &err).await?;
+                    return Ok(false);
+                }
+            }
+        } else {
+            None
+        };
+        match self.sync_conn(i, lid).await? {
+            Ok(()) => Ok(true),
+            Err(err) => {
+                self.refuse("backend_failed", &err).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// [`Session::sync`] without the client: the ERR that stopped it.
+    pub(super) async fn sync_conn(
+        &mut self,
+        i: usize,
+        lid: Option<u64>,
+    ) -> Result<std::result::Result<(), ErrPacket>> {
+        let server = self.held[i].server;
+        let gtids = self.gtid_track(server);
+        let h = &self.held[i];
+        let own = if self.state.uncaptured.is_empty() {
+            Vec::new()
+        } else {
+            self.state.uncaptured_on(server)
+        };
+        let Some(mut r) = replay::replay(&self.state.wanted, &h.conn.state, lid, &own) else {
+            return Ok(Err(router_err(
+                1105,
+                "Causeway: the connection has a default schema the session does not",
+            )));
+        };
+        if !h.conn.trackers || h.conn.state.gtids != gtids {
+            let trackers = format!("{ROUTER_TRACKERS}, session_track_gtids = {}", gtids.sql());
+            r.set = Some(match r.set.take() {
+                Some(set) => format!("SET {trackers}, {}", &set[4..]),
+                None => format!("SET {trackers}"),
+            });
+        }
+        if r.is_empty() {
+            return Ok(Ok(()));
+        }
+        if self
+            .shared
+            .skip_replay_for_tests
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // Only the router's own trackers (the tests need GTIDs).
+            let trackers = format!("{ROUTER_TRACKERS}, session_track_gtids = {}", gtids.sql());
+            r = replay::Replay {
+                set: Some(format!("SET {trackers}")),
+                ..Default::default()
+            };
+        }
+        self.shared.metrics.replays.inc();
+        let limit = self.cur.rt.config.backend.connect_timeout;
+        let conn = &mut self.held[i].conn;
+        let mut sent = 0;
+        if let Some(db) = &r.init_db {
+            let mut p = BytesMut::with_capacity(db.len() + 1);
+            p.put_u8(Command::InitDb as u8);
+            p.put_slice(db);
+            conn.io.queue_packet(0, &p);
+            sent += 1;
+        }
+        for sql in [
+            r.set.as_deref().map(str::as_bytes),
+            r.characteristics.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let sql = sql.strip_suffix(b";").unwrap_or(sql);
+            // With CLIENT_QUERY_ATTRIBUTES a COM_QUERY carries an (empty)
+            // attribute block: ComQuery writes it.
+            let mut p = BytesMut::with_capacity(sql.len() + 3);
+            ComQuery::new(Bytes::copy_from_slice(sql))
+                .encode(conn.key.caps, &mut p)
+                .map_err(Error::BackendProtocol)?;
+            conn.io.queue_packet(0, &p);
+            sent += 1;
+        }
+        if let Some(on) = r.set_option {
+            conn.io
+                .queue_packet(0, &[Command::SetOption as u8, u8::from(!on), 0]);
+            sent += 1;
+        }
+        let run = async {
+            conn.io.flush().await?;
+            let mut first_err = None;
+            for _ in 0..sent {
+                let p = conn.io.read_packet(1 << 20).await?;
+                if p.payload.first() == Some(&0xff) && first_err.is_none() {
+                    first_err = Some(
+                        ErrPacket::decode(&p.payload)
+                            .unwrap_or_else(|_| router_err(1105, "Causeway: replay failed")),
+                    );
+                }
+            }
+            Ok::<_, Error>(first_err)
+        };
+        let failed = match tokio::time::timeout(limit, run).await {
+            Ok(Ok(None)) => None,
+            Ok(Ok(Some(err))) => Some(err),
+            Ok(Err(e)) => Some(router_err(
+                9001,
+                format!(
+                    "Causeway: restoring the session's settings on server '{}': {}",
+                    conn.server,
+                    e.report()
+                ),
+            )),
+            Err(_) => Some(router_err(
+                9001,
+                format!("Causeway: server '{}' did not answer", conn.server),
+            )),
+        };
+        if let Some(err) = failed {
+            if err.code == 1049 {
+                self.state.wanted.schema = None;
+            }
+            // Its state is unknown now: it leaves the session, closed.
+            let h = self.held.remove(i);
+            self.state.left(h.server, h.conn.id);
+            h.conn.quit().await;
+            self.publish();
+            return Ok(Err(err));
+        }
+        let conn = &mut self.held[i].conn;
+        conn.state.replayed(&self.state.wanted, &r, &own);
+        if let (Some(_), Some(db)) = (&r.init_db, &conn.state.schema) {
+            self.shared.schema_seen(&conn.key.user, db);
+        }
+        conn.trackers = true;
+        conn.state.gtids = gtids;
+        if self.state.last_on(conn.id) {
+            // Its ROW_COUNT() / FOUND_ROWS() are the replay's now.
+            self.state.last.on = None;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Folds a response into the session's state.
+    pub(super) async fn after_statement(
+        &mut self,
+        i: usize,
+        effects: &Effects<'_>,
+        out: &super::forward::Outcome,
+    ) -> Result<()> {
+        let h = &mut self.held[i];
+        h.statements += 1;
+        let resp = Response {
+            status: out.status,
+            err: out.err,
+            tracked: out.tracked.clone(),
+            insert_id: out.insert_id,
+        };
+        let after = self
+            .state
+            .after(h.server, h.conn.id, &mut h.conn.state, effects, &resp);
+        if after.restore_trackers {
+            h.conn.trackers = false;
+        }
+        if let Some(st) = out.status {
+            self.status = st;
+        }
+        self.active.store(0, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The schema named at login (or by COM_CHANGE_USER) exists: checked on
+    /// a usable server of the user's cluster (a pooled connection already
+    /// in that schema proves it without a round trip). No usable server:
+    /// the first statement checks it.
+    pub(super) async fn check_schema(&mut self) -> std::result::Result<(), Failure> {
+        let known = match (&self.state.wanted.schema, self.cur.rt.users.get(&self.user)) {
+            (Some(db), Some(u)) => self.shared.schema_known(&u.backend_user, db),
+            _ => false,
+        };
+        if known {
+            return Ok(());
+        }
+        let (writer, default) = self.user_groups();
+        let reads = super::plan::groups_of(&*self.cur.rt, writer, default).reads;
+        let mut tried = Vec::new();
+        for g in [Some(default), Some(writer), reads].into_iter().flatten() {
+            if tried.contains(&g) {
+                continue;
+            }
+            tried.push(g);
+            match self.in_group(g, crate::route::Why::Write).await {
+                Ok((i, _)) => {
+                    let res = self.sync_conn(i, None).await?;
+                    if let Err(err) = res {
+                        return if err.code == 1049 || err.code == 1044 {
+                            Err(Failure::Client(err))
+                        } else {
+                            Ok(())
+                        };
+                    }
+                    if let Some(db) = &self.held[i].conn.state.schema {
+                        let user = self.held[i].conn.key.user.clone();
+                        self.shared.schema_seen(&user, &db.clone());
+                    }
+                    self.release(i).await;
+                    return Ok(());
+                }
+                // Access denied, unknown schema from a new login: the client's answer.
+                Err(Failure::Client(err))
+                    if err.code != 9001 && err.code != 9002 && err.code != 9004 =>
+                {
+                    return Err(Failure::Client(err));
+                }
+                Err(Failure::Client(_)) => continue,
+                Err(f) => return Err(f),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The connection attributes of the router's own backend connections.
+fn router_attrs() -> Vec<(Bytes, Bytes)> {
+    vec![
+        (
+            Bytes::from_static(b"_client_name"),
+            Bytes::from_static(b"causeway-router"),
+        ),
+        (
+            Bytes::from_static(b"_client_version"),
+            Bytes::from_static(env!("CARGO_PKG_VERSION").as_bytes()),
+        ),
+        (
+            Bytes::from_static(b"program_name"),
+            Bytes::from_static(b"causeway-router"),
+        ),
+    ]
+}
+
+/// What a statement does to the session, from its classification.
+pub(super) fn effects<'c>(class: &'c Classified, sql: &str, sticky: bool) -> Effects<'c> {
+    let scan = class.scan.as_deref();
+    let word = leading_word_of(sql);
+    let tables = &class.tables[..];
+    Effects {
+        assigns: class.assigns(),
+        creates_temp: if class.session.temp_tables && word == "CREATE" {
+            &tables[..tables.len().min(1)]
+        } else {
+            &[]
+        },
+        drops: if word == "DROP" { tables } else { &[] },
+        prepare: scan.and_then(|s| s.prepare.as_ref()),
+        prepared_assigns: scan.and_then(|s| s.body.as_deref()).map(|b| &b.assigns[..]),
+        locks: scan.map(|s| &s.locks),
+        global_lock: scan.and_then(|s| s.global_lock),
+        found_rows_calc: class.found_rows_calc,
+        last_insert_id: class.last_insert_id,
+        opaque: class.opaque,
+        protocol_prepare: false,
+        sticky,
+    }
+}
+
+/// `SELECT ROW_COUNT()` / `SELECT FOUND_ROWS()` (alone, an alias allowed)
+/// answered from what was read back when their connection left: the
+/// statement to run instead, with the same column name. `None`: another
+/// shape, or nothing was read back.
+pub(super) fn answer_row_info(sql: &str, state: &SessionState) -> Option<String> {
+    let c = state.last.captured?;
+    let body = crate::classify::skip_comments_and_space(sql)
+        .trim()
+        .trim_end_matches(';')
+        .trim();
+    let words: Vec<&str> = body.split_ascii_whitespace().collect();
+    let (call, alias) = match words.as_slice() {
+        [_, call] => (*call, None),
+        [_, call, as_, alias] if as_.eq_ignore_ascii_case("AS") => (*call, Some(*alias)),
+        _ => return None,
+    };
+    if !words[0].eq_ignore_ascii_case("SELECT") {
+        return None;
+    }
+    let squeezed = call.to_ascii_uppercase();
+    let value = match squeezed.as_str() {
+        "ROW_COUNT()" => c.row_count.to_string(),
+        "FOUND_ROWS()" => c.found_rows.to_string(),
+        _ => return None,
+    };
+    let name = alias
+        .map(|a| a.trim_matches('`').to_string())
+        .unwrap_or_else(|| call.to_string());
+    if name.contains('`') {
+        return None;
+    }
+    Some(format!("SELECT CAST({value} AS SIGNED) AS `{name}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::state::{Captured, Last};
+
+    #[test]
+    fn row_info_is_answered_only_in_its_plain_shapes() {
+        let mut s = SessionState::default();
+        assert_eq!(answer_row_info("SELECT ROW_COUNT()", &s), None);
+        s.last = Last {
+            on: None,
+            captured: Some(Captured {
+                row_count: 3,
+                found_rows: 7,
+            }),
+        };
+        assert_eq!(
+            answer_row_info("select row_count();", &s).as_deref(),
+            Some("SELECT CAST(3 AS SIGNED) AS `row_count()`")
+        );
+        assert_eq!(
+            answer_row_info("SELECT FOUND_ROWS() AS n", &s).as_deref(),
+            Some("SELECT CAST(7 AS SIGNED) AS `n`")
+        );
+        assert_eq!(answer_row_info("SELECT ROW_COUNT() + 1", &s), None);
+        assert_eq!(
+            answer_row_info("INSERT INTO t VALUES (ROW_COUNT())", &s),
+            None
+        );
+    }
+}

@@ -1,0 +1,611 @@
+//! The session's driver: the thin I/O shell around the pure parts. For each
+//! command: decode it once, plan where it runs ([`super::plan`]), get that
+//! connection (held, or from the pool: idle, opened, or after a wait in the
+//! queue), bring it to the session's settings ([`super::replay`]), forward,
+//! stream the response back ([`causeway_wire::ResponseTracker`]), fold the
+//! response into the session's state ([`super::state`]).
+//!
+//! ```text
+//!            ┌────────────────────── idle: release unpinned connections after multiplex_delay ─┐
+//!            v                                                                                   │
+//! Idle ──command──> Plan ──> Connection ──> Replay ──> Forwarding ──response complete──> After ──┘
+//!   │                 │         └─ the pool's queue full / timed out: ERR 9004
+//!   │                 └─ Refuse: ERR (no usable server 9001, split brain 9002, hint 9003)
+//!   ├─ COM_QUIT, EOF, idle_timeout, KILL CONNECTION ──> connections released or reset into the pool ──> closed
+//!   ├─ KILL n / COM_PROCESS_KILL ──> kill via a separate backend connection ──> Idle
+//!   ├─ COM_PING ──> answered by the router ──> Idle
+//!   ├─ COM_RESET_CONNECTION ──> pinned connections reset, state forgotten ──> Idle
+//!   └─ COM_CHANGE_USER ──> re-authenticated, connections given back, state forgotten ──> Idle
+//! ```
+//!
+//! Memory per session is bounded by one 16 MiB chunk plus the socket
+//! buffers, whatever the result size.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use causeway_wire::flags::Command;
+use causeway_wire::{CapabilityFlags, Chunk, ErrPacket, OkPacket, StatusFlags};
+use tracing::{debug, info};
+
+use super::causal::Causal;
+use super::command::{self, Cmd, StmtOp};
+use super::conns::Held;
+use super::plan::router_err;
+use super::prepared::Prepared;
+use super::replay::Wanted;
+use super::state::{ConnId, LastInsertId, PinReason, SessionState};
+use crate::backend::connect::Login;
+use crate::classify::Classified;
+use crate::error::{Error, Result};
+use crate::frontend::handshake::{send_err, Established};
+use crate::ids::{GroupId, ServerId};
+use crate::io::PacketIo;
+use crate::shared::{Current, SessionInfo, Shared};
+
+/// Why no connection could be had.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// An ERR for the client; the session goes on.
+    Client(ErrPacket),
+    /// The session cannot go on.
+    Fatal(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Fatal(e)
+    }
+}
+
+/// One session in its command phase.
+#[derive(Debug)]
+pub struct Session<'a> {
+    pub(super) shared: &'a Shared,
+    /// The configuration in force for the current command.
+    pub(super) cur: Arc<Current>,
+    pub(super) client: PacketIo,
+    pub(super) caps: CapabilityFlags,
+    pub(super) login: Login,
+    pub(super) user: String,
+    pub(super) peer: SocketAddr,
+    pub(super) id: u32,
+    /// Sequence id of the next packet to the client within the current command.
+    pub(super) client_seq: u8,
+    /// What the session is made of.
+    pub(super) state: SessionState,
+    /// Connections the session holds now.
+    pub(super) held: Vec<Held>,
+    /// Connections it gave back, which it may get back in the state it
+    /// left them.
+    pub(super) affinity: Vec<(ServerId, ConnId)>,
+    pub(super) stmts: HashMap<u32, Prepared>,
+    pub(super) next_stmt: u32,
+    pub(super) turn: u64,
+    pub(super) kill: Arc<tokio::sync::Notify>,
+    pub(super) causal: Causal,
+    /// Status flags of the last response (for OKs the router makes).
+    pub(super) status: StatusFlags,
+    /// The command's packet has chunks (over 16 MiB) not read yet: nothing
+    /// forwarded them. They are skipped before the router answers, and in
+    /// any case before the next command.
+    pub(super) unread: bool,
+    /// The command allows no reply (COM_STMT_SEND_LONG_DATA): an ERR the
+    /// router would send is kept in `withheld` instead.
+    pub(super) silent: bool,
+    pub(super) withheld: Option<ErrPacket>,
+    /// Pin reasons counted in the metrics for this session now.
+    pub(super) pinned_counted: Vec<PinReason>,
+    /// The backend thread of the statement running now, 0 between
+    /// statements (KILL QUERY finds it here).
+    pub(super) active: Arc<std::sync::atomic::AtomicU32>,
+    /// The backend threads it holds (KILL's view of them).
+    pub(super) threads: crate::shared::Threads,
+    /// The timer of the idle wait (giving connections back, idle timeout).
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<'a> Session<'a> {
+    /// Takes over an authenticated client.
+    pub fn new(
+        est: Established,
+        peer: SocketAddr,
+        id: u32,
+        shared: &'a Shared,
+        kill: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        let mut client = est.client;
+        client.set_write_timeout(Some(shared.config.frontend.net_write_timeout));
+        let wanted = Wanted {
+            schema: est.login.database.clone(),
+            multi_statements: est.caps.contains(CapabilityFlags::MULTI_STATEMENTS),
+            ..Wanted::default()
+        };
+        Self {
+            shared,
+            cur: shared.current(),
+            client,
+            caps: est.caps,
+            login: est.login,
+            user: est.user,
+            peer,
+            id,
+            client_seq: est.seq,
+            state: SessionState::new(wanted),
+            held: Vec::new(),
+            affinity: Vec::new(),
+            stmts: HashMap::new(),
+            next_stmt: 1,
+            turn: u64::from(id),
+            kill,
+            causal: Causal::default(),
+            status: StatusFlags::AUTOCOMMIT,
+            unread: false,
+            silent: false,
+            withheld: None,
+            pinned_counted: Vec::new(),
+            active: Arc::default(),
+            threads: Arc::default(),
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }
+    }
+
+    /// Answers the client's login: checks the schema it named (on a usable
+    /// server of its cluster, ERR 1049 like MySQL when it does not exist),
+    /// then OK. No backend is needed when no schema was named, nor when no
+    /// server is usable (the schema is then checked by the first statement).
+    /// Returns false when the login was refused (the session is over).
+    pub async fn start(&mut self) -> Result<bool> {
+        self.register();
+        if self.state.wanted.schema.is_some() {
+            match self.check_schema().await {
+                Ok(()) => {}
+                Err(Failure::Client(err)) => {
+                    self.send_client_err(&err).await?;
+                    self.close().await;
+                    return Ok(false);
+                }
+                Err(Failure::Fatal(e)) => return Err(e),
+            }
+        }
+        let mut ok = BytesMut::new();
+        OkPacket {
+            status: StatusFlags::AUTOCOMMIT,
+            ..OkPacket::default()
+        }
+        .encode(self.caps, &mut ok);
+        let seq = self.client_seq;
+        self.client.write_packet(seq, &ok).await?;
+        Ok(true)
+    }
+
+    /// Relays commands until the client quits or something fails.
+    pub async fn run(&mut self) -> Result<()> {
+        loop {
+            self.client.expect_sequence(Some(0));
+            self.client_seq = 1;
+            let first = match self.next_command().await? {
+                Some(c) => c,
+                None => return Ok(()),
+            };
+            // The configuration in force when the command arrived (a reload
+            // applies from the next command on).
+            self.refresh().await;
+            self.shared.metrics.commands.inc();
+            let Some(cmd) = command::decode(&first, self.caps) else {
+                return Err(Error::ClientUnexpected("empty command packet"));
+            };
+            let started = Instant::now();
+            self.causal.writer_read = None;
+            self.unread = first.more;
+            match cmd {
+                Cmd::Quit => {
+                    self.close().await;
+                    return Ok(());
+                }
+                Cmd::Kill(target) => {
+                    if !self.kill(target).await? {
+                        return Ok(());
+                    }
+                }
+                // Like MySQL: an ERR, and the session goes on.
+                Cmd::BadKill => {
+                    let err = ErrPacket::new(1835, *b"HY000", "Malformed communication packet.");
+                    self.send_client_err(&err).await?;
+                }
+                Cmd::UntranslatableKill => self.refuse_kill().await?,
+                Cmd::Query { sql } => {
+                    self.query(first, &sql).await?;
+                    self.shared
+                        .metrics
+                        .query_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                Cmd::Prepare => self.prepare(first).await?,
+                Cmd::Stmt(op, id) => {
+                    self.statement(first, op, id).await?;
+                    if op == StmtOp::Execute {
+                        self.shared
+                            .metrics
+                            .query_seconds
+                            .observe(started.elapsed().as_secs_f64());
+                    }
+                }
+                Cmd::ChangeUser => {
+                    if !self.change_user(first).await? {
+                        return Ok(());
+                    }
+                }
+                Cmd::Ping if self.held.is_empty() => self.local_ok().await?,
+                Cmd::ResetConnection => self.reset_connection(first).await?,
+                Cmd::InitDb => self.init_db(first).await?,
+                Cmd::SetOption(on) => self.set_option(first, on).await?,
+                Cmd::Ping | Cmd::Other => self.on_home(first).await?,
+            }
+            self.skip_rest().await?;
+            self.active.store(0, std::sync::atomic::Ordering::Relaxed);
+            self.after_command().await;
+            self.client.shrink();
+        }
+    }
+
+    /// Waits for the client's next command, giving unpinned connections
+    /// back to their pools once the session has been idle for
+    /// `multiplex_delay`. `None`: the session is over.
+    async fn next_command(&mut self) -> Result<Option<Chunk>> {
+        let idle = self.shared.config.frontend.idle_timeout;
+        let now = tokio::time::Instant::now();
+        let deadline = now + idle;
+        let releasable = self.held.iter().any(|h| !self.state.pinned(h.server));
+        let mut release_at = releasable.then(|| now + self.cur.rt.config.backend.multiplex_delay);
+        loop {
+            // One timer, moved rather than made anew for every command.
+            let wake = release_at.map_or(deadline, |r| r.min(deadline));
+            self.timer.as_mut().reset(wake);
+            let next = tokio::select! {
+                r = self.client.next_chunk() => Some(r),
+                _ = &mut self.timer => None,
+                _ = self.kill.notified() => {
+                    info!("killed");
+                    let err = router_err(1317, "Query execution was interrupted");
+                    let _ = self.send_client_err(&err).await;
+                    self.close().await;
+                    return Ok(None);
+                }
+            };
+            match next {
+                None if release_at.is_some_and(|r| r <= tokio::time::Instant::now()) => {
+                    release_at = None;
+                    self.release_idle().await;
+                }
+                None if tokio::time::Instant::now() >= deadline => {
+                    info!(timeout = ?idle, "idle timeout; closing");
+                    let err = ErrPacket::new(
+                        4031,
+                        *b"HY000",
+                        "The client was disconnected by the server because of inactivity.",
+                    );
+                    let _ = self.send_client_err(&err).await;
+                    self.close().await;
+                    return Ok(None);
+                }
+                None => {}
+                Some(chunk) => match chunk? {
+                    Some(c) => return Ok(Some(c)),
+                    None => {
+                        debug!("client closed the connection");
+                        self.close().await;
+                        return Ok(None);
+                    }
+                },
+            }
+        }
+    }
+
+    /// After each command: connections others are waiting for go back now;
+    /// the pin gauges follow the session.
+    async fn after_command(&mut self) {
+        let mut k = 0;
+        while k < self.held.len() {
+            let s = self.held[k].server;
+            if !self.state.pinned(s) && self.cur.pool(s).has_waiters() {
+                self.release(k).await;
+            } else {
+                k += 1;
+            }
+        }
+        self.count_pins();
+    }
+
+    /// Keeps `causeway_router_pinned_sessions` true for this session.
+    pub(super) fn count_pins(&mut self) {
+        if self.pinned_counted.is_empty()
+            && self.state.pins.is_empty()
+            && self.state.txn == super::state::Txn::Idle
+        {
+            return;
+        }
+        let mut now: Vec<PinReason> = Vec::new();
+        for h in &self.held {
+            for r in self.state.reasons(h.server) {
+                if !now.contains(&r) {
+                    now.push(r);
+                }
+            }
+        }
+        if now == self.pinned_counted {
+            return;
+        }
+        let m = &self.shared.metrics;
+        for r in &self.pinned_counted {
+            if !now.contains(r) {
+                m.pinned(*r).dec();
+            }
+        }
+        for r in &now {
+            if !self.pinned_counted.contains(r) {
+                m.pinned(*r).inc();
+            }
+        }
+        self.pinned_counted = now;
+    }
+
+    /// Takes the configuration in force; when it is a new one (a reload),
+    /// what the session holds is moved to the new ids by server name.
+    async fn refresh(&mut self) {
+        let next = self.shared.current();
+        if Arc::ptr_eq(&next.rt, &self.cur.rt) {
+            self.cur = next;
+            return;
+        }
+        let old = std::mem::replace(&mut self.cur, next);
+        let map = |s: ServerId| {
+            let name = &old.rt.servers[s].name;
+            self.cur.rt.server_named(name)
+        };
+        let map_group = |g: GroupId| self.cur.rt.group_named(&old.rt.groups[g].name);
+        let mut gone = Vec::new();
+        for (k, h) in self.held.iter_mut().enumerate() {
+            match map(h.server) {
+                Some(s) => h.server = s,
+                None => gone.push(k),
+            }
+        }
+        self.state.remap(&map);
+        self.causal.remap(&map, &map_group);
+        self.affinity.clear();
+        // A server the configuration no longer has: its connection (and
+        // whatever lived there) ends.
+        for k in gone.into_iter().rev() {
+            let h = self.held.remove(k);
+            h.conn.quit().await;
+        }
+        self.publish();
+    }
+
+    /// Reads and drops the rest of a command over 16 MiB that was not
+    /// forwarded (refused, or without a target), so that its chunks are not
+    /// taken for commands; a reply then follows its last chunk's sequence.
+    pub(super) async fn skip_rest(&mut self) -> Result<()> {
+        let limit = self.shared.config.frontend.handshake_timeout;
+        while self.unread {
+            let c = next_chunk_of_command(&mut self.client, limit).await?;
+            self.client_seq = c.seq.wrapping_add(1);
+            self.unread = c.more;
+        }
+        Ok(())
+    }
+
+    /// After a failure: an ERR to the client unless its own connection
+    /// broke, then close every leg.
+    pub async fn fail(&mut self, e: &Error) {
+        send_err(&mut self.client, self.client_seq, e, self.peer).await;
+        self.held.clear();
+        self.count_pins();
+    }
+
+    /// Ends the session: connections are given back (unpinned), or reset
+    /// into the pool (pinned), or closed.
+    pub(super) async fn close(&mut self) {
+        self.close_all().await;
+        self.count_pins();
+        self.client.shutdown().await;
+    }
+
+    pub(super) async fn send_client_err(&mut self, err: &ErrPacket) -> Result<()> {
+        self.skip_rest().await?;
+        if self.silent {
+            self.withheld = Some(err.clone());
+            return Ok(());
+        }
+        let mut buf = BytesMut::new();
+        err.encode(self.caps, &mut buf);
+        self.client.write_packet(self.client_seq, &buf).await
+    }
+
+    /// Sends a router-made ERR for a command and counts it.
+    pub(super) async fn refuse(&mut self, kind: &'static str, err: &ErrPacket) -> Result<()> {
+        self.shared.metrics.error(kind);
+        debug!(
+            kind,
+            code = err.code,
+            "refused: {}",
+            String::from_utf8_lossy(&err.message)
+        );
+        self.send_client_err(err).await
+    }
+
+    /// An OK the router answers itself (COM_PING, a token, ...).
+    pub(super) async fn local_ok(&mut self) -> Result<()> {
+        let mut buf = BytesMut::new();
+        OkPacket {
+            status: self.status & (StatusFlags::IN_TRANS | StatusFlags::AUTOCOMMIT),
+            ..OkPacket::default()
+        }
+        .encode(self.caps, &mut buf);
+        let seq = self.client_seq;
+        self.client.write_packet(seq, &buf).await
+    }
+
+    /// A KILL the router cannot translate to the backend's thread id (in a
+    /// multi-statement, a prepared statement, ...): forwarded, the backend
+    /// would kill its own thread with the router id's number.
+    async fn refuse_kill(&mut self) -> Result<()> {
+        info!("refused a KILL the router cannot translate");
+        let err = ErrPacket::new(
+            1235,
+            *b"42000",
+            "This version of MySQL doesn't yet support 'KILL through the router except as a \
+             statement of its own: KILL [QUERY | CONNECTION] <id>'",
+        );
+        self.send_client_err(&err).await
+    }
+
+    /// Registers the session for KILL (once; again after COM_CHANGE_USER).
+    pub(super) fn register(&self) {
+        if let Ok(mut s) = self.shared.sessions.lock() {
+            s.insert(
+                self.id,
+                SessionInfo {
+                    user: self.user.clone(),
+                    threads: self.threads.clone(),
+                    active: self.active.clone(),
+                    kill: self.kill.clone(),
+                },
+            );
+        }
+        self.publish();
+    }
+
+    /// Tells KILL where this session's backend threads are now.
+    pub(super) fn publish(&self) {
+        if let Ok(mut t) = self.threads.lock() {
+            t.clear();
+            t.extend(
+                self.held
+                    .iter()
+                    .map(|h| (h.conn.server.clone(), h.conn.thread_id)),
+            );
+        }
+    }
+
+    // ---------------------------------------------------------- statements
+
+    /// Runs one COM_QUERY.
+    async fn query(&mut self, first: Chunk, raw: &Bytes) -> Result<()> {
+        if !first.more {
+            if let Some(res) = super::causal::token_statement(raw) {
+                return self.set_token(res).await;
+            }
+        }
+        let sql = String::from_utf8_lossy(raw);
+        let class = if first.more {
+            // Over 16 MiB: not worth parsing; the writer takes it.
+            Classified::unparsed()
+        } else {
+            self.classify(&sql)
+        };
+        let Some((i, _, sticky)) = self.connection_for(&sql, &class).await? else {
+            return Ok(());
+        };
+        // ROW_COUNT() / FOUND_ROWS() of a statement whose connection is gone.
+        let mut first = first;
+        if class.row_info && !self.state.last_on(self.held[i].conn.id) {
+            match super::conns::answer_row_info(&sql, &self.state) {
+                Some(rewritten) => {
+                    let mut p = BytesMut::with_capacity(rewritten.len() + 1);
+                    p.extend_from_slice(&[Command::Query as u8]);
+                    p.extend_from_slice(rewritten.as_bytes());
+                    first = Chunk {
+                        payload: p.freeze(),
+                        ..first
+                    };
+                }
+                None => {
+                    let err = router_err(
+                        9005,
+                        "Causeway: ROW_COUNT() and FOUND_ROWS() are answered only right after \
+                         their statement while its backend connection stays with the session, \
+                         or alone in a SELECT; the connection was released (multiplex_delay)",
+                    );
+                    return self.refuse("row_info", &err).await;
+                }
+            }
+        }
+        // A text EXECUTE assigns what its prepared statement assigns.
+        let execute = match class.scan.as_ref().and_then(|s| s.prepare.as_ref()) {
+            Some(crate::sqlscan::TextPrepare::Execute(name)) => Some(name.clone()),
+            _ => None,
+        };
+        let exec_assigns: Option<Vec<Bytes>> = execute
+            .as_ref()
+            .and_then(|n| self.state.prepared_assigns(n))
+            .map(|a| [class.assigns(), a].concat());
+        let names: Vec<Bytes> = class.user_vars().cloned().collect();
+        let i = match self.bring(i, &names).await? {
+            Some(i) => i,
+            None => return Ok(()),
+        };
+        if !self.sync(i, class.last_insert_id).await? {
+            return Ok(());
+        }
+        let out = self.forward(first, i, None).await?;
+        let mut effects = super::conns::effects(&class, &sql, sticky);
+        if let Some(a) = &exec_assigns {
+            effects.assigns = a;
+        }
+        self.after_statement(i, &effects, &out).await?;
+        if execute.is_some() && exec_assigns.is_none() && !out.err {
+            // Its statement was given in a variable: what it assigns is unknown.
+            let server = self.held[i].server;
+            self.state
+                .pin_unknown(server, "EXECUTE of a statement prepared from a variable");
+        }
+        Ok(())
+    }
+
+    /// Before a statement on held connection `i`: the user variables it
+    /// uses, read back from where they were assigned. The connection's
+    /// index again (reading back may close a broken one), or `None` when
+    /// an ERR was sent.
+    pub(super) async fn bring(&mut self, i: usize, names: &[Bytes]) -> Result<Option<usize>> {
+        if names.is_empty() {
+            return Ok(Some(i));
+        }
+        let id = self.held[i].conn.id;
+        let server = self.held[i].server;
+        if !self.bring_vars(server, names).await? {
+            let err = router_err(
+                9005,
+                "Causeway: a user variable this statement uses holds a value the router cannot \
+                 move to the connection the statement needs",
+            );
+            self.refuse("user_variable", &err).await?;
+            return Ok(None);
+        }
+        Ok(self.held.iter().position(|h| h.conn.id == id))
+    }
+
+    /// A statement needs `LAST_INSERT_ID()`: its value to replay, when the
+    /// statement runs on connection `i` and the value is not there.
+    pub(super) fn last_insert_id_for(&self, i: usize) -> std::result::Result<Option<u64>, ()> {
+        match self.state.last_insert_id {
+            LastInsertId::Known(v) => Ok(Some(v)),
+            LastInsertId::On(_, c) if c == self.held[i].conn.id => Ok(None),
+            LastInsertId::On(..) | LastInsertId::Lost => Err(()),
+        }
+    }
+}
+
+/// The next chunk of a client command over 16 MiB, within `limit`.
+pub(super) async fn next_chunk_of_command(client: &mut PacketIo, limit: Duration) -> Result<Chunk> {
+    tokio::time::timeout(limit, client.next_chunk())
+        .await
+        .map_err(|_| Error::ClientReadTimeout("the rest of a command"))??
+        .ok_or(Error::ClientUnexpected(
+            "connection closed inside a command",
+        ))
+}

@@ -1,0 +1,194 @@
+//! Forwarding a command to a held connection and streaming the response
+//! back chunk by chunk while a [`ResponseTracker`] says when it is complete.
+//! Every OK packet's trackers are read on the way ([`Tracked`]) and the
+//! packet is rebuilt for the client when what the client tracks differs
+//! ([`track::client_ok`]); GTIDs become the session's needed set.
+//!
+//! ```text
+//! command chunks ──> backend ──> response chunks ──> client
+//!                                  ├─ OK / result end: Tracked, GTIDs, client's view of the OK
+//!                                  ├─ PREPARE_OK: the router's statement id
+//!                                  └─ LOCAL INFILE request: the client's file ──> backend
+//! ```
+
+use bytes::{Bytes, BytesMut};
+use causeway_wire::response::{PacketRole, ResponseTracker};
+use causeway_wire::{CapabilityFlags, Chunk, OkPacket, StatusFlags};
+use tracing::warn;
+
+use super::driver::{next_chunk_of_command, Session};
+use super::track::{self, Tracked};
+use crate::error::{Error, Result};
+
+/// What a forwarded command's response was.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Status flags of its last OK / EOF.
+    pub status: Option<StatusFlags>,
+    /// It ended with an ERR.
+    pub err: bool,
+    /// A COM_STMT_PREPARE_OK: the server's statement id and parameters.
+    pub prepared: Option<(u32, u16)>,
+    /// Its trackers, folded over its OK packets.
+    pub tracked: Tracked,
+    /// `last_insert_id` of its last OK packet.
+    pub insert_id: u64,
+}
+
+impl Session<'_> {
+    /// Forwards a command to held connection `i` and streams its response.
+    /// With `prepare_id`, a COM_STMT_PREPARE_OK is rewritten to carry that id.
+    pub(super) async fn forward(
+        &mut self,
+        first: Chunk,
+        i: usize,
+        prepare_id: Option<u32>,
+    ) -> Result<Outcome> {
+        let caps = self.held[i].conn.key.caps;
+        let mut tracker = ResponseTracker::for_command(&first.payload, caps);
+        self.active.store(
+            self.held[i].conn.thread_id,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let backend = &mut self.held[i].conn.io;
+        backend.queue_chunk(&first);
+        let mut more = first.more;
+        let limit = self.shared.config.frontend.handshake_timeout;
+        self.unread = false;
+        while more {
+            let c = next_chunk_of_command(&mut self.client, limit).await?;
+            backend.queue_chunk(&c);
+            if backend.should_flush() {
+                backend.flush().await?;
+            }
+            more = c.more;
+        }
+        backend.flush().await?;
+        self.writer_read_sent(i);
+        let mut out = Outcome::default();
+        if tracker.is_done() {
+            return Ok(out);
+        }
+        self.stream_response(i, &mut tracker, prepare_id, &mut out)
+            .await?;
+        out.status = tracker.status();
+        Ok(out)
+    }
+
+    /// Streams the backend's response to the client until it is complete.
+    async fn stream_response(
+        &mut self,
+        i: usize,
+        tracker: &mut ResponseTracker,
+        prepare_id: Option<u32>,
+        out: &mut Outcome,
+    ) -> Result<()> {
+        let mut done = false;
+        loop {
+            let backend = &mut self.held[i].conn.io;
+            let mut c = backend.next_chunk().await?.ok_or_else(|| {
+                Error::BackendIo(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
+            })?;
+            self.writer_read_answered();
+            if c.first {
+                let step = tracker.feed(&c.payload).map_err(Error::BackendProtocol)?;
+                done = step.done;
+                match step.role {
+                    PacketRole::Err => out.err = true,
+                    PacketRole::Ok | PacketRole::ResultSetEnd => {
+                        if let Some(p) = self.on_ok(i, &c.payload, out) {
+                            c.payload = p;
+                        }
+                    }
+                    PacketRole::PrepareOk(ok) => {
+                        out.prepared = Some((ok.statement_id, ok.num_params));
+                        if let Some(id) = prepare_id {
+                            let mut p = BytesMut::from(&c.payload[..]);
+                            p[1..5].copy_from_slice(&id.to_le_bytes());
+                            c.payload = p.freeze();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let buffered = self.held[i].conn.io.has_buffered_chunk();
+            self.client.queue_chunk(&c);
+            self.client_seq = c.seq.wrapping_add(1);
+            if !c.more {
+                if done {
+                    return self.client.flush().await;
+                }
+                if tracker.awaiting_client_data() {
+                    self.client.flush().await?;
+                    self.local_infile(i).await?;
+                    continue;
+                }
+            }
+            if self.client.should_flush() || !buffered {
+                self.client.flush().await?;
+            }
+        }
+    }
+
+    /// An OK packet (or the OK that ends a result) from held connection
+    /// `i`: its trackers into `out`, its GTIDs needed by the session's
+    /// reads; the payload the client gets instead, when it differs.
+    fn on_ok(&mut self, i: usize, payload: &Bytes, out: &mut Outcome) -> Option<Bytes> {
+        let caps = self.held[i].conn.key.caps;
+        if payload.first() == Some(&0xFE)
+            && (!caps.contains(CapabilityFlags::DEPRECATE_EOF) || payload.len() < 7)
+        {
+            return None; // a classic EOF
+        }
+        let ok = match OkPacket::decode(payload, caps) {
+            Ok(ok) => ok,
+            Err(e) => {
+                warn!(error = %e, "an OK packet the router cannot read; forwarded as it is");
+                return None;
+            }
+        };
+        out.insert_id = ok.last_insert_id;
+        match Tracked::read(&ok) {
+            Ok(t) => {
+                if let Some(g) = &t.gtids {
+                    self.wrote(i, g);
+                }
+                out.tracked.fold(t);
+            }
+            Err(e) => {
+                warn!(error = %e, "unreadable session state in an OK packet");
+                // Whatever it said is unknown: the connection's state too.
+                out.tracked.state_changed = true;
+            }
+        }
+        match track::client_ok(&ok, payload, caps, self.caps, &self.state.client) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "could not rebuild an OK packet for the client");
+                None
+            }
+        }
+    }
+
+    /// LOAD DATA LOCAL: the client's file, up to its empty packet, to the backend.
+    async fn local_infile(&mut self, i: usize) -> Result<()> {
+        self.client.expect_sequence(None);
+        let backend = &mut self.held[i].conn.io;
+        loop {
+            let c = self
+                .client
+                .next_chunk()
+                .await?
+                .ok_or(Error::ClientUnexpected(
+                    "connection closed inside a LOCAL INFILE",
+                ))?;
+            backend.queue_chunk(&c);
+            if c.first && c.payload.is_empty() {
+                return backend.flush().await;
+            }
+            if backend.should_flush() {
+                backend.flush().await?;
+            }
+        }
+    }
+}

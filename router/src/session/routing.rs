@@ -1,0 +1,230 @@
+//! Routing a statement, the I/O side: hints and rules read, the planner
+//! asked ([`super::plan`]), the connection it names got (held, borrowed,
+//! or through the causal decision).
+
+use causeway_wire::ErrPacket;
+
+use super::driver::{Failure, Session};
+use super::plan::{self, router_err, Plan};
+use super::state::ConnId;
+use crate::classify::{self, Classified};
+use crate::error::{Error, Result};
+use crate::ids::{GroupId, ServerId};
+use crate::route::{Steer, Why};
+use crate::rules::{Hints, RuleInput};
+
+impl Session<'_> {
+    /// The user's writer group and default group.
+    pub(super) fn user_groups(&self) -> (GroupId, GroupId) {
+        self.cur
+            .rt
+            .users
+            .get(&self.user)
+            .map_or((GroupId(0), GroupId(0)), |u| (u.writer, u.default_group))
+    }
+
+    /// Hints and rules for `sql`; an ERR when a hint is malformed or names
+    /// no hostgroup. Also whether a rule turns multiplexing off.
+    pub(super) fn steer(
+        &self,
+        sql: &str,
+        class: &Classified,
+    ) -> std::result::Result<(Steer, super::causal::Ask, bool), ErrPacket> {
+        let hints = Hints::parse(sql);
+        if let Some(e) = hints.errors.first() {
+            return Err(router_err(9003, format!("Causeway: bad hint: {e}")));
+        }
+        let token = match &hints.min_gtid {
+            None => None,
+            Some(text) => Some(causeway_gtid::GtidSet::parse(text).map_err(|e| {
+                router_err(
+                    9003,
+                    format!("Causeway: bad hint: min_gtid is not a GTID set: {e}"),
+                )
+            })?),
+        };
+        let rt = &self.cur.rt;
+        let (writer, _) = self.user_groups();
+        let hint = match (&hints.hostgroup, hints.primary) {
+            (_, true) => Some(writer),
+            (Some(name), false) => Some(rt.group_named(name).ok_or_else(|| {
+                router_err(9003, format!("Causeway: hint names no hostgroup {name:?}"))
+            })?),
+            (None, false) => None,
+        };
+        let (rule, rule_scope, sticky) = if rt.rules.is_empty() {
+            (None, None, false)
+        } else {
+            let schema = self
+                .state
+                .wanted
+                .schema
+                .as_deref()
+                .and_then(|s| std::str::from_utf8(s).ok());
+            let out = rt.rules.evaluate(&RuleInput {
+                sql,
+                digest: None,
+                user: &self.user,
+                schema,
+                client_ip: self.peer.ip(),
+            });
+            (
+                out.destination.and_then(|d| rt.group_named(d)),
+                out.consistency,
+                out.multiplex == Some(false),
+            )
+        };
+        let temp_table = self.state.has_temp_tables()
+            && class
+                .tables
+                .iter()
+                .any(|t| self.state.temp_table_on(t).is_some());
+        let steer = Steer {
+            hint,
+            rule,
+            temp_table,
+        };
+        let ask = super::causal::Ask {
+            scope: hints.consistency.or(rule_scope),
+            token,
+        };
+        Ok((steer, ask, sticky))
+    }
+
+    /// Classifies `sql`, parsing fully when the session has temporary
+    /// tables (the fast path does not list tables).
+    pub(super) fn classify(&self, sql: &str) -> Classified {
+        if self.state.has_temp_tables() {
+            classify::classify_parsed(sql)
+        } else {
+            classify::classify(sql)
+        }
+    }
+
+    /// Plans, gets and syncs the connection for a statement: its index in
+    /// `held`, or `None` when an ERR was sent instead.
+    pub(super) async fn connection_for(
+        &mut self,
+        sql: &str,
+        class: &Classified,
+    ) -> Result<Option<(usize, Why, bool)>> {
+        let (steer, ask, sticky) = match self.steer(sql, class) {
+            Ok(s) => s,
+            Err(err) => {
+                self.refuse("hint", &err).await?;
+                return Ok(None);
+            }
+        };
+        let held: Vec<(ServerId, ConnId)> =
+            self.held.iter().map(|h| (h.server, h.conn.id)).collect();
+        let lives = plan::lives(&self.state, class, &held);
+        let (writer, default) = self.user_groups();
+        let groups = plan::groups_of(&*self.cur.rt, writer, default);
+        let target = plan::target(class, &lives, &steer, &groups);
+        self.turn = self.turn.wrapping_add(1);
+        let held_servers: Vec<ServerId> = self.held.iter().map(|h| h.server).collect();
+        let cur = self.cur.clone();
+        let p = plan::plan(
+            &*cur.rt,
+            &cur.members,
+            target,
+            &held_servers,
+            |s| cur.pool(s).in_use(),
+            self.turn,
+        );
+        let got = match p {
+            Plan::Held(s, why) => Ok((self.held_index(s).unwrap_or(0), why)),
+            Plan::Borrow(s, why) => self.acquire(s).await.map(|i| (i, why)),
+            Plan::Causal(g, why) => self.causal_read(g, &ask).await.map(|i| (i, why)),
+            Plan::Refuse(err) => Err(Failure::Client(err)),
+        };
+        // A plain read whose reader group has no usable server goes to the
+        // writer when the configuration allows.
+        let got = match (got, target) {
+            (Err(Failure::Client(e)), crate::route::Target::Group(g, Why::Read))
+                if e.code == 9001 && cur.rt.config.routing.reads_fall_back_to_writer =>
+            {
+                let _ = g;
+                self.in_group(writer, Why::Write).await
+            }
+            (other, _) => other,
+        };
+        match got {
+            Ok((i, why)) => {
+                self.count_route(why, i);
+                if sticky {
+                    let s = self.held[i].server;
+                    self.state.stick(s);
+                }
+                Ok(Some((i, why, sticky)))
+            }
+            Err(Failure::Client(err)) => {
+                let kind = match err.code {
+                    9002 => "split_brain",
+                    9003 => "hint",
+                    9004 => "pool_timeout",
+                    _ => "no_backend",
+                };
+                self.refuse(kind, &err).await?;
+                Ok(None)
+            }
+            Err(Failure::Fatal(e)) => Err(e),
+        }
+    }
+
+    /// A connection to some server of group `g` (held or borrowed).
+    pub(super) async fn in_group(
+        &mut self,
+        g: GroupId,
+        why: Why,
+    ) -> std::result::Result<(usize, Why), Failure> {
+        let held: Vec<ServerId> = self.held.iter().map(|h| h.server).collect();
+        self.turn = self.turn.wrapping_add(1);
+        let cur = self.cur.clone();
+        let mut members = cur.members.clone();
+        loop {
+            let p = plan::in_group(
+                &*cur.rt,
+                &members,
+                g,
+                why,
+                &held,
+                |s| cur.pool(s).in_use(),
+                self.turn,
+            );
+            match p {
+                Plan::Held(s, why) => return Ok((self.held_index(s).unwrap_or(0), why)),
+                Plan::Borrow(s, why) => match self.acquire(s).await {
+                    Ok(i) => return Ok((i, why)),
+                    // Unreachable: try the group's other servers.
+                    Err(Failure::Client(e)) if e.code == 9001 => {
+                        members.members[g].retain(|&m| m != s);
+                        if members.members[g].is_empty() {
+                            return Err(Failure::Client(e));
+                        }
+                    }
+                    Err(e) => return Err(e),
+                },
+                Plan::Refuse(err) => return Err(Failure::Client(err)),
+                Plan::Causal(..) => {
+                    return Err(Failure::Fatal(Error::Internal(
+                        "causal plan in_group".into(),
+                    )))
+                }
+            }
+        }
+    }
+
+    fn count_route(&self, why: Why, i: usize) {
+        let s = self.held[i].server;
+        let g = self.cur.rt.servers[s].group;
+        if let Some(c) = self.cur.routed[g].get(why.index()) {
+            c.inc();
+        }
+    }
+
+    /// The held connection to `server`.
+    pub(super) fn held_index(&self, server: ServerId) -> Option<usize> {
+        self.held.iter().position(|h| h.server == server)
+    }
+}

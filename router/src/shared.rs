@@ -1,0 +1,402 @@
+//! What every session of one router shares: the configuration in force with
+//! the servers' pools and group membership ([`Current`]), the monitor, the
+//! views, metrics, the live sessions (for KILL), and the reload that swaps
+//! the configuration.
+//!
+//! ```text
+//! reload (SIGHUP) ──> Runtime::build ──> Current { runtime, pools (kept by name), membership }
+//! monitor change  ──> membership recomputed ──> Current (same runtime and pools)
+//! session, between statements ──> shared.current(): one Arc, ids valid within it
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use causeway_common::secret::resolve_secret;
+use causeway_wire::auth::RsaKeyPair;
+use tokio_rustls::TlsAcceptor;
+
+use crate::backend::connect::Endpoint;
+use crate::backend::pool::{Pools, ServerPool};
+use crate::config::Config;
+use crate::error;
+use crate::global;
+use crate::ids::{GroupId, IdVec, ServerId};
+use crate::metrics::Metrics;
+use crate::monitor::{Monitor, MonitorTarget};
+use crate::route::Membership;
+use crate::runtime::Runtime;
+use crate::tls;
+use crate::views;
+
+/// The backend threads a session holds: server name and thread id, kept
+/// current by the session.
+pub type Threads = Arc<Mutex<Vec<(Arc<str>, u32)>>>;
+
+/// What KILL needs to know about a live session.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// The user the session is logged in as.
+    pub user: String,
+    /// The backend connections it holds now: server name and the server's
+    /// thread id (the session keeps it current).
+    pub threads: Threads,
+    /// The backend thread running its statement now (0: none).
+    pub active: Arc<std::sync::atomic::AtomicU32>,
+    /// Wakes the session to close it (KILL CONNECTION).
+    pub kill: Arc<tokio::sync::Notify>,
+}
+
+/// What the router greets clients with: learned from a backend greeting, so
+/// every client sees the version and capabilities of the servers behind it.
+#[derive(Debug, Clone)]
+pub struct Greeting {
+    /// The backend's version string.
+    pub server_version: Bytes,
+    /// The backend's capabilities.
+    pub capabilities: causeway_wire::CapabilityFlags,
+    /// Its default collation.
+    pub charset: u8,
+}
+
+/// The configuration in force with what goes with it, swapped whole: a
+/// session takes one between statements, and the ids in it stay valid for
+/// as long as it holds it.
+#[derive(Debug)]
+pub struct Current {
+    /// The running configuration.
+    pub rt: Arc<Runtime>,
+    /// Each server's pool.
+    pub pools: IdVec<ServerId, Arc<ServerPool>>,
+    /// Which servers serve each group, as of the monitor's last change.
+    pub members: Membership,
+    /// Per group, the statement counter of each route (see
+    /// [`crate::route::Why::index`]).
+    pub routed: IdVec<GroupId, Vec<prometheus_client::metrics::counter::Counter>>,
+}
+
+impl Current {
+    /// The pool of `server`.
+    pub fn pool(&self, server: ServerId) -> &Arc<ServerPool> {
+        &self.pools[server]
+    }
+}
+
+/// State shared by every session of one router.
+pub struct Shared {
+    /// The configuration the router started with: its `frontend` and
+    /// `metrics` parts stay in force until restart.
+    pub config: Config,
+    current: RwLock<Arc<Current>>,
+    /// Where the configuration was read from (for reloads).
+    pub config_path: Option<PathBuf>,
+    /// TLS towards clients.
+    pub tls_acceptor: Option<TlsAcceptor>,
+    /// The RSA key pair of the caching_sha2 exchange, loaded or generated once.
+    pub rsa: tokio::sync::OnceCell<Arc<RsaKeyPair>>,
+    /// Users whose caching_sha2 full authentication succeeded since start.
+    pub full_auth_done: Mutex<HashSet<String>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Live sessions by router connection id.
+    pub sessions: Mutex<HashMap<u32, SessionInfo>>,
+    /// Backend connections per server.
+    pub pools: Pools,
+    /// Server health.
+    pub monitor: Monitor,
+    /// What clients are greeted with, once a backend was seen.
+    pub greeting: Mutex<Option<Greeting>>,
+    /// What each server has applied (reader streams, returned GTIDs).
+    pub views: views::Views,
+    /// Schemas a backend user's connection recently had (a login naming
+    /// one needs no backend to check it), with when.
+    pub schemas_seen: Mutex<HashMap<(Arc<str>, Bytes), std::time::Instant>>,
+    /// The primary's executed set for `global` reads.
+    pub global: global::GlobalSets,
+    next_id: AtomicU32,
+    reload_lock: tokio::sync::Mutex<()>,
+    /// Tests switch the replay of session settings off to prove that the
+    /// tests which rely on it fail without it. Never set otherwise.
+    #[doc(hidden)]
+    pub skip_replay_for_tests: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("runtime", &self.runtime())
+            .field("frontend_tls", &self.tls_acceptor.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Builds the shared state: resolves passwords, loads TLS material,
+    /// starts the health monitor (so it needs a tokio runtime unless the
+    /// monitor is disabled).
+    pub fn new(config: Config) -> anyhow::Result<Shared> {
+        let runtime = Runtime::build(config.clone())?;
+        let tls_acceptor = tls::frontend_acceptor(&config.frontend.tls)?;
+        let rsa = tokio::sync::OnceCell::new();
+        if let Some(path) = &config.frontend.rsa_private_key_file {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let key = RsaKeyPair::from_pem(&pem).with_context(|| {
+                format!("{}: not a PKCS#8 or PKCS#1 RSA private key", path.display())
+            })?;
+            let _ = rsa.set(Arc::new(key));
+        }
+        let monitor = start_monitor(&runtime)?;
+        let views = views::Views::new();
+        retarget_views(&views, &runtime);
+        let pools = Pools::new();
+        let metrics = Arc::new(Metrics::new());
+        let current = current(Arc::new(runtime), &pools, &monitor, &metrics);
+        Ok(Shared {
+            config,
+            current: RwLock::new(Arc::new(current)),
+            config_path: None,
+            tls_acceptor,
+            rsa,
+            full_auth_done: Mutex::new(HashSet::new()),
+            metrics,
+            sessions: Mutex::new(HashMap::new()),
+            pools,
+            monitor,
+            greeting: Mutex::new(None),
+            views,
+            schemas_seen: Mutex::new(HashMap::new()),
+            global: global::GlobalSets::default(),
+            next_id: AtomicU32::new(1),
+            reload_lock: tokio::sync::Mutex::new(()),
+            skip_replay_for_tests: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The configuration in force, with pools and membership (sessions take
+    /// it between statements).
+    pub fn current(&self) -> Arc<Current> {
+        match self.current.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The running configuration.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.current().rt.clone()
+    }
+
+    fn swap(&self, next: Current) {
+        match self.current.write() {
+            Ok(mut c) => *c = Arc::new(next),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
+        }
+    }
+
+    /// Recomputes which servers serve which group whenever the monitor's
+    /// view changes (never per statement). Runs until the router stops.
+    pub async fn follow_monitor(&self) {
+        let mut changes = self.monitor.subscribe();
+        loop {
+            if changes.changed().await.is_err() {
+                // No monitor: membership never changes.
+                std::future::pending::<()>().await;
+            }
+            let _one_at_a_time = self.reload_lock.lock().await;
+            let cur = self.current();
+            let members = cur.rt.members(&changes.borrow_and_update());
+            if members != cur.members {
+                self.swap(Current {
+                    rt: cur.rt.clone(),
+                    pools: cur.pools.clone(),
+                    members,
+                    routed: cur.routed.clone(),
+                });
+            }
+        }
+    }
+
+    /// Reads the configuration file again and, when it is valid as a
+    /// whole, puts it in force: sessions pick it up before their next
+    /// statement, no connection is dropped. When it is not, the running
+    /// configuration stays and the error (with its line) is returned.
+    /// `frontend` and `metrics` changes need a restart (a warning says so).
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let path = self
+            .config_path
+            .as_ref()
+            .context("the router was not started from a configuration file")?;
+        let res = async {
+            let config = Config::from_file(path)?;
+            let runtime = Runtime::build(config)?;
+            let password = runtime.config.monitor.resolve_password()?;
+            Ok::<_, anyhow::Error>((runtime, password))
+        }
+        .await;
+        let (runtime, monitor_password) = match res {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.reload_failures.inc();
+                tracing::error!(error = %format!("{e:#}"), "reload refused; the running configuration stays");
+                return Err(e);
+            }
+        };
+        if runtime.config.frontend != self.config.frontend
+            || runtime.config.metrics != self.config.metrics
+        {
+            tracing::warn!("frontend and metrics settings change only at restart");
+        }
+        self.monitor
+            .reconfigure(runtime.config.monitor.clone(), monitor_password);
+        self.monitor.retarget(monitor_targets(&runtime));
+        retarget_views(&self.views, &runtime);
+        let next = current(Arc::new(runtime), &self.pools, &self.monitor, &self.metrics);
+        self.swap(next);
+        self.metrics.reloads.inc();
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// A fresh connection id (never 0).
+    pub fn next_connection_id(&self) -> u32 {
+        loop {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+
+    /// How long a schema seen on a connection spares a login's check.
+    pub const SCHEMA_SEEN_FOR: Duration = Duration::from_secs(10);
+
+    /// `user`'s connection had `schema` just now.
+    pub fn schema_seen(&self, user: &Arc<str>, schema: &Bytes) {
+        if let Ok(mut seen) = self.schemas_seen.lock() {
+            let now = std::time::Instant::now();
+            if seen.len() > 10_000 {
+                seen.retain(|_, at| now.duration_since(*at) < Self::SCHEMA_SEEN_FOR);
+            }
+            seen.insert((user.clone(), schema.clone()), now);
+        }
+    }
+
+    /// Whether `user`'s connections had `schema` recently.
+    pub fn schema_known(&self, user: &Arc<str>, schema: &Bytes) -> bool {
+        self.schemas_seen.lock().is_ok_and(|seen| {
+            seen.get(&(user.clone(), schema.clone()))
+                .is_some_and(|at| at.elapsed() < Self::SCHEMA_SEEN_FOR)
+        })
+    }
+
+    /// Whether session `id` is alive.
+    pub fn session_alive(&self, id: u32) -> bool {
+        self.sessions.lock().is_ok_and(|s| s.contains_key(&id))
+    }
+
+    /// The RSA key pair, generated on first use when none was configured.
+    pub async fn rsa_key(&self) -> error::Result<Arc<RsaKeyPair>> {
+        self.rsa
+            .get_or_try_init(|| async {
+                tracing::warn!("no frontend.rsa_private_key_file: generating a 2048-bit RSA key");
+                tokio::task::spawn_blocking(|| RsaKeyPair::generate(2048))
+                    .await
+                    .map_err(|e| error::Error::Internal(format!("rsa key task: {e}")))?
+                    .map(Arc::new)
+                    .map_err(|e| error::Error::Internal(format!("rsa key generation: {e}")))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Closes idle pooled connections past `backend.pool_idle_timeout`,
+    /// every few seconds.
+    pub async fn reap_pools(&self) {
+        loop {
+            let rt = self.runtime();
+            let every = (rt.config.backend.pool_idle_timeout / 4)
+                .clamp(Duration::from_millis(100), Duration::from_secs(5));
+            tokio::time::sleep(every).await;
+            let age = self.runtime().config.backend.pool_idle_timeout;
+            for pool in self.pools.all() {
+                for c in pool.reap(age) {
+                    c.quit().await;
+                }
+            }
+        }
+    }
+}
+
+/// The configuration `rt` with its pools (the registry keeps those of
+/// servers that stay) and the membership the monitor's view gives it.
+fn current(rt: Arc<Runtime>, pools: &Pools, monitor: &Monitor, metrics: &Metrics) -> Current {
+    let (by_server, gone) = pools.for_servers(rt.servers.iter().map(|s| s.name.as_str()));
+    if !gone.is_empty() {
+        tokio::spawn(async move {
+            for c in gone {
+                c.quit().await;
+            }
+        });
+    }
+    let members = rt.members(&monitor.snapshot());
+    let routed = rt
+        .groups
+        .iter()
+        .map(|g| {
+            crate::route::Why::ALL
+                .iter()
+                .map(|w| metrics.route_counter(w.label(), &g.name))
+                .collect()
+        })
+        .collect::<Vec<_>>()
+        .into();
+    Current {
+        rt,
+        pools: by_server.into(),
+        members,
+        routed,
+    }
+}
+
+fn monitor_targets(rt: &Runtime) -> Vec<MonitorTarget> {
+    rt.servers
+        .iter()
+        .zip(&rt.config.servers)
+        .map(|(s, c)| MonitorTarget {
+            endpoint: Endpoint {
+                connect_timeout: rt.config.monitor.connect_timeout,
+                ..s.endpoint.clone()
+            },
+            max_lag: c.max_replication_lag,
+        })
+        .collect()
+}
+
+fn retarget_views(views: &views::Views, rt: &Runtime) {
+    let names: Vec<String> = rt.servers.iter().map(|s| s.name.clone()).collect();
+    let targets = rt.servers.iter().filter_map(|s| s.reader.clone()).collect();
+    views.retarget(&names, targets);
+}
+
+fn start_monitor(rt: &Runtime) -> anyhow::Result<Monitor> {
+    let m = &rt.config.monitor;
+    let password = resolve_secret(
+        "monitor password",
+        &m.password,
+        &m.password_env,
+        &m.password_file,
+    )?
+    .unwrap_or_default();
+    Ok(Monitor::spawn(
+        monitor_targets(rt),
+        m.clone(),
+        password.into_bytes(),
+    ))
+}
