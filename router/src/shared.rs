@@ -75,6 +75,8 @@ pub struct Current {
     pub pools: IdVec<ServerId, Arc<ServerPool>>,
     /// Which servers serve each group, as of the monitor's last change.
     pub members: Membership,
+    /// Each server's view (resolved once per configuration).
+    pub views: IdVec<ServerId, views::ViewId>,
     /// Per group, the statement counter of each route (see
     /// [`crate::route::Why::index`]).
     pub routed: IdVec<GroupId, Vec<prometheus_client::metrics::counter::Counter>>,
@@ -156,7 +158,7 @@ impl Shared {
         retarget_views(&views, &runtime);
         let pools = Pools::new();
         let metrics = Arc::new(Metrics::new());
-        let current = current(Arc::new(runtime), &pools, &monitor, &metrics);
+        let current = current(Arc::new(runtime), &pools, &monitor, &metrics, &views);
         Ok(Shared {
             config,
             current: RwLock::new(Arc::new(current)),
@@ -216,6 +218,7 @@ impl Shared {
                     rt: cur.rt.clone(),
                     pools: cur.pools.clone(),
                     members,
+                    views: cur.views.clone(),
                     routed: cur.routed.clone(),
                 });
             }
@@ -257,7 +260,13 @@ impl Shared {
             .reconfigure(runtime.config.monitor.clone(), monitor_password);
         self.monitor.retarget(monitor_targets(&runtime));
         retarget_views(&self.views, &runtime);
-        let next = current(Arc::new(runtime), &self.pools, &self.monitor, &self.metrics);
+        let next = current(
+            Arc::new(runtime),
+            &self.pools,
+            &self.monitor,
+            &self.metrics,
+            &self.views,
+        );
         self.swap(next);
         self.metrics.reloads.inc();
         tracing::info!("configuration reloaded");
@@ -336,7 +345,13 @@ impl Shared {
 
 /// The configuration `rt` with its pools (the registry keeps those of
 /// servers that stay) and the membership the monitor's view gives it.
-fn current(rt: Arc<Runtime>, pools: &Pools, monitor: &Monitor, metrics: &Metrics) -> Current {
+fn current(
+    rt: Arc<Runtime>,
+    pools: &Pools,
+    monitor: &Monitor,
+    metrics: &Metrics,
+    views: &views::Views,
+) -> Current {
     let (by_server, gone) = pools.for_servers(rt.servers.iter().map(|s| s.name.as_str()));
     if !gone.is_empty() {
         tokio::spawn(async move {
@@ -357,10 +372,18 @@ fn current(rt: Arc<Runtime>, pools: &Pools, monitor: &Monitor, metrics: &Metrics
         })
         .collect::<Vec<_>>()
         .into();
+    // Views were retargeted to these servers first: each has a slot.
+    let view_ids = rt
+        .servers
+        .iter()
+        .map(|s| views.id(&s.name).unwrap_or(views::ViewId(usize::MAX)))
+        .collect::<Vec<_>>()
+        .into();
     Current {
         rt,
         pools: by_server.into(),
         members,
+        views: view_ids,
         routed,
     }
 }

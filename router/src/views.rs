@@ -18,6 +18,12 @@
 //! Every change of any view bumps one `watch` counter, so sessions waiting
 //! for a replica to catch up wake up as soon as a delta arrives, without
 //! polling.
+//!
+//! Views are found by [`ViewId`], a slot resolved from the server's name
+//! when a configuration is built (`shared::Current::views`): the statement
+//! path never looks a view up by name. Slots are never reused, so a session
+//! still holding an older configuration reads the right server's view (or
+//! the empty view of a server a reload removed).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
@@ -122,6 +128,61 @@ pub struct ReaderTls {
     name: ServerName<'static>,
 }
 
+/// A view's slot: stable for the router's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViewId(pub usize);
+
+/// Every view, by slot; the names resolve to slots.
+#[derive(Debug, Default)]
+pub struct Table {
+    slots: HashMap<String, usize>,
+    views: Vec<ServerView>,
+}
+
+impl Table {
+    /// The view at `id`.
+    pub fn at(&self, id: ViewId) -> Option<&ServerView> {
+        self.views.get(id.0)
+    }
+
+    /// The view of the server called `name` (scrapes, tests; never per
+    /// statement).
+    pub fn get(&self, name: &str) -> Option<&ServerView> {
+        self.views.get(*self.slots.get(name)?)
+    }
+
+    /// Every configured server's view, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ServerView)> {
+        self.slots
+            .iter()
+            .map(|(n, &i)| (n.as_str(), &self.views[i]))
+    }
+
+    /// Whether a server called `name` has a view.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.slots.contains_key(name)
+    }
+
+    fn slot(&mut self, name: &str) -> usize {
+        if let Some(&i) = self.slots.get(name) {
+            return i;
+        }
+        self.views.push(ServerView::default());
+        let i = self.views.len() - 1;
+        self.slots.insert(name.to_string(), i);
+        i
+    }
+}
+
+/// The view of the server called `name` (panics when there is none: for
+/// tests and scrapes that name configured servers).
+impl std::ops::Index<&str> for Table {
+    type Output = ServerView;
+    fn index(&self, name: &str) -> &ServerView {
+        self.get(name).expect("a configured server")
+    }
+}
+
 /// One server's view.
 #[derive(Debug, Clone, Default)]
 pub struct ServerView {
@@ -142,7 +203,7 @@ pub struct ServerView {
     /// measured on the writer when reads fall back to it).
     pub read_cost: Option<Duration>,
     /// Per source server: the first probe this view does not hold yet.
-    probe_cursor: HashMap<String, u64>,
+    probe_cursor: HashMap<ViewId, u64>,
 }
 
 impl ServerView {
@@ -167,7 +228,7 @@ impl std::fmt::Debug for Views {
 }
 
 struct Inner {
-    views: RwLock<HashMap<String, ServerView>>,
+    views: RwLock<Table>,
     changed: watch::Sender<u64>,
     probes: Mutex<Probes>,
 }
@@ -178,7 +239,7 @@ struct Inner {
 /// network together, which is what a waiting read experiences).
 #[derive(Default)]
 struct Probes {
-    by_source: HashMap<String, Ring>,
+    by_source: HashMap<ViewId, Ring>,
     next: u64,
 }
 
@@ -195,7 +256,7 @@ struct Probe {
     set: GtidSet,
     at: Instant,
     /// Servers whose view held it already when it was taken: no sample.
-    held: Vec<String>,
+    held: Vec<ViewId>,
 }
 
 /// At most one probe per source this often, and this many kept per source
@@ -205,20 +266,15 @@ const PROBE_KEEP: usize = 256;
 
 impl Probes {
     /// Whether `source` is due a new probe at `now`.
-    fn due(&self, source: &str, now: Instant) -> bool {
+    fn due(&self, source: ViewId, now: Instant) -> bool {
         self.by_source
-            .get(source)
+            .get(&source)
             .and_then(|ring| ring.probes.back())
             .is_none_or(|p| now.saturating_duration_since(p.at) >= PROBE_EVERY)
     }
 
-    fn add(&mut self, source: &str, set: &GtidSet, now: Instant, held: Vec<String>) {
-        if !self.by_source.contains_key(source) {
-            self.by_source.insert(source.to_string(), Ring::default());
-        }
-        let Some(ring) = self.by_source.get_mut(source) else {
-            return;
-        };
+    fn add(&mut self, source: ViewId, set: &GtidSet, now: Instant, held: Vec<ViewId>) {
+        let ring = self.by_source.entry(source).or_default();
         if ring.probes.len() == PROBE_KEEP {
             if let Some(old) = ring.probes.pop_front() {
                 ring.evicted = old.seq;
@@ -238,12 +294,12 @@ impl Probes {
     /// probes held at a snapshot (a reconnect's gap is not a catch-up
     /// delay), probes the view held when they were taken, and a scan whose
     /// cursor fell behind the kept probes (it may have held them long ago).
-    fn seen(&self, server: &str, v: &mut ServerView, now: Instant, sample: bool) {
-        for (source, ring) in &self.by_source {
+    fn seen(&self, server: ViewId, v: &mut ServerView, now: Instant, sample: bool) {
+        for (&source, ring) in &self.by_source {
             if source == server {
                 continue;
             }
-            let before = v.probe_cursor.get(source).copied().unwrap_or(0);
+            let before = v.probe_cursor.get(&source).copied().unwrap_or(0);
             // Probes dropped unseen: the ones after them may have been
             // held for long.
             let fell_behind = ring.evicted != 0 && ring.evicted >= before;
@@ -255,20 +311,20 @@ impl Probes {
                     break;
                 }
                 cursor = p.seq + 1;
-                if sample && !p.held.iter().any(|s| s == server) {
+                if sample && !p.held.contains(&server) {
                     v.catch_up = Some(average(v.catch_up, now.saturating_duration_since(p.at)));
                 }
             }
             if cursor != before {
-                v.probe_cursor.insert(source.clone(), cursor);
+                v.probe_cursor.insert(source, cursor);
             }
         }
     }
 
     /// How long the oldest probe of `source` that `v` lacks has waited.
-    fn pending(&self, source: &str, v: &ServerView, now: Instant) -> Option<Duration> {
-        let cursor = v.probe_cursor.get(source).copied().unwrap_or(0);
-        let probes = &self.by_source.get(source)?.probes;
+    fn pending(&self, source: ViewId, v: &ServerView, now: Instant) -> Option<Duration> {
+        let cursor = v.probe_cursor.get(&source).copied().unwrap_or(0);
+        let probes = &self.by_source.get(&source)?.probes;
         probes
             .range(probes.partition_point(|p| p.seq < cursor)..)
             .find(|p| !p.set.is_subset(&v.set))
@@ -285,10 +341,10 @@ fn average(old: Option<Duration>, sample: Duration) -> Duration {
 }
 
 impl Inner {
-    fn write(&self, server: &str, f: impl FnOnce(&mut ServerView) -> bool) {
+    fn write(&self, server: ViewId, f: impl FnOnce(&mut ServerView) -> bool) {
         let changed = {
             let mut views = self.views.write().unwrap_or_else(PoisonError::into_inner);
-            match views.get_mut(server) {
+            match views.views.get_mut(server.0) {
                 Some(v) => f(v),
                 None => false,
             }
@@ -318,7 +374,7 @@ impl Views {
         let (changed, _) = watch::channel(0);
         Views {
             inner: Arc::new(Inner {
-                views: RwLock::new(HashMap::new()),
+                views: RwLock::new(Table::default()),
                 changed,
                 probes: Mutex::new(Probes::default()),
             }),
@@ -328,8 +384,8 @@ impl Views {
 
     /// Keeps a view for each of `servers` and subscribes to the readers of
     /// `targets` (a reload calls it again: unchanged targets keep their
-    /// stream and view; servers no longer listed are dropped). Needs a
-    /// Tokio runtime when `targets` is not empty.
+    /// stream and view; servers no longer listed have their view emptied,
+    /// their slot kept). Needs a Tokio runtime when `targets` is not empty.
     pub fn retarget(&self, servers: &[String], targets: Vec<ViewTarget>) {
         let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         {
@@ -338,19 +394,29 @@ impl Views {
                 .views
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            views.retain(|name, _| servers.contains(name));
+            let gone: Vec<usize> = views
+                .slots
+                .iter()
+                .filter(|(name, _)| !servers.contains(name))
+                .map(|(_, &i)| i)
+                .collect();
+            for &i in &gone {
+                views.views[i] = ServerView::default();
+            }
+            views.slots.retain(|name, _| servers.contains(name));
             self.inner
                 .probes
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .by_source
-                .retain(|name, _| servers.contains(name));
+                .retain(|id, _| !gone.contains(&id.0));
             for s in servers {
-                views.entry(s.clone()).or_default();
+                views.slot(s);
             }
         }
         let mut old = std::mem::take(&mut *tasks);
         for t in targets {
+            let id = self.id(&t.server).unwrap_or(ViewId(usize::MAX));
             if let Some((prev, handle)) = old.remove(&t.server) {
                 if prev == t {
                     tasks.insert(t.server.clone(), (prev, handle));
@@ -358,12 +424,12 @@ impl Views {
                 }
                 handle.abort();
                 // Another reader (or token): its view starts over.
-                self.inner.write(&t.server, |v| {
+                self.inner.write(id, |v| {
                     *v = ServerView::default();
                     true
                 });
             }
-            let handle = tokio::spawn(follow(self.inner.clone(), t.clone())).abort_handle();
+            let handle = tokio::spawn(follow(self.inner.clone(), t.clone(), id)).abort_handle();
             tasks.insert(t.server.clone(), (t, handle));
         }
         for (_, (_, handle)) in old {
@@ -371,8 +437,14 @@ impl Views {
         }
     }
 
+    /// The slot of the server called `name`, when it has one (resolved
+    /// once per configuration).
+    pub fn id(&self, name: &str) -> Option<ViewId> {
+        self.read().slots.get(name).copied().map(ViewId)
+    }
+
     /// Every view, read-locked: hold it only for a decision.
-    pub fn read(&self) -> RwLockReadGuard<'_, HashMap<String, ServerView>> {
+    pub fn read(&self) -> RwLockReadGuard<'_, Table> {
         self.inner
             .views
             .read()
@@ -381,10 +453,10 @@ impl Views {
 
     /// Adds GTIDs `server` itself reported (in an OK packet, or its
     /// `gtid_executed`): it has them.
-    pub fn learn(&self, server: &str, gtids: &GtidSet) {
+    pub fn learn(&self, server: ViewId, gtids: &GtidSet) {
         {
             let views = self.read();
-            if views.get(server).is_none_or(|v| gtids.is_subset(&v.set)) {
+            if views.at(server).is_none_or(|v| gtids.is_subset(&v.set)) {
                 return;
             }
         }
@@ -397,7 +469,7 @@ impl Views {
     /// `server` returned `gtids` in an OK packet: learns them, and keeps
     /// them (a sample, at most one per millisecond) as a probe to time how
     /// long they take to reach the other servers' views.
-    pub fn wrote(&self, server: &str, gtids: &GtidSet) {
+    pub fn wrote(&self, server: ViewId, gtids: &GtidSet) {
         self.learn(server, gtids);
         let now = Instant::now();
         // Lock order: the views, then the probes.
@@ -412,9 +484,11 @@ impl Views {
         }
         // A view may hold them already (its delta overtook this OK packet).
         let held = views
+            .views
             .iter()
-            .filter(|(name, v)| *name != server && gtids.is_subset(&v.set))
-            .map(|(name, _)| name.clone())
+            .enumerate()
+            .filter(|&(i, v)| i != server.0 && gtids.is_subset(&v.set))
+            .map(|(i, _)| ViewId(i))
             .collect();
         probes.add(server, gtids, now, held);
     }
@@ -423,9 +497,9 @@ impl Views {
     /// as the router sees it: the larger of the moving average of the
     /// measured delays and how long the oldest probe it lacks has waited (a
     /// stalled server grows at once). `None` while neither is known.
-    pub fn lag(&self, server: &str, source: &str, now: Instant) -> Option<Duration> {
+    pub fn lag(&self, server: ViewId, source: ViewId, now: Instant) -> Option<Duration> {
         let views = self.read();
-        let v = views.get(server)?;
+        let v = views.at(server)?;
         let pending = self
             .inner
             .probes
@@ -439,7 +513,7 @@ impl Views {
     }
 
     /// A causal read on `server` took `took` (see [`ServerView::read_cost`]).
-    pub fn read_took(&self, server: &str, took: Duration) {
+    pub fn read_took(&self, server: ViewId, took: Duration) {
         self.inner.write(server, |v| {
             v.read_cost = Some(average(v.read_cost, took));
             false
@@ -462,12 +536,12 @@ impl Drop for Views {
 }
 
 /// Follows one reader forever, reconnecting with backoff.
-async fn follow(inner: Arc<Inner>, target: ViewTarget) {
+async fn follow(inner: Arc<Inner>, target: ViewTarget, id: ViewId) {
     let mut backoff = BACKOFF_MIN;
     loop {
         let started = Instant::now();
-        let res = stream(&inner, &target).await;
-        inner.write(&target.server, |v| {
+        let res = stream(&inner, &target, id).await;
+        inner.write(id, |v| {
             let was = v.connected;
             v.connected = false;
             was
@@ -489,20 +563,20 @@ async fn follow(inner: Arc<Inner>, target: ViewTarget) {
 }
 
 /// One connection to a reader: applies its messages until it ends.
-async fn stream(inner: &Inner, target: &ViewTarget) -> Result<(), String> {
+async fn stream(inner: &Inner, target: &ViewTarget, id: ViewId) -> Result<(), String> {
     let sock = tokio::time::timeout(SILENCE, TcpStream::connect(&target.addr))
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| format!("connect: {e}"))?;
     let _ = sock.set_nodelay(true);
     match &target.tls {
-        None => apply(inner, target, sock).await,
+        None => apply(inner, target, id, sock).await,
         Some(tls) => {
             let sock = tokio::time::timeout(SILENCE, tls.connector.connect(tls.name.clone(), sock))
                 .await
                 .map_err(|_| "tls handshake timed out".to_string())?
                 .map_err(|e| format!("tls handshake: {e}"))?;
-            apply(inner, target, sock).await
+            apply(inner, target, id, sock).await
         }
     }
 }
@@ -511,6 +585,7 @@ async fn stream(inner: &Inner, target: &ViewTarget) -> Result<(), String> {
 async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
     inner: &Inner,
     target: &ViewTarget,
+    id: ViewId,
     mut sock: S,
 ) -> Result<(), String> {
     let mut auth = Vec::new();
@@ -553,7 +628,7 @@ async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let now = Instant::now();
         let mut refused = None;
-        inner.write(&target.server, |v| {
+        inner.write(id, |v| {
             // Lock order: the views, then the probes.
             let probes = inner.probes.lock().unwrap_or_else(PoisonError::into_inner);
             let mut grew = false;
@@ -569,7 +644,7 @@ async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
                         // It may be smaller (a reset, a re-clone): probes
                         // are matched against it from the oldest again.
                         v.probe_cursor.clear();
-                        probes.seen(&target.server, v, now, false);
+                        probes.seen(id, v, now, false);
                         v.connected = true;
                         v.heard = Some(now);
                         v.reader_age = Duration::ZERO;
@@ -581,7 +656,7 @@ async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     Message::Delta(set) => {
                         v.set.union_with(set);
-                        probes.seen(&target.server, v, now, true);
+                        probes.seen(id, v, now, true);
                         v.heard = Some(now);
                         v.reader_age = Duration::ZERO;
                         grew = true;

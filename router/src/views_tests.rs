@@ -8,6 +8,11 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 
 use super::*;
+
+/// The slot of the server called `name` (none: a slot no view has).
+fn vid(views: &Views, name: &str) -> ViewId {
+    views.id(name).unwrap_or(ViewId(usize::MAX))
+}
 use crate::config::BackendTlsMode;
 use causeway_gtid::delta::binary::{decode_auth, Encoder, Hello, Reset, ResetReason};
 use causeway_reader::hub::Hub;
@@ -108,9 +113,9 @@ async fn snapshots_deltas_and_resets_shape_the_view() {
     until(&views, "delta", |v| v.set == set(&format!("{U}:1-12"))).await;
 
     // GTIDs the server returned itself are known at once.
-    views.learn("s1", &set(&format!("{U}:20")));
+    views.learn(vid(&views, "s1"), &set(&format!("{U}:20")));
     assert_eq!(views.read()["s1"].set, set(&format!("{U}:1-12:20")));
-    views.learn("unknown", &set(&format!("{U}:20")));
+    views.learn(vid(&views, "unknown"), &set(&format!("{U}:20")));
     assert!(!views.read().contains_key("unknown"));
 
     // A reset: the server may have lost GTIDs; the next snapshot is the truth.
@@ -139,16 +144,28 @@ async fn probes_time_how_long_writes_take_to_reach_a_view() {
     tx.send(vec![hello(), Message::Snapshot(set(&format!("{U}:1-10")))])
         .unwrap();
     until(&views, "snapshot", |v| v.connected).await;
-    assert_eq!(views.lag("s1", "primary", Instant::now()), None);
+    assert_eq!(
+        views.lag(vid(&views, "s1"), vid(&views, "primary"), Instant::now()),
+        None
+    );
 
     // The primary returns :11; s1 has not got it: its lag is the wait so far.
-    views.wrote("primary", &set(&format!("{U}:11")));
+    views.wrote(vid(&views, "primary"), &set(&format!("{U}:11")));
     assert!(set(&format!("{U}:11")).is_subset(&views.read()["primary"].set));
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let pending = views.lag("s1", "primary", Instant::now()).unwrap();
+    let pending = views
+        .lag(vid(&views, "s1"), vid(&views, "primary"), Instant::now())
+        .unwrap();
     assert!(pending >= Duration::from_millis(30), "{pending:?}");
     // The primary itself is never behind on what it returned.
-    assert_eq!(views.lag("primary", "primary", Instant::now()), None);
+    assert_eq!(
+        views.lag(
+            vid(&views, "primary"),
+            vid(&views, "primary"),
+            Instant::now()
+        ),
+        None
+    );
 
     // The delta arrives: one sample of about 30 ms, nothing pending.
     tx.send(vec![Message::Delta(set(&format!("{U}:11")))])
@@ -157,10 +174,13 @@ async fn probes_time_how_long_writes_take_to_reach_a_view() {
     let measured = views.read()["s1"].catch_up.unwrap();
     assert!(measured >= Duration::from_millis(30), "{measured:?}");
     let later = Instant::now() + Duration::from_secs(5);
-    assert_eq!(views.lag("s1", "primary", later), Some(measured));
+    assert_eq!(
+        views.lag(vid(&views, "s1"), vid(&views, "primary"), later),
+        Some(measured)
+    );
 
     // A quick one pulls the average down by an eighth of the gap.
-    views.wrote("primary", &set(&format!("{U}:12")));
+    views.wrote(vid(&views, "primary"), &set(&format!("{U}:12")));
     tx.send(vec![Message::Delta(set(&format!("{U}:12")))])
         .unwrap();
     until(&views, "second delta", |v| v.catch_up != Some(measured)).await;
@@ -171,7 +191,7 @@ async fn probes_time_how_long_writes_take_to_reach_a_view() {
     );
 
     // After a snapshot (a reconnect), held probes are not samples.
-    views.wrote("primary", &set(&format!("{U}:13")));
+    views.wrote(vid(&views, "primary"), &set(&format!("{U}:13")));
     tokio::time::sleep(Duration::from_millis(50)).await;
     tx.send(vec![
         Message::Reset(Reset {
@@ -187,10 +207,13 @@ async fn probes_time_how_long_writes_take_to_reach_a_view() {
     })
     .await;
     assert_eq!(views.read()["s1"].catch_up, Some(avg));
-    assert_eq!(views.lag("s1", "primary", later), Some(avg));
+    assert_eq!(
+        views.lag(vid(&views, "s1"), vid(&views, "primary"), later),
+        Some(avg)
+    );
 
-    views.read_took("primary", Duration::from_millis(2));
-    views.read_took("primary", Duration::from_millis(10));
+    views.read_took(vid(&views, "primary"), Duration::from_millis(2));
+    views.read_took(vid(&views, "primary"), Duration::from_millis(10));
     assert_eq!(
         views.read()["primary"].read_cost,
         Some(Duration::from_millis(3))
@@ -202,49 +225,50 @@ fn probes_a_view_held_early_or_lost_track_of_are_not_samples() {
     let t0 = Instant::now();
     let ms = |n: u64| t0 + Duration::from_millis(n);
     let mut probes = Probes::default();
+    let (p, s1) = (ViewId(0), ViewId(1));
     let mut v = ServerView {
         set: set(&format!("{U}:1-5")),
         ..ServerView::default()
     };
     // Taken while the view already held it (its delta came first).
-    probes.add("p", &set(&format!("{U}:5")), ms(0), vec!["s1".into()]);
+    probes.add(p, &set(&format!("{U}:5")), ms(0), vec![s1]);
     // A real one: sent at 10 ms, held at 14 ms.
-    assert!(!probes.due("p", ms(0)) && probes.due("p", ms(1)));
-    probes.add("p", &set(&format!("{U}:6")), ms(10), Vec::new());
+    assert!(!probes.due(p, ms(0)) && probes.due(p, ms(1)));
+    probes.add(p, &set(&format!("{U}:6")), ms(10), Vec::new());
     v.set = set(&format!("{U}:1-6"));
-    probes.seen("s1", &mut v, ms(14), true);
+    probes.seen(s1, &mut v, ms(14), true);
     assert_eq!(v.catch_up, Some(Duration::from_millis(4)));
-    assert_eq!(probes.pending("p", &v, ms(20)), None);
+    assert_eq!(probes.pending(p, &v, ms(20)), None);
 
     // A probe the view never gets blocks the cursor; once it is dropped
     // to make room, the probes after it are not samples (the view may
     // have held them for long): only later ones are.
-    probes.add("p", &set(&format!("{U}:1000")), ms(20), Vec::new());
+    probes.add(p, &set(&format!("{U}:1000")), ms(20), Vec::new());
     for i in 0..PROBE_KEEP as u64 {
-        probes.add("p", &set(&format!("{U}:{}", 7 + i)), ms(21 + i), Vec::new());
+        probes.add(p, &set(&format!("{U}:{}", 7 + i)), ms(21 + i), Vec::new());
     }
     assert_eq!(
-        probes.pending("p", &v, ms(300)),
+        probes.pending(p, &v, ms(300)),
         Some(Duration::from_millis(279)),
         "the oldest probe it lacks"
     );
     v.set = set(&format!("{U}:1-999"));
-    probes.seen("s1", &mut v, ms(5000), true);
+    probes.seen(s1, &mut v, ms(5000), true);
     assert_eq!(
         v.catch_up,
         Some(Duration::from_millis(4)),
         "no sample after losing track"
     );
-    assert_eq!(probes.pending("p", &v, ms(5000)), None);
-    probes.add("p", &set(&format!("{U}:1001")), ms(6000), Vec::new());
+    assert_eq!(probes.pending(p, &v, ms(5000)), None);
+    probes.add(p, &set(&format!("{U}:1001")), ms(6000), Vec::new());
     v.set = set(&format!("{U}:1-999:1001"));
-    probes.seen("s1", &mut v, ms(6012), true);
+    probes.seen(s1, &mut v, ms(6012), true);
     // (7 × 4 + 12) / 8 = 5
     assert_eq!(v.catch_up, Some(Duration::from_millis(5)));
     // A source's own probes are never its samples.
-    let mut p = ServerView::default();
-    probes.seen("p", &mut p, ms(7000), true);
-    assert_eq!(p.catch_up, None);
+    let mut own = ServerView::default();
+    probes.seen(p, &mut own, ms(7000), true);
+    assert_eq!(own.catch_up, None);
 }
 
 #[tokio::test]

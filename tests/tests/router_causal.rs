@@ -375,7 +375,7 @@ async fn stale_read_hunters() -> Result<()> {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !router.shared.views.read().values().all(|v| v.connected) {
+    while !router.shared.views.read().iter().all(|(_, v)| v.connected) {
         ensure!(
             Instant::now() < deadline,
             "a reader stream did not come back"

@@ -151,7 +151,7 @@ impl Session<'_> {
         let s = self.held[i].server;
         let rt = &self.cur.rt;
         let server = &rt.servers[s];
-        self.shared.views.wrote(&server.name, &set);
+        self.shared.views.wrote(self.cur.views[s], &set);
         let cluster = server.cluster;
         let now = Instant::now();
         match self
@@ -181,8 +181,11 @@ impl Session<'_> {
             // stays a few intervals however many writes the session made.
             let views = self.shared.views.read();
             let mut common: Option<GtidSet> = None;
-            for srv in rt.servers.iter().filter(|x| x.cluster == cluster) {
-                let Some(v) = views.get(&srv.name) else {
+            for (id, srv) in rt.servers.with_ids() {
+                if srv.cluster != cluster {
+                    continue;
+                }
+                let Some(v) = views.at(self.cur.views[id]) else {
                     continue;
                 };
                 common = Some(match common {
@@ -254,7 +257,7 @@ impl Session<'_> {
         // What a read on the writer costs, as measured (see `writer_read`).
         let writer_cost = cur.members.members[w].first().and_then(|&p| {
             let views = self.shared.views.read();
-            views.get(&rt.servers[p].name)?.read_cost
+            views.at(cur.views[p])?.read_cost
         });
         // When the session's own writes are all it needs, when they were
         // made and by which server: how soon a replica should have them.
@@ -297,7 +300,7 @@ impl Session<'_> {
                             } else {
                                 u32::try_from(cur.pool(m).in_use()).unwrap_or(u32::MAX)
                             },
-                            view: views.get(&s.name).map(|v| &v.set),
+                            view: views.at(cur.views[m]).map(|v| &v.set),
                         }
                     })
                     .collect();
@@ -395,11 +398,10 @@ impl Session<'_> {
     fn catch_up(&self, members: &[ServerId], at: Instant, source: ServerId) -> Option<Duration> {
         let now = Instant::now();
         let since = now.saturating_duration_since(at);
-        let rt = &self.cur.rt;
-        let source = &rt.servers[source].name;
+        let ids = &self.cur.views;
         members
             .iter()
-            .filter_map(|&m| self.shared.views.lag(&rt.servers[m].name, source, now))
+            .filter_map(|&m| self.shared.views.lag(ids[m], ids[source], now))
             .map(|lag| lag.saturating_sub(since))
             .min()
     }
@@ -421,8 +423,9 @@ impl Session<'_> {
     pub(super) fn writer_read_answered(&mut self) {
         if let Some((_, Some(_))) = &self.causal.writer_read {
             if let Some((server, Some(sent))) = self.causal.writer_read.take() {
-                let name = &self.cur.rt.servers[server].name;
-                self.shared.views.read_took(name, sent.elapsed());
+                self.shared
+                    .views
+                    .read_took(self.cur.views[server], sent.elapsed());
             }
         }
     }
@@ -447,7 +450,7 @@ impl Session<'_> {
             timeout: rt.config.backend.connect_timeout,
         };
         let set = self.shared.global.fetch(&login).await?;
-        self.shared.views.learn(&server.name, &set);
+        self.shared.views.learn(cur.views[m], &set);
         Ok(set)
     }
 }
