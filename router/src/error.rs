@@ -88,6 +88,11 @@ pub enum Error {
     /// The router's own setup failed.
     #[error("internal: {0}")]
     Internal(String),
+    /// A backend connection that held the session's state (a transaction,
+    /// temporary tables, locks, unread user variables) was lost: the
+    /// client gets this ERR and its session ends, as with a lost connection.
+    #[error("session state lost: {}", String::from_utf8_lossy(&.0.message))]
+    SessionLost(ErrPacket),
 }
 
 impl Error {
@@ -115,7 +120,8 @@ impl Error {
             | Self::BackendProtocol(_)
             | Self::BackendTls(_)
             | Self::BackendRefused(_)
-            | Self::BackendUnsupported(_) => Side::Backend,
+            | Self::BackendUnsupported(_)
+            | Self::SessionLost(_) => Side::Backend,
             Self::TooManyConnections | Self::UserLimit(_) | Self::Internal(_) => Side::Internal,
         }
     }
@@ -198,7 +204,7 @@ impl Error {
                 *b"HY000",
                 "Can't connect to MySQL server (backend unavailable)",
             ),
-            Self::BackendRefused(err) => err.clone(),
+            Self::BackendRefused(err) | Self::SessionLost(err) => err.clone(),
             Self::BackendIo(_) | Self::BackendProtocol(_) => ErrPacket::new(
                 2013,
                 *b"HY000",

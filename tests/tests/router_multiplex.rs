@@ -1,8 +1,9 @@
 //! Multiplexing: client sessions borrow backend connections between
 //! statements, and a session cannot tell. A seeded generator writes
 //! session scripts (settings, `SET NAMES`, `USE`, user variables of every
-//! type, temporary tables, named locks, transactions, autocommit, prepared
-//! statements of both kinds, `LAST_INSERT_ID()`, `ROW_COUNT()`); each runs
+//! type, temporary tables, named locks, transactions and the next one's
+//! characteristics, autocommit, prepared statements of both kinds,
+//! `LAST_INSERT_ID()`, `ROW_COUNT()`); each runs
 //! directly against MySQL and through a router whose pools are smaller
 //! than the number of sessions, with think times around the multiplex
 //! delay so connections change hands, and every result must be the same.
@@ -69,7 +70,7 @@ fn script(run: &str, seed: u64, k: usize, len: usize) -> Vec<Step> {
     let mut temp = false;
     let mut prepared = false;
     for _ in 0..len {
-        let sql = match r.below(20) {
+        let sql = match r.below(21) {
             0 => format!(
                 "SET SESSION sql_mode = '{}'",
                 r.pick(&[
@@ -192,6 +193,27 @@ fn script(run: &str, seed: u64, k: usize, len: usize) -> Vec<Step> {
                 "SET SESSION TRANSACTION ISOLATION LEVEL {}",
                 r.pick(&["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"])
             ),
+            // The next transaction's characteristics: one-shot, left
+            // pending at times (on a connection that then changes hands).
+            19 => {
+                let c = r.pick(&[
+                    "READ ONLY",
+                    "ISOLATION LEVEL READ COMMITTED, READ ONLY",
+                    "ISOLATION LEVEL SERIALIZABLE",
+                    "READ WRITE",
+                ]);
+                if r.below(3) == 0 {
+                    format!("SET TRANSACTION {c}")
+                } else {
+                    out.push(Step::Sql(format!("SET TRANSACTION {c}")));
+                    if r.below(2) == 0 {
+                        out.push(Step::Sleep(12));
+                    }
+                    out.push(Step::Sql("BEGIN".into()));
+                    out.push(Step::Sql(format!("INSERT INTO {t} (v) VALUES (5)")));
+                    "ROLLBACK".into()
+                }
+            }
             _ => CHECK.into(),
         };
         out.push(Step::Sql(sql));
@@ -375,5 +397,69 @@ async fn without_replay_the_same_sessions_see_each_others_settings() -> Result<(
     let routed = all(&topo, router.port, &scripts).await?;
     let d = first_difference(&direct, &routed).context("no difference without replay")?;
     eprintln!("without replay, as expected: {d}");
+    Ok(())
+}
+
+/// A session that logged in with latin1 gets latin1 on a connection where
+/// another session ran `SET NAMES utf8mb4`: the login's collation, not the
+/// server's default, is what "no `SET NAMES`" means.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_another_session_changed_gets_the_login_character_set_back() -> Result<()> {
+    let topo = Topology::get()?;
+    let mut cfg = topo.router_config()?;
+    cfg.frontend.caching_sha2_full_auth = causeway_router::config::FullAuth::Never;
+    cfg.backend.multiplex_delay = Duration::from_millis(2);
+    for s in &mut cfg.servers {
+        s.max_connections = 1;
+    }
+    let router = start_router(cfg).await?;
+    let latin1 = ["--default-character-set=latin1"];
+    let check = "SELECT @@character_set_client, @@character_set_results, @@collation_connection";
+    let direct = topo.mysql_batch(topo.primary_port, "APP", &latin1, check)?;
+    assert!(direct.contains("latin1_swedish_ci"), "{direct}");
+    let opened = router.shared.metrics.backend_opened.get();
+    topo.mysql_batch(router.port, "APP", &latin1, "SET NAMES utf8mb4; SELECT 1")?;
+    let routed = topo.mysql_batch(router.port, "APP", &latin1, check)?;
+    assert_eq!(routed, direct);
+    assert_eq!(
+        router.shared.metrics.backend_opened.get(),
+        opened + 1,
+        "the second session reused the first one's connection"
+    );
+    Ok(())
+}
+
+/// The connection that held a session's named lock was killed behind the
+/// router's back while the session was idle: when the router finds out
+/// (asking whether the lock is still held before giving the connection
+/// back), the session ends with ERR 2013, as a direct one would have; it
+/// never goes on without its lock. Other sessions carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_that_held_a_lock_ends_its_session() -> Result<()> {
+    let topo = Topology::get()?;
+    let mut cfg = topo.causal_config(Scope::Session)?;
+    cfg.frontend.caching_sha2_full_auth = causeway_router::config::FullAuth::Never;
+    cfg.backend.tls.mode = causeway_router::config::BackendTlsMode::Disabled;
+    cfg.backend.multiplex_delay = Duration::from_millis(400);
+    let router = start_router(cfg).await?;
+    let mut c = Conn::new(opts(&topo, router.port, "APP", false)?).await?;
+    let (got, thread): (i64, u64) = c
+        .query_first("SELECT GET_LOCK('mux_lost_lock', 0), CONNECTION_ID()")
+        .await?
+        .context("no row")?;
+    assert_eq!(got, 1);
+    let mut admin = topo.conn(topo.primary_port, "ADMIN").await?;
+    admin.query_drop(format!("KILL {thread}")).await?;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let next = c.query_drop("SELECT 1").await;
+    match next {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 2013, "{e}"),
+        Err(_) => {}
+        Ok(()) => panic!("the session went on without its lock"),
+    }
+    let mut d = Conn::new(opts(&topo, router.port, "APP", false)?).await?;
+    let one: Option<i64> = d.query_first("SELECT 1").await?;
+    assert_eq!(one, Some(1));
+    d.disconnect().await?;
     Ok(())
 }

@@ -96,12 +96,7 @@ impl Conn {
             tokio::time::timeout(limit, reset).await,
             Ok(Ok(p)) if p.payload.first() == Some(&0x00)
         );
-        let schema = self.state.schema.take();
-        self.state = ConnState {
-            schema,
-            multi_statements: self.key.caps.contains(CapabilityFlags::MULTI_STATEMENTS),
-            ..ConnState::default()
-        };
+        self.state = self.state.after_reset(self.key.caps);
         self.stmts.clear();
         self.trackers = false;
         ok
@@ -249,6 +244,14 @@ impl Inner {
                 || self.per_user.get(&want.key.user).copied().unwrap_or(0) < want.limits.user_max)
     }
 
+    /// Whether `want` would have room with one connection of `user` closed.
+    fn room_without(&self, want: &Want, user: &Arc<str>, now: Instant) -> bool {
+        let mine = self.per_user.get(&want.key.user).copied().unwrap_or(0);
+        let mine = mine.saturating_sub(usize::from(want.key.user == *user));
+        self.open.saturating_sub(1) < self.limit(&want.limits, now)
+            && (want.limits.user_max == 0 || mine < want.limits.user_max)
+    }
+
     fn take_room(&mut self, user: &Arc<str>) {
         self.open += 1;
         *self.per_user.entry(user.clone()).or_default() += 1;
@@ -272,6 +275,9 @@ pub struct ServerPool {
     /// The server's name.
     pub name: Arc<str>,
     inner: Mutex<Inner>,
+    /// A reload removed the server: connections given back are closed
+    /// (kept idle, each would hold the pool through its lease, forever).
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl ServerPool {
@@ -280,11 +286,29 @@ impl ServerPool {
         Arc::new(ServerPool {
             name: Arc::from(name),
             inner: Mutex::new(Inner::default()),
+            retired: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Room that appeared without an event (a server's learned limit
+    /// expired) goes to the waiters that can use it, first come first.
+    fn grant_waiters(self: &Arc<Self>) {
+        loop {
+            let Some((tx, user)) = self.lock().grant_room() else {
+                return;
+            };
+            let lease = Lease {
+                pool: self.clone(),
+                user,
+            };
+            // Outside the lock: a waiter that gave up drops the lease,
+            // which takes the lock.
+            let _ = tx.send(Grant::Open(lease));
+        }
     }
 
     /// A connection or room for one now, or `Ok(None)` when the request
@@ -295,8 +319,18 @@ impl ServerPool {
         want: &Want,
         evicted: &mut Option<Conn>,
     ) -> Result<Option<Grant>, Refused> {
-        let now = Instant::now();
+        self.grant_waiters();
         let mut p = self.lock();
+        self.try_locked(&mut p, want, evicted)
+    }
+
+    fn try_locked(
+        self: &Arc<Self>,
+        p: &mut Inner,
+        want: &Want,
+        evicted: &mut Option<Conn>,
+    ) -> Result<Option<Grant>, Refused> {
+        let now = Instant::now();
         if let Some(id) = want.prefer {
             if let Some(i) = p.idle.iter().position(|(c, _)| c.id == id && want.fits(c)) {
                 return Ok(p.idle.remove(i).map(|(c, _)| Grant::Conn(Box::new(c))));
@@ -310,10 +344,9 @@ impl ServerPool {
                 return Err(Refused::Backoff(at - now));
             }
         }
-        if !p.waiters.is_empty() && p.waiters.iter().any(|w| !w.tx.is_closed()) {
-            // Others came first.
-            return Ok(None);
-        }
+        // Waiters that could use room were given it (grant_waiters, and
+        // whenever a lease ends): those left wait for what this request
+        // does not take (their key's connection, their user's limit).
         if !p.room(want, now) {
             let user_ok = want.limits.user_max == 0
                 || p.per_user.get(&want.key.user).copied().unwrap_or(0) < want.limits.user_max;
@@ -323,7 +356,6 @@ impl ServerPool {
                 // Its lease still counts until the caller drops it: count
                 // the new one past it.
                 p.take_room(&want.key.user);
-                drop(p);
                 return Ok(Some(Grant::Open(Lease {
                     pool: self.clone(),
                     user: want.key.user.clone(),
@@ -332,7 +364,6 @@ impl ServerPool {
             return Ok(None);
         }
         p.take_room(&want.key.user);
-        drop(p);
         Ok(Some(Grant::Open(Lease {
             pool: self.clone(),
             user: want.key.user.clone(),
@@ -341,7 +372,10 @@ impl ServerPool {
 
     /// Joins the queue: the receiver gets a connection or room for one.
     pub fn enqueue(&self, want: Want) -> Result<oneshot::Receiver<Grant>, Refused> {
-        let mut p = self.lock();
+        Self::enqueue_locked(&mut self.lock(), want)
+    }
+
+    fn enqueue_locked(p: &mut Inner, want: Want) -> Result<oneshot::Receiver<Grant>, Refused> {
         p.waiters.retain(|w| !w.tx.is_closed());
         if p.waiters.len() >= want.limits.queue_max.max(1) {
             return Err(Refused::QueueFull(p.waiters.len()));
@@ -360,11 +394,17 @@ impl ServerPool {
         timeout: Duration,
         evicted: &mut Option<Conn>,
     ) -> Result<(Grant, Option<Duration>), Refused> {
-        if let Some(g) = self.try_acquire(want, evicted)? {
-            return Ok((g, None));
-        }
+        self.grant_waiters();
+        // Trying and queueing under one lock: a connection given back in
+        // between would find no waiter and go idle, unseen.
+        let rx = {
+            let mut p = self.lock();
+            if let Some(g) = self.try_locked(&mut p, want, evicted)? {
+                return Ok((g, None));
+            }
+            Self::enqueue_locked(&mut p, want.clone())?
+        };
         let started = Instant::now();
-        let rx = self.enqueue(want.clone())?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(g)) => Ok((g, Some(started.elapsed()))),
             _ => {
@@ -388,10 +428,22 @@ impl ServerPool {
         loop {
             let waiter = {
                 let mut p = self.lock();
+                if self.retired.load(Ordering::Relaxed) {
+                    return Some(conn);
+                }
                 p.waiters.retain(|w| !w.tx.is_closed());
+                let now = Instant::now();
                 match p.waiters.iter().position(|w| w.want.fits(&conn)) {
                     Some(i) => p.waiters.remove(i),
-                    None if !p.waiters.is_empty() => return Some(conn),
+                    // Closed, its room goes to a waiter of another key
+                    // (when the room is what that one lacks).
+                    None if p
+                        .waiters
+                        .iter()
+                        .any(|w| p.room_without(&w.want, &conn.key.user, now)) =>
+                    {
+                        return Some(conn)
+                    }
                     None if p.idle.len() < max_idle => {
                         p.idle.push_back((conn, Instant::now()));
                         return None;
@@ -433,6 +485,15 @@ impl ServerPool {
         let mut p = self.lock();
         let at = p.open.saturating_sub(1);
         p.full = Some((at, Instant::now() + hold));
+    }
+
+    /// The server left the configuration: its idle connections are
+    /// returned (the caller closes them), and every one given back later
+    /// is refused. Under the lock, so none slips in between.
+    pub fn retire(&self) -> Vec<Conn> {
+        let mut p = self.lock();
+        self.retired.store(true, Ordering::Relaxed);
+        p.idle.drain(..).map(|(c, _)| c).collect()
     }
 
     /// Removes idle connections unused for `max_age` (all of them with
@@ -505,7 +566,7 @@ impl Pools {
         map.retain(|_, p| {
             let keep = pools.iter().any(|q| Arc::ptr_eq(p, q));
             if !keep {
-                gone.extend(p.reap(Duration::ZERO));
+                gone.extend(p.retire());
             }
             keep
         });

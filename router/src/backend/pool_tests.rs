@@ -246,3 +246,61 @@ async fn pools_survive_reloads_by_name() {
     assert_eq!(gone.len(), 1, "b's idle connection is closed");
     assert_eq!(pools.stats().len(), 1);
 }
+
+#[tokio::test]
+async fn room_is_not_held_back_for_waiters_that_cannot_use_it() {
+    let pool = ServerPool::new("s");
+    // "app" may have one connection; it has it, and a second request waits.
+    let mut w = want("app", 10);
+    w.limits.user_max = 1;
+    let a = open(&pool, &w);
+    let rx = pool.enqueue(w.clone()).unwrap();
+    // Another user with room goes ahead: the waiter does not need room.
+    let mut ev = None;
+    let other = pool.try_acquire(&want("other", 10), &mut ev);
+    assert!(matches!(other, Ok(Some(Grant::Open(_)))), "{other:?}");
+    let o = match other {
+        Ok(Some(Grant::Open(l))) => conn(l, "other"),
+        _ => unreachable!(),
+    };
+    // "other"'s connection given back: closing it would not help "app"
+    // (its own limit holds it), so it stays idle.
+    assert!(pool.give_back(o, 8).is_none());
+    assert_eq!(pool.stats().idle, 1);
+    // "app"'s own, given back, goes to its waiter.
+    assert!(pool.give_back(a, 8).is_none());
+    assert!(matches!(rx.await, Ok(Grant::Conn(_))));
+}
+
+#[tokio::test]
+async fn room_a_learned_limit_frees_goes_to_the_first_waiter() {
+    let pool = ServerPool::new("s");
+    let w = want("app", 10);
+    let a = open(&pool, &w);
+    let b = open(&pool, &w);
+    // A third connect was refused with 1040: two is the limit, briefly.
+    pool.server_full(Duration::from_millis(30));
+    let rx = pool.enqueue(w.clone()).unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // The hold expired: the next request finds the waiter served first.
+    let mut ev = None;
+    let g = pool.try_acquire(&w, &mut ev);
+    assert!(matches!(g, Ok(Some(Grant::Open(_)))), "{g:?}");
+    assert!(
+        matches!(rx.await, Ok(Grant::Open(_))),
+        "the waiter got room"
+    );
+    drop((a, b, g));
+}
+
+#[tokio::test]
+async fn a_retired_pool_takes_nothing_back() {
+    let pools = Pools::new();
+    let (first, _) = pools.for_servers(["a"].into_iter());
+    let c = open(&first[0], &want("app", 10));
+    let (_, gone) = pools.for_servers(["b"].into_iter());
+    assert!(gone.is_empty());
+    // A session that held it gives it back after the reload: closed.
+    assert!(first[0].give_back(c, 8).is_some());
+    assert_eq!(first[0].stats().idle, 0);
+}

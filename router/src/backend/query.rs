@@ -82,16 +82,23 @@ pub struct ResultReader {
     caps: CapabilityFlags,
     phase: Phase,
     bytes: usize,
+    max_bytes: usize,
     result: QueryResult,
 }
 
 impl ResultReader {
     /// A reader for a connection that negotiated `caps`.
     pub fn new(caps: CapabilityFlags) -> Self {
+        Self::up_to(caps, MAX_RESULT_BYTES)
+    }
+
+    /// A reader that accepts up to `max_bytes` of payload.
+    pub fn up_to(caps: CapabilityFlags, max_bytes: usize) -> Self {
         Self {
             caps,
             phase: Phase::Start,
             bytes: 0,
+            max_bytes,
             result: QueryResult::default(),
         }
     }
@@ -100,8 +107,10 @@ impl ResultReader {
     /// complete.
     pub fn feed(&mut self, payload: &Bytes) -> Result<Option<QueryResult>> {
         self.bytes = self.bytes.saturating_add(payload.len());
-        if self.bytes > MAX_RESULT_BYTES {
-            return Err(Error::BackendUnsupported("query results over 1 MiB"));
+        if self.bytes > self.max_bytes {
+            return Err(Error::BackendUnsupported(
+                "query results over the router's bound",
+            ));
         }
         if is_err(payload) {
             let err = ErrPacket::decode(payload).map_err(Error::BackendProtocol)?;
@@ -236,16 +245,27 @@ pub async fn simple_query(
     sql: &str,
     timeout: Duration,
 ) -> Result<QueryResult> {
+    simple_query_up_to(io, caps, sql, timeout, MAX_RESULT_BYTES).await
+}
+
+/// [`simple_query`] with a result of up to `max_bytes`.
+pub async fn simple_query_up_to(
+    io: &mut PacketIo,
+    caps: CapabilityFlags,
+    sql: &str,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<QueryResult> {
     let run = async {
         let mut buf = BytesMut::new();
         ComQuery::new(Bytes::copy_from_slice(sql.as_bytes()))
             .encode(caps, &mut buf)
             .map_err(Error::BackendProtocol)?;
         io.write_packet(0, &buf).await?;
-        let mut reader = ResultReader::new(caps);
+        let mut reader = ResultReader::up_to(caps, max_bytes);
         let mut seq = 1u8;
         loop {
-            let packet = io.read_packet(MAX_RESULT_BYTES).await?;
+            let packet = io.read_packet(max_bytes).await?;
             if packet.seq != seq {
                 return Err(Error::BackendProtocol(CodecError::OutOfSequence {
                     expected: seq,
@@ -423,9 +443,16 @@ mod tests {
         let mut packets = vec![vec![1], coldef("a"), EOF.to_vec()];
         packets.extend(std::iter::repeat_n(big, 4));
         match feed_all(BASE, &packets) {
-            Err(Error::BackendUnsupported(what)) => assert!(what.contains("1 MiB")),
+            Err(Error::BackendUnsupported(what)) => assert!(what.contains("bound")),
             other => panic!("{other:?}"),
         }
+        // A reader with a larger bound takes the same result.
+        let mut r = ResultReader::up_to(BASE, 2 << 20);
+        let mut done = None;
+        for p in packets.iter().chain([&EOF.to_vec()]) {
+            done = r.feed(&Bytes::copy_from_slice(p)).unwrap();
+        }
+        assert_eq!(done.unwrap().rows.len(), 4);
     }
 
     #[test]

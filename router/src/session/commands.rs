@@ -62,7 +62,7 @@ impl Session<'_> {
                 None => return Ok(()),
             },
         };
-        if !self.sync(i, false).await? {
+        if !self.sync(i, super::conns::Lid::Untouched).await? {
             return Ok(());
         }
         let out = self.forward(first, i, None).await?;
@@ -76,7 +76,7 @@ impl Session<'_> {
         let Some(i) = self.home().await? else {
             return Ok(());
         };
-        if !self.sync(i, false).await? {
+        if !self.sync(i, super::conns::Lid::Untouched).await? {
             return Ok(());
         }
         let db = Bytes::copy_from_slice(&first.payload[1..]);
@@ -96,7 +96,7 @@ impl Session<'_> {
         let Some(i) = self.home().await? else {
             return Ok(());
         };
-        if !self.sync(i, false).await? {
+        if !self.sync(i, super::conns::Lid::Untouched).await? {
             return Ok(());
         }
         let out = self.forward(first, i, None).await?;
@@ -127,12 +127,7 @@ impl Session<'_> {
             let out = self.forward(first, i, None).await?;
             ok = !out.err;
             let c = &mut self.held[i].conn;
-            let schema = c.state.schema.clone();
-            c.state = super::replay::ConnState {
-                schema,
-                multi_statements: c.key.caps.contains(CapabilityFlags::MULTI_STATEMENTS),
-                ..Default::default()
-            };
+            c.state = c.state.after_reset(c.key.caps);
             c.stmts.clear();
             c.trackers = false;
         } else {
@@ -160,6 +155,9 @@ impl Session<'_> {
         self.state.reset();
         self.state.wanted.schema = schema;
         self.state.wanted.multi_statements = self.caps.contains(CapabilityFlags::MULTI_STATEMENTS);
+        // The server's reset puts the character set variables at its
+        // global defaults, not at the login's.
+        self.state.wanted.charset = super::replay::CharsetBase::Server;
         self.stmts.clear();
         self.causal.token = None;
         self.publish();

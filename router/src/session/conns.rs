@@ -36,6 +36,32 @@ use crate::classify::{leading_word_of, Classified};
 use crate::error::{Error, Result};
 use crate::ids::ServerId;
 
+/// What a statement does with `LAST_INSERT_ID()`, for [`Session::sync`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lid {
+    /// Nothing.
+    Untouched,
+    /// Reads it: the connection must have the session's value.
+    Reads,
+    /// May change it (CALL, text the router cannot parse): the connection
+    /// must have the session's value, which afterwards is the
+    /// connection's, whether or not the statement changed it.
+    MayChange,
+}
+
+impl Lid {
+    /// From the statement's classification.
+    pub fn of(class: &Classified) -> Lid {
+        if class.last_insert_id {
+            Lid::Reads
+        } else if class.opaque {
+            Lid::MayChange
+        } else {
+            Lid::Untouched
+        }
+    }
+}
+
 /// A connection the session holds.
 #[derive(Debug)]
 pub struct Held {
@@ -97,7 +123,17 @@ impl Session<'_> {
         // refused as full: try again, a bounded number of times.
         for _ in 0..8 {
             let mut evicted = None;
-            let got = pool.acquire(&want, b.queue_timeout, &mut evicted).await;
+            let got = match pool.try_acquire(&want, &mut evicted) {
+                Ok(Some(g)) => Ok((g, None)),
+                Err(r) => Err(r),
+                Ok(None) => {
+                    // About to wait: what the session holds and does not
+                    // need goes back first (two sessions each waiting for
+                    // what the other holds would wait it out).
+                    self.release_unpinned().await.map_err(Failure::Fatal)?;
+                    pool.acquire(&want, b.queue_timeout, &mut evicted).await
+                }
+            };
             if let Some(c) = evicted {
                 c.quit().await;
             }
@@ -220,8 +256,8 @@ impl Session<'_> {
             // The server answered and said no (unknown database, access
             // denied): the client sees that ERR as it is.
             Err(Error::BackendRefused(err)) => {
-                if err.code == 1049 {
-                    self.state.wanted.schema = None;
+                if err.code == 1049 && self.schema_unverified {
+                    return Err(Failure::Fatal(Error::SessionLost(err)));
                 }
                 return Err(Failure::Client(err));
             }
@@ -263,6 +299,7 @@ impl Session<'_> {
                 schema: self.state.wanted.schema.clone(),
                 multi_statements: caps.contains(CapabilityFlags::MULTI_STATEMENTS),
                 gtids: GtidTrack::Off,
+                login_collation: self.login.charset,
                 ..Default::default()
             },
             trackers: false,
@@ -280,6 +317,7 @@ impl Session<'_> {
                 conn.state.gtids = gtids;
                 if let Some(db) = &conn.state.schema {
                     self.shared.schema_seen(&conn.key.user, db);
+                    self.schema_unverified = false;
                 }
                 Ok(Some(conn))
             }
@@ -308,25 +346,24 @@ impl Session<'_> {
         router.max(self.state.client.gtids)
     }
 
-    /// Brings connection `i` to the session's settings (and, for a
-    /// statement that reads `LAST_INSERT_ID()`, its value). False when an
-    /// ERR was sent to the client instead.
-    pub(super) async fn sync(&mut self, i: usize, reads_last_insert_id: bool) -> Result<bool> {
-        let lid = if reads_last_insert_id {
-            match self.last_insert_id_for(i) {
-                Ok(v) => v,
-                Err(()) => {
-                    let err = router_err(
-                        9005,
-                        "Causeway: LAST_INSERT_ID() is unknown: the backend connection that had \
-                         it broke before the router read it back",
-                    );
-                    self.refuse("last_insert_id", &err).await?;
-                    return Ok(false);
-                }
+    /// Brings connection `i` to the session's settings, and `LAST_INSERT_ID()`
+    /// to the session's value when the statement reads it or may change it
+    /// (`lid`). False when an ERR was sent to the client instead.
+    pub(super) async fn sync(&mut self, i: usize, lid: Lid) -> Result<bool> {
+        let lid = match (lid, self.last_insert_id_for(i)) {
+            (Lid::Untouched, _) => None,
+            (_, Ok(v)) => v,
+            // Changing it does not need it; the value elsewhere stays.
+            (Lid::MayChange, Err(())) => None,
+            (Lid::Reads, Err(())) => {
+                let err = router_err(
+                    9005,
+                    "Causeway: LAST_INSERT_ID() is unknown: the backend connection that had \
+                     it broke before the router read it back",
+                );
+                self.refuse("last_insert_id", &err).await?;
+                return Ok(false);
             }
-        } else {
-            None
         };
         match self.sync_conn(i, lid).await? {
             Ok(()) => Ok(true),
@@ -357,8 +394,25 @@ impl Session<'_> {
                 "Causeway: the connection has a default schema the session does not",
             )));
         };
-        if !h.conn.trackers || h.conn.state.gtids != gtids {
-            let trackers = format!("{ROUTER_TRACKERS}, session_track_gtids = {}", gtids.sql());
+        if self.state.txn == super::state::Txn::Open(server) {
+            // Characteristics cannot change inside a transaction (ERR 1568).
+            r.characteristics.clear();
+        }
+        // Only what differs: `session_track_gtids` cannot be set inside a
+        // transaction (ERR 1766), the others can.
+        let mut trackers = Vec::new();
+        if !h.conn.trackers {
+            trackers.push(ROUTER_TRACKERS.to_string());
+        }
+        if h.conn.state.gtids != gtids {
+            if self.state.txn == super::state::Txn::Open(server) {
+                debug!("session_track_gtids differs inside a transaction; left as it is");
+            } else {
+                trackers.push(format!("session_track_gtids = {}", gtids.sql()));
+            }
+        }
+        if !trackers.is_empty() {
+            let trackers = trackers.join(", ");
             r.set = Some(match r.set.take() {
                 Some(set) => format!("SET {trackers}, {}", &set[4..]),
                 None => format!("SET {trackers}"),
@@ -390,18 +444,11 @@ impl Session<'_> {
             conn.io.queue_packet(0, &p);
             sent += 1;
         }
-        for sql in [
-            r.set.as_deref().map(str::as_bytes),
-            r.characteristics.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let sql = sql.strip_suffix(b";").unwrap_or(sql);
+        for sql in r.set.iter().chain(&r.characteristics) {
             // With CLIENT_QUERY_ATTRIBUTES a COM_QUERY carries an (empty)
             // attribute block: ComQuery writes it.
             let mut p = BytesMut::with_capacity(sql.len() + 3);
-            ComQuery::new(Bytes::copy_from_slice(sql))
+            ComQuery::new(Bytes::copy_from_slice(sql.as_bytes()))
                 .encode(conn.key.caps, &mut p)
                 .map_err(Error::BackendProtocol)?;
             conn.io.queue_packet(0, &p);
@@ -443,23 +490,28 @@ impl Session<'_> {
             )),
         };
         if let Some(err) = failed {
-            if err.code == 1049 {
-                self.state.wanted.schema = None;
+            // A schema dropped since the session chose it stays its schema
+            // (each connection that needs it says so), unless it was never
+            // seen to exist: then the login fails now.
+            if err.code == 1049 && self.schema_unverified {
+                return Err(Error::SessionLost(err));
             }
-            // Its state is unknown now: it leaves the session, closed.
-            let h = self.held.remove(i);
-            self.state.left(h.server, h.conn.id);
-            h.conn.quit().await;
-            self.publish();
+            // Its state is unknown now: it leaves the session, closed;
+            // when it held the session's state, the session ends.
+            let why = format!("restoring the session's settings failed: {}", err.code);
+            self.lose(i, &why).await?;
             return Ok(Err(err));
         }
         let conn = &mut self.held[i].conn;
         conn.state.replayed(&self.state.wanted, &r, &own);
         if let (Some(_), Some(db)) = (&r.init_db, &conn.state.schema) {
             self.shared.schema_seen(&conn.key.user, db);
+            self.schema_unverified = false;
         }
         conn.trackers = true;
-        conn.state.gtids = gtids;
+        if self.state.txn != super::state::Txn::Open(server) {
+            conn.state.gtids = gtids;
+        }
         if self.state.last_on(conn.id) {
             // Its ROW_COUNT() / FOUND_ROWS() are the replay's now.
             self.state.last.on = None;
@@ -522,6 +574,7 @@ impl Session<'_> {
                         return if err.code == 1049 || err.code == 1044 {
                             Err(Failure::Client(err))
                         } else {
+                            self.schema_unverified = true;
                             Ok(())
                         };
                     }
@@ -529,7 +582,7 @@ impl Session<'_> {
                         let user = self.held[i].conn.key.user.clone();
                         self.shared.schema_seen(&user, &db.clone());
                     }
-                    self.release(i).await;
+                    self.release(i).await.map_err(Failure::Fatal)?;
                     return Ok(());
                 }
                 // Access denied, unknown schema from a new login: the client's answer.
@@ -542,6 +595,7 @@ impl Session<'_> {
                 Err(f) => return Err(f),
             }
         }
+        self.schema_unverified = true;
         Ok(())
     }
 }
@@ -584,6 +638,7 @@ pub(super) fn effects<'c>(class: &'c Classified, sql: &str, sticky: bool) -> Eff
         found_rows_calc: class.found_rows_calc,
         last_insert_id: class.last_insert_id,
         opaque: class.opaque,
+        several: class.multi || word == "CALL",
         protocol_prepare: false,
         sticky,
     }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use causeway_wire::flags::Command;
+use causeway_wire::command::ComQuery;
 use causeway_wire::{CapabilityFlags, Chunk, ErrPacket, OkPacket, StatusFlags};
 use tracing::{debug, info};
 
@@ -106,6 +106,10 @@ pub struct Session<'a> {
     pub(super) threads: crate::shared::Threads,
     /// The timer of the idle wait (giving connections back, idle timeout).
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// The schema named at login could not be checked (no usable server):
+    /// if the first connection says it does not exist, the login fails
+    /// then, as MySQL's would have.
+    pub(super) schema_unverified: bool,
 }
 
 impl<'a> Session<'a> {
@@ -150,6 +154,7 @@ impl<'a> Session<'a> {
             active: Arc::default(),
             threads: Arc::default(),
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            schema_unverified: false,
         }
     }
 
@@ -193,7 +198,7 @@ impl<'a> Session<'a> {
             };
             // The configuration in force when the command arrived (a reload
             // applies from the next command on).
-            self.refresh().await;
+            self.refresh().await?;
             self.shared.metrics.commands.inc();
             let Some(cmd) = command::decode(&first, self.caps) else {
                 return Err(Error::ClientUnexpected("empty command packet"));
@@ -247,7 +252,7 @@ impl<'a> Session<'a> {
             }
             self.skip_rest().await?;
             self.active.store(0, std::sync::atomic::Ordering::Relaxed);
-            self.after_command().await;
+            self.after_command().await?;
             self.client.shrink();
         }
     }
@@ -279,7 +284,7 @@ impl<'a> Session<'a> {
             match next {
                 None if release_at.is_some_and(|r| r <= tokio::time::Instant::now()) => {
                     release_at = None;
-                    self.release_idle().await;
+                    self.release_idle().await?;
                 }
                 None if tokio::time::Instant::now() >= deadline => {
                     info!(timeout = ?idle, "idle timeout; closing");
@@ -305,19 +310,24 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// After each command: connections others are waiting for go back now;
-    /// the pin gauges follow the session.
-    async fn after_command(&mut self) {
+    /// After each command: connections others are waiting for go back now
+    /// (unless pinned; named locks are asked about); the pin gauges follow
+    /// the session.
+    async fn after_command(&mut self) -> Result<()> {
         let mut k = 0;
         while k < self.held.len() {
+            let before = self.held.len();
             let s = self.held[k].server;
-            if !self.state.pinned(s) && self.cur.pool(s).has_waiters() {
-                self.release(k).await;
-            } else {
+            let free = !self.state.pinned(s) || self.only_locks(s);
+            if free && self.cur.pool(s).has_waiters() {
+                self.release(k).await?;
+            }
+            if self.held.len() == before {
                 k += 1;
             }
         }
         self.count_pins();
+        Ok(())
     }
 
     /// Keeps `causeway_router_pinned_sessions` true for this session.
@@ -355,35 +365,41 @@ impl<'a> Session<'a> {
 
     /// Takes the configuration in force; when it is a new one (a reload),
     /// what the session holds is moved to the new ids by server name.
-    async fn refresh(&mut self) {
+    async fn refresh(&mut self) -> Result<()> {
         let next = self.shared.current();
         if Arc::ptr_eq(&next.rt, &self.cur.rt) {
             self.cur = next;
-            return;
+            return Ok(());
         }
         let old = std::mem::replace(&mut self.cur, next);
-        let map = |s: ServerId| {
-            let name = &old.rt.servers[s].name;
-            self.cur.rt.server_named(name)
-        };
-        let map_group = |g: GroupId| self.cur.rt.group_named(&old.rt.groups[g].name);
-        let mut gone = Vec::new();
-        for (k, h) in self.held.iter_mut().enumerate() {
-            match map(h.server) {
-                Some(s) => h.server = s,
-                None => gone.push(k),
+        let new = self.cur.clone();
+        let map = |s: ServerId| new.rt.server_named(&old.rt.servers[s].name);
+        let map_group = |g: GroupId| new.rt.group_named(&old.rt.groups[g].name);
+        // A server the configuration no longer has: its connection ends;
+        // when the session's state lived there, the session too.
+        let mut lost = None;
+        let mut k = 0;
+        while k < self.held.len() {
+            if map(self.held[k].server).is_some() {
+                k += 1;
+                continue;
+            }
+            let name = old.rt.servers[self.held[k].server].name.clone();
+            let why = format!("server '{name}' was removed from the configuration");
+            if let Err(e) = self.lose(k, &why).await {
+                lost.get_or_insert(e);
+            }
+        }
+        for h in &mut self.held {
+            if let Some(s) = map(h.server) {
+                h.server = s;
             }
         }
         self.state.remap(&map);
         self.causal.remap(&map, &map_group);
         self.affinity.clear();
-        // A server the configuration no longer has: its connection (and
-        // whatever lived there) ends.
-        for k in gone.into_iter().rev() {
-            let h = self.held.remove(k);
-            h.conn.quit().await;
-        }
         self.publish();
+        lost.map_or(Ok(()), Err)
     }
 
     /// Reads and drops the rest of a command over 16 MiB that was not
@@ -511,14 +527,33 @@ impl<'a> Session<'a> {
         let Some((i, _, sticky)) = self.connection_for(&sql, &class).await? else {
             return Ok(());
         };
-        // ROW_COUNT() / FOUND_ROWS() of a statement whose connection is gone.
+        // A text EXECUTE assigns what its prepared statement assigns.
+        let execute = match class.scan.as_ref().and_then(|s| s.prepare.as_ref()) {
+            Some(crate::sqlscan::TextPrepare::Execute(name)) => Some(name.clone()),
+            _ => None,
+        };
+        let exec_assigns: Option<Vec<Bytes>> = execute
+            .as_ref()
+            .and_then(|n| self.state.prepared_assigns(n))
+            .map(|a| [class.assigns(), a].concat());
+        let names: Vec<Bytes> = class.user_vars().cloned().collect();
+        let i = match self.bring(i, &names).await? {
+            Some(i) => i,
+            None => return Ok(()),
+        };
+        if !self.sync(i, super::conns::Lid::of(&class)).await? {
+            return Ok(());
+        }
+        // ROW_COUNT() / FOUND_ROWS() of a statement whose connection is
+        // gone (or ran the replay since): what was read back, as a literal.
         let mut first = first;
         if class.row_info && !self.state.last_on(self.held[i].conn.id) {
             match super::conns::answer_row_info(&sql, &self.state) {
                 Some(rewritten) => {
-                    let mut p = BytesMut::with_capacity(rewritten.len() + 1);
-                    p.extend_from_slice(&[Command::Query as u8]);
-                    p.extend_from_slice(rewritten.as_bytes());
+                    let mut p = BytesMut::with_capacity(rewritten.len() + 3);
+                    ComQuery::new(Bytes::from(rewritten))
+                        .encode(self.held[i].conn.key.caps, &mut p)
+                        .map_err(Error::BackendProtocol)?;
                     first = Chunk {
                         payload: p.freeze(),
                         ..first
@@ -534,23 +569,6 @@ impl<'a> Session<'a> {
                     return self.refuse("row_info", &err).await;
                 }
             }
-        }
-        // A text EXECUTE assigns what its prepared statement assigns.
-        let execute = match class.scan.as_ref().and_then(|s| s.prepare.as_ref()) {
-            Some(crate::sqlscan::TextPrepare::Execute(name)) => Some(name.clone()),
-            _ => None,
-        };
-        let exec_assigns: Option<Vec<Bytes>> = execute
-            .as_ref()
-            .and_then(|n| self.state.prepared_assigns(n))
-            .map(|a| [class.assigns(), a].concat());
-        let names: Vec<Bytes> = class.user_vars().cloned().collect();
-        let i = match self.bring(i, &names).await? {
-            Some(i) => i,
-            None => return Ok(()),
-        };
-        if !self.sync(i, class.last_insert_id).await? {
-            return Ok(());
         }
         let out = self.forward(first, i, None).await?;
         let mut effects = super::conns::effects(&class, &sql, sticky);

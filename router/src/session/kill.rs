@@ -246,6 +246,13 @@ pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<
     )
     .await
     .map_err(|_| Error::backend_timeout("KILL login", limit))??;
+    // The login took a while: the statement may have ended and its
+    // connection gone to another session, whose statement must not be
+    // killed. Only a statement still running on that thread is.
+    if info.active.load(std::sync::atomic::Ordering::Relaxed) != thread {
+        let _ = conn.io.write_packet(0, &[0x01]).await;
+        return Ok(());
+    }
     // The session itself closes its connections for KILL CONNECTION.
     let sql = format!("KILL QUERY {thread}");
     let mut buf = BytesMut::new();

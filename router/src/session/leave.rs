@@ -15,15 +15,20 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use causeway_wire::flags::Command;
-use tracing::debug;
+use causeway_wire::ErrPacket;
+use tracing::{debug, warn};
 
 use super::driver::Session;
 use super::replay::{string_literal, user_literal, user_var_name, UserValue};
-use super::state::{Captured, LastInsertId};
+use super::state::{Captured, LastInsertId, PinReason};
 use crate::backend::pool::Conn;
-use crate::backend::query::simple_query;
-use crate::error::Result;
+use crate::backend::query::simple_query_up_to;
+use crate::error::{Error, Result};
 use crate::ids::ServerId;
+
+/// The largest user variable value read back (bytes); a larger one keeps
+/// its connection with the session.
+const VAR_READ_BACK: usize = 256 * 1024;
 
 /// `MYSQL_TYPE_*` of the column types a user variable reads back as.
 const TYPE_DOUBLE: u8 = 5;
@@ -32,6 +37,41 @@ const TYPE_LONGLONG: u8 = 8;
 const TYPE_NEWDECIMAL: u8 = 246;
 
 impl Session<'_> {
+    /// Held connection `k` is closed, its state unknown or broken (`why`).
+    /// What lived only there is gone: when that is the session's state (a
+    /// transaction, temporary tables, locks, user variables not read back),
+    /// the session cannot go on as the client believes it does, and the
+    /// error that ends it is returned.
+    pub(super) async fn lose(&mut self, k: usize, why: &str) -> Result<()> {
+        let h = self.held.remove(k);
+        let mut lost: Vec<&str> = self
+            .state
+            .reasons(h.server)
+            .into_iter()
+            .map(PinReason::label)
+            .collect();
+        if !self.state.uncaptured_on(h.server).is_empty() {
+            lost.push("user_variables");
+        }
+        self.state.left(h.server, h.conn.id);
+        let server = h.conn.server.clone();
+        h.conn.quit().await;
+        self.publish();
+        if lost.is_empty() {
+            return Ok(());
+        }
+        warn!(server = %server, lost = ?lost, why, "a backend connection holding session state was lost; ending the session");
+        Err(Error::SessionLost(ErrPacket::new(
+            2013,
+            *b"HY000",
+            format!(
+                "Lost connection to MySQL server during query (Causeway: the connection to \
+                 server '{server}' that held the session's {} was lost: {why})",
+                lost.join(", ")
+            ),
+        )))
+    }
+
     /// The user variables `names` a statement on `target` uses that were
     /// assigned on another held connection and not read back: read back
     /// now (that connection stays), so the replay gives them to `target`.
@@ -50,54 +90,66 @@ impl Session<'_> {
                 Ok(false) => return Ok(false),
                 Err(e) => {
                     debug!(error = %e.report(), "reading back user variables failed; the connection is closed");
-                    let h = self.held.remove(k);
-                    self.state.left(from, h.conn.id);
-                    h.conn.quit().await;
-                    self.publish();
+                    self.lose(k, &e.report()).await?;
                 }
             }
         }
     }
 
-    /// Gives unpinned connections back (the session went idle).
-    pub(super) async fn release_idle(&mut self) {
+    /// Gives connections back (the session went idle): unpinned ones, and
+    /// ones pinned only by named locks that turn out to be released.
+    pub(super) async fn release_idle(&mut self) -> Result<()> {
         let mut k = 0;
         while k < self.held.len() {
             let before = self.held.len();
-            if self.state.pinned(self.held[k].server) {
+            let server = self.held[k].server;
+            if self.state.pinned(server) && !self.only_locks(server) {
                 k += 1;
                 continue;
             }
-            self.release(k).await;
+            self.release(k).await?;
             if self.held.len() == before {
                 k += 1;
             }
         }
         self.count_pins();
+        Ok(())
+    }
+
+    /// Gives back every held connection nothing pins (before waiting for
+    /// another).
+    pub(super) async fn release_unpinned(&mut self) -> Result<()> {
+        let mut k = 0;
+        while k < self.held.len() {
+            let before = self.held.len();
+            if !self.state.pinned(self.held[k].server) {
+                self.release(k).await?;
+            }
+            if self.held.len() == before {
+                k += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Gives held connection `k` back to its pool, after reading back what
     /// lives only on it; keeps it when named locks turn out to be held.
-    pub(super) async fn release(&mut self, k: usize) {
+    pub(super) async fn release(&mut self, k: usize) -> Result<()> {
         let server = self.held[k].server;
         let id = self.held[k].conn.id;
         if self.state.pinned(server) && !self.only_locks(server) {
-            return;
+            return Ok(());
         }
         match self.capture(k).await {
             Ok(true) => {}
-            Ok(false) => return,
+            Ok(false) => return Ok(()),
             Err(e) => {
                 debug!(error = %e.report(), "reading back session state failed; the connection is closed");
-                let h = self.held.remove(k);
-                self.state.left(server, id);
-                h.conn.quit().await;
-                self.publish();
-                return;
+                return self.lose(k, &e.report()).await;
             }
         }
         if self.state.pinned(server) {
-            return;
+            return Ok(());
         }
         let h = self.held.remove(k);
         self.state.left(server, id);
@@ -114,12 +166,13 @@ impl Session<'_> {
         if !self.clean(&mut conn).await {
             conn.quit().await;
             self.publish();
-            return;
+            return Ok(());
         }
         if let Some(c) = self.cur.pool(server).give_back(conn, max_idle) {
             c.quit().await;
         }
         self.publish();
+        Ok(())
     }
 
     /// A connection leaving the session must not carry its user
@@ -137,7 +190,7 @@ impl Session<'_> {
     }
 
     /// Whether named locks are all that pins the connection to `server`.
-    fn only_locks(&self, server: ServerId) -> bool {
+    pub(super) fn only_locks(&self, server: ServerId) -> bool {
         self.state.txn != super::state::Txn::Open(server)
             && self.state.pins(server).is_some_and(|p| {
                 let mut rest = p.clone();
@@ -172,9 +225,16 @@ impl Session<'_> {
             "ROW_COUNT()".into(),
             "FOUND_ROWS()".into(),
         ];
+        // A value over VAR_READ_BACK bytes is not read back (the
+        // connection stays with the session instead): the read-back is
+        // bounded. IF() keeps the variable's type for the column.
         for v in &vars {
             let n = user_var_name(v);
-            cols.push(format!("@{n}, HEX(@{n}), CHARSET(@{n}), COLLATION(@{n})"));
+            cols.push(format!(
+                "IF(LENGTH(@{n}) > {VAR_READ_BACK}, NULL, @{n}), \
+                 IF(LENGTH(@{n}) > {VAR_READ_BACK}, NULL, HEX(@{n})), CHARSET(@{n}), \
+                 COLLATION(@{n}), LENGTH(@{n}) > {VAR_READ_BACK}"
+            ));
         }
         for l in &locks {
             cols.push(format!(
@@ -185,7 +245,8 @@ impl Session<'_> {
         let sql = format!("SELECT {}", cols.join(", "));
         let limit = self.cur.rt.config.backend.connect_timeout;
         let conn = &mut self.held[k].conn;
-        let r = simple_query(&mut conn.io, conn.key.caps, &sql, limit).await?;
+        let max = (1 << 20) + vars.len() * 3 * VAR_READ_BACK;
+        let r = simple_query_up_to(&mut conn.io, conn.key.caps, &sql, limit, max).await?;
         self.shared.metrics.captures.inc();
         let row = r.rows.first().cloned().unwrap_or_default();
         let text = |j: usize| row.get(j).cloned().flatten();
@@ -197,7 +258,11 @@ impl Session<'_> {
         let lid = text(0).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
         let mut literals = Vec::new();
         for (n, v) in vars.iter().enumerate() {
-            let at = 3 + n * 4;
+            let at = 3 + n * 5;
+            if text(at + 4).as_deref() == Some("1") {
+                literals.push((v.clone(), None));
+                continue;
+            }
             let kind = r.types.get(at).copied().unwrap_or(TYPE_NULL);
             let value = text(at);
             let hex = text(at + 1).unwrap_or_default();
@@ -225,7 +290,7 @@ impl Session<'_> {
             .state
             .captured(server, id, &mut conn.state, literals, Some((captured, lid)));
         if !locks.is_empty() {
-            let first = 3 + vars.len() * 4;
+            let first = 3 + vars.len() * 5;
             let held: Vec<Bytes> = locks
                 .iter()
                 .enumerate()

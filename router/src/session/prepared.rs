@@ -27,6 +27,10 @@ use super::plan::router_err;
 use crate::classify::Classified;
 use crate::error::{Error, Result};
 
+/// Prepared statements one session may hold (MySQL's default
+/// `max_prepared_stmt_count`, there for the whole server).
+const MAX_SESSION_STATEMENTS: usize = 16_382;
+
 /// `CURSOR_TYPE`/`PARAMETER_COUNT_AVAILABLE` flag of COM_STMT_EXECUTE.
 const PARAMETER_COUNT_AVAILABLE: u8 = 0x08;
 
@@ -47,6 +51,19 @@ pub(crate) struct Prepared {
 
 impl Session<'_> {
     pub(super) async fn prepare(&mut self, first: Chunk) -> Result<()> {
+        if self.stmts.len() >= MAX_SESSION_STATEMENTS {
+            // What one session may keep in the router is bounded; MySQL's
+            // own bound (max_prepared_stmt_count) gives its error.
+            let err = ErrPacket::new(
+                1461,
+                *b"42000",
+                format!(
+                    "Can't create more than max_prepared_stmt_count statements (current value: \
+                     {MAX_SESSION_STATEMENTS})"
+                ),
+            );
+            return self.refuse("prepared_statements", &err).await;
+        }
         let raw = first.payload.slice(1..);
         let sql = String::from_utf8_lossy(&raw).into_owned();
         let class = self.classify(&sql);
@@ -57,7 +74,7 @@ impl Session<'_> {
         let Some(i) = self.bring(i, &names).await? else {
             return Ok(());
         };
-        if !self.sync(i, false).await? {
+        if !self.sync(i, super::conns::Lid::Untouched).await? {
             return Ok(());
         }
         let id = self.next_stmt;
@@ -201,7 +218,10 @@ impl Session<'_> {
         let Some(i) = target else {
             return Ok(());
         };
-        let reads_lid = self.stmts.get(&id).is_some_and(|s| s.class.last_insert_id);
+        let lid = match self.stmts.get(&id) {
+            Some(s) if op == StmtOp::Execute => super::conns::Lid::of(&s.class),
+            _ => super::conns::Lid::Untouched,
+        };
         let i = if op == StmtOp::Execute {
             let names: Vec<Bytes> = self
                 .stmts
@@ -211,13 +231,16 @@ impl Session<'_> {
             let Some(i) = self.bring(i, &names).await? else {
                 return Ok(());
             };
-            if !self.sync(i, reads_lid).await? {
-                return Ok(());
-            }
             i
         } else {
             i
         };
+        // The connection may be fresh from the pool: it gets the session's
+        // settings before the statement is prepared there (its schema, its
+        // sql_mode decide what the text means).
+        if !self.sync(i, lid).await? {
+            return Ok(());
+        }
         let Some(bid) = self.ensure_prepared(id, i).await? else {
             return Ok(());
         };
@@ -370,7 +393,10 @@ fn execute_layout(p: &[u8], params: u16, query_attributes: bool) -> Option<Execu
             end += 2;
             if query_attributes {
                 let (len, n) = read_lenenc_int(p.get(end..)?, "parameter name").ok()?;
-                end += n + usize::try_from(len).ok()?;
+                // A hostile length must not overflow.
+                end = end
+                    .checked_add(n)?
+                    .checked_add(usize::try_from(len).ok()?)?;
             }
         }
         if end > p.len() {
@@ -425,6 +451,11 @@ mod tests {
                 types_end: 12
             }
         );
+        // A name length near u64::MAX: no overflow, left alone.
+        let mut huge = q.clone();
+        huge[15] = 0xfe;
+        huge.splice(16..16, [0xff; 8]);
+        assert_eq!(execute_layout(&huge, 2, true), None);
         // No parameters, truncated packets, a bad flag: left alone.
         assert_eq!(execute_layout(&r, 0, false), None);
         assert_eq!(execute_layout(&p[..11], 2, false), None);

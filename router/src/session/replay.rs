@@ -13,7 +13,8 @@
 //!     @@SESSION.y = <value>, ...,            the session's variables from the first that differs on
 //!     @u = <literal>, @v = NULL, ...,        user variables that differ / the session never set
 //!     @@SESSION.last_insert_id = <n>         when the statement reads LAST_INSERT_ID()
-//! SET TRANSACTION ...                        the next transaction's characteristics
+//! SET @@transaction_isolation = ..., ...     the connection's next-transaction characteristics cleared
+//! SET TRANSACTION ...; SET TRANSACTION ...   the session's, one COM_QUERY each
 //! COM_SET_OPTION                             when the multi-statements option differs
 //! ```
 //! Nothing that is already in place is sent: a connection the session gets
@@ -93,6 +94,25 @@ impl GtidTrack {
     }
 }
 
+/// Where the character set variables stand when no statement set them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CharsetBase {
+    /// The collation given at login (the handshake, COM_CHANGE_USER).
+    #[default]
+    Login,
+    /// The server's global defaults: COM_RESET_CONNECTION puts them there.
+    Server,
+}
+
+/// The variables the handshake's collation sets, in the order that keeps
+/// the collation (`collation_connection` last).
+const CHARSET_VARS: [&str; 4] = [
+    "character_set_client",
+    "character_set_results",
+    "character_set_connection",
+    "collation_connection",
+];
+
 /// What the session wants every connection it uses to have.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wanted {
@@ -110,6 +130,8 @@ pub struct Wanted {
     pub multi_statements: bool,
     /// GTID tracking its connections need (the router's, or the client's own).
     pub gtids: GtidTrack,
+    /// Its character set variables where no statement set them.
+    pub charset: CharsetBase,
 }
 
 /// What one backend connection has, kept with it in the pool.
@@ -128,6 +150,10 @@ pub struct ConnState {
     pub multi_statements: bool,
     /// Its `session_track_gtids`.
     pub gtids: GtidTrack,
+    /// Its character set variables where no statement set them.
+    pub charset: CharsetBase,
+    /// The collation id it logged in with (0: unknown).
+    pub login_collation: u8,
 }
 
 /// Statements that bring a connection to a session's state.
@@ -137,8 +163,10 @@ pub struct Replay {
     pub init_db: Option<Bytes>,
     /// One `SET` statement.
     pub set: Option<String>,
-    /// `SET TRANSACTION ...` (characteristics).
-    pub characteristics: Option<Bytes>,
+    /// The next transaction's characteristics: the connection's own
+    /// cleared, then each `SET TRANSACTION ...` of the session's, one
+    /// statement per COM_QUERY.
+    pub characteristics: Vec<String>,
     /// `COM_SET_OPTION` (true: multi-statements on).
     pub set_option: Option<bool>,
 }
@@ -148,7 +176,7 @@ impl Replay {
     pub fn is_empty(&self) -> bool {
         self.init_db.is_none()
             && self.set.is_none()
-            && self.characteristics.is_none()
+            && self.characteristics.is_empty()
             && self.set_option.is_none()
     }
 
@@ -156,10 +184,16 @@ impl Replay {
     pub fn commands(&self) -> usize {
         usize::from(self.init_db.is_some())
             + usize::from(self.set.is_some())
-            + usize::from(self.characteristics.is_some())
+            + self.characteristics.len()
             + usize::from(self.set_option.is_some())
     }
 }
+
+/// Gives the next transaction the session's own characteristics,
+/// undoing a `SET TRANSACTION`.
+const CLEAR_CHARACTERISTICS: &str =
+    "SET @@transaction_isolation = @@SESSION.transaction_isolation, \
+     @@transaction_read_only = @@SESSION.transaction_read_only";
 
 /// What brings `conn` to `wanted`; with `last_insert_id`, the statement
 /// also needs `LAST_INSERT_ID()` to return that value. `own` are user
@@ -180,9 +214,25 @@ pub fn replay(
         _ => {}
     }
     let mut set: Vec<String> = Vec::new();
+    let is_charset = |n: &[u8]| CHARSET_VARS.iter().any(|c| c.as_bytes() == n);
+    let mut charset = wanted.charset != conn.charset;
     for (name, _) in conn.vars.iter() {
         if wanted.vars.get(name).is_none() {
-            set.push(format!("@@SESSION.{} = DEFAULT", ident(name)));
+            if is_charset(name) {
+                // `DEFAULT` is the server's, not the login's.
+                charset = true;
+            } else {
+                set.push(format!("@@SESSION.{} = DEFAULT", ident(name)));
+            }
+        }
+    }
+    if charset {
+        let value = match (wanted.charset, conn.login_collation) {
+            (CharsetBase::Login, id) if id != 0 => id.to_string(),
+            _ => "DEFAULT".to_string(),
+        };
+        for name in CHARSET_VARS {
+            set.push(format!("@@SESSION.{name} = {value}"));
         }
     }
     // From the first wanted variable that differs on, all of them, in
@@ -216,8 +266,22 @@ pub fn replay(
     if !set.is_empty() {
         r.set = Some(format!("SET {}", set.join(", ")));
     }
-    if wanted.characteristics.is_some() && wanted.characteristics != conn.characteristics {
-        r.characteristics = wanted.characteristics.clone();
+    if wanted.characteristics != conn.characteristics {
+        if conn.characteristics.is_some() {
+            // Back to the session's defaults: `@@x` without a scope is
+            // the next transaction's.
+            r.characteristics.push(CLEAR_CHARACTERISTICS.to_string());
+        }
+        if let Some(text) = &wanted.characteristics {
+            // The tracker's text is `SET TRANSACTION ...;` statements.
+            r.characteristics.extend(
+                String::from_utf8_lossy(text)
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            );
+        }
     }
     if wanted.multi_statements != conn.multi_statements {
         r.set_option = Some(wanted.multi_statements);
@@ -226,6 +290,18 @@ pub fn replay(
 }
 
 impl ConnState {
+    /// What a connection has after COM_RESET_CONNECTION: its schema and
+    /// login collation, the server's defaults for everything else.
+    pub fn after_reset(&self, caps: causeway_wire::CapabilityFlags) -> ConnState {
+        ConnState {
+            schema: self.schema.clone(),
+            multi_statements: caps.contains(causeway_wire::CapabilityFlags::MULTI_STATEMENTS),
+            charset: CharsetBase::Server,
+            login_collation: self.login_collation,
+            ..ConnState::default()
+        }
+    }
+
     /// The connection ran `replay` for `wanted` (and the session's own
     /// unread user variables `own`) successfully.
     pub fn replayed(&mut self, wanted: &Wanted, replay: &Replay, own: &[Bytes]) {
@@ -234,6 +310,7 @@ impl ConnState {
         }
         if replay.set.is_some() {
             self.vars.clone_from(&wanted.vars);
+            self.charset = wanted.charset;
             self.user_vars.retain(|n, v| v.is_none() && own.contains(n));
             self.user_vars.extend(
                 wanted
@@ -242,7 +319,7 @@ impl ConnState {
                     .map(|(n, l)| (n.clone(), Some(l.clone()))),
             );
         }
-        if replay.characteristics.is_some() {
+        if !replay.characteristics.is_empty() {
             self.characteristics.clone_from(&wanted.characteristics);
         }
         if let Some(on) = replay.set_option {
@@ -512,6 +589,59 @@ mod tests {
     }
 
     #[test]
+    fn character_sets_go_back_to_the_login_collation_not_the_servers_default() {
+        // A connection that ran SET NAMES for another session; this one
+        // logged in with latin1 (8): DEFAULT would give the server's.
+        let c = ConnState {
+            vars: vars(&[
+                ("character_set_client", "utf8mb4"),
+                ("collation_connection", "utf8mb4_bin"),
+                ("sql_mode", "ANSI"),
+            ]),
+            login_collation: 8,
+            ..ConnState::default()
+        };
+        let w = Wanted::default();
+        let r = replay(&w, &c, None, &[]).unwrap();
+        assert_eq!(
+            r.set.as_deref(),
+            Some(
+                "SET @@SESSION.sql_mode = DEFAULT, @@SESSION.character_set_client = 8, \
+                 @@SESSION.character_set_results = 8, @@SESSION.character_set_connection = 8, \
+                 @@SESSION.collation_connection = 8"
+            )
+        );
+        // After COM_RESET_CONNECTION the server's defaults are in place: a
+        // session that logged in gets its own back ...
+        let reset = c.after_reset(causeway_wire::CapabilityFlags::empty());
+        assert_eq!(reset.charset, CharsetBase::Server);
+        let r = replay(&w, &reset, None, &[]).unwrap();
+        assert!(r
+            .set
+            .unwrap()
+            .contains("@@SESSION.collation_connection = 8"));
+        // ... and a session whose client sent the reset wants the server's.
+        let after_client_reset = Wanted {
+            charset: CharsetBase::Server,
+            ..Wanted::default()
+        };
+        let mut fresh = ConnState {
+            login_collation: 8,
+            ..ConnState::default()
+        };
+        let r = replay(&after_client_reset, &fresh, None, &[]).unwrap();
+        assert!(r
+            .set
+            .as_ref()
+            .unwrap()
+            .contains("@@SESSION.collation_connection = DEFAULT"));
+        fresh.replayed(&after_client_reset, &r, &[]);
+        assert!(replay(&after_client_reset, &fresh, None, &[])
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
     fn a_session_without_a_schema_cannot_take_a_connection_with_one() {
         let c = ConnState {
             schema: Some("x".into()),
@@ -533,6 +663,33 @@ mod tests {
         assert_eq!(r.set_option, Some(true));
         c.replayed(&w, &r, &[]);
         assert!(replay(&w, &c, None, &[]).unwrap().is_empty());
+        // Several statements: one COM_QUERY each (a connection without
+        // multi-statements refuses them together); the connection's own
+        // are cleared first.
+        let two = Wanted {
+            characteristics: Some(
+                "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SET TRANSACTION READ ONLY;".into(),
+            ),
+            ..w.clone()
+        };
+        let r = replay(&two, &c, None, &[]).unwrap();
+        assert_eq!(
+            r.characteristics,
+            [
+                CLEAR_CHARACTERISTICS,
+                "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                "SET TRANSACTION READ ONLY"
+            ]
+        );
+        // A session with none gets a connection's cleared.
+        let none = Wanted {
+            characteristics: None,
+            ..w.clone()
+        };
+        let r = replay(&none, &c, None, &[]).unwrap();
+        assert_eq!(r.characteristics, [CLEAR_CHARACTERISTICS]);
+        c.replayed(&none, &r, &[]);
+        assert_eq!(c.characteristics, None);
     }
 
     #[test]

@@ -258,6 +258,24 @@ pub struct Captured {
     pub found_rows: u64,
 }
 
+impl Captured {
+    /// A new session's, before any statement ran.
+    pub const START: Captured = Captured {
+        row_count: -1,
+        found_rows: 0,
+    };
+}
+
+impl Last {
+    /// A new session's.
+    pub fn start() -> Last {
+        Last {
+            on: None,
+            captured: Some(Captured::START),
+        }
+    }
+}
+
 /// Where the previous statement ran, for `ROW_COUNT()` / `FOUND_ROWS()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Last {
@@ -294,6 +312,9 @@ pub struct Effects<'a> {
     /// The router cannot name what it changes: CALL, text it could not
     /// parse, a text `EXECUTE`.
     pub opaque: bool,
+    /// It runs several statements (a multi-statement, a CALL): an ERR
+    /// may come after some of them changed the session.
+    pub several: bool,
     /// A COM_STMT_PREPARE: its state change is the router's to manage.
     pub protocol_prepare: bool,
     /// A rule turned multiplexing off for statements like this one.
@@ -368,6 +389,7 @@ impl SessionState {
     pub fn new(wanted: Wanted) -> SessionState {
         SessionState {
             wanted,
+            last: Last::start(),
             ..SessionState::default()
         }
     }
@@ -440,7 +462,13 @@ impl SessionState {
         let mut unreplayable = None;
         for (name, value) in &t.vars {
             if self.client.set(name, value) {
-                after.restore_trackers = true;
+                if &name[..] == b"session_track_gtids" {
+                    // The connection's own value, compared at each sync
+                    // (it cannot change inside a transaction: ERR 1766).
+                    cs.gtids = super::replay::GtidTrack::parse(value).unwrap_or(cs.gtids);
+                } else {
+                    after.restore_trackers = true;
+                }
                 continue;
             }
             if name == "last_insert_id" || name == "identity" {
@@ -457,36 +485,52 @@ impl SessionState {
             cs.vars.set(name, value);
         }
         if let Some(schema) = &t.schema {
-            self.wanted.schema = Some(schema.clone());
-            cs.schema = Some(schema.clone());
+            // Empty: none (its schema was dropped).
+            let schema = (!schema.is_empty()).then(|| schema.clone());
+            self.wanted.schema.clone_from(&schema);
+            cs.schema = schema;
         }
         if let Some(c) = &t.characteristics {
             let c = (!c.is_empty()).then(|| c.clone());
-            // Inside a transaction the tracker describes the current one.
+            // Inside a transaction the tracker describes the current one;
+            // nothing is pending for the next (MySQL refuses SET
+            // TRANSACTION inside one).
             if self.txn == Txn::Idle {
                 self.wanted.characteristics.clone_from(&c);
+                cs.characteristics = c;
             } else {
                 self.wanted.characteristics = None;
+                cs.characteristics = None;
             }
-            cs.characteristics = c;
         }
         if let Some(state) = t.txn {
             self.pins_mut(server).locked_tables = state.locked_tables;
         }
+        // An ERR: the statement did nothing, unless it was one of several
+        // (a multi-statement, a CALL) and the ones before it did something.
         if !resp.err {
             self.statement_effects(server, cs, effects);
         }
+        let by_text = !resp.err
+            && (!effects.assigns.is_empty()
+                || !effects.creates_temp.is_empty()
+                || !effects.drops.is_empty()
+                || effects.prepare.is_some()
+                || effects.protocol_prepare);
         let explained = !t.vars.is_empty()
             || t.schema.is_some()
-            || !effects.assigns.is_empty()
-            || !effects.creates_temp.is_empty()
-            || !effects.drops.is_empty()
-            || effects.prepare.is_some()
-            || effects.protocol_prepare
+            || by_text
             || t.characteristics.is_some()
             || after.restore_trackers;
         if let Some(why) = unreplayable {
             self.pins_mut(server).unknown.get_or_insert(why);
+        } else if resp.err && effects.several && (effects.opaque || t.state_changed) {
+            // A CALL's ERR hides what its statements before the failing
+            // one did; a multi-statement's earlier OKs say whether they
+            // changed something.
+            self.pins_mut(server)
+                .unknown
+                .get_or_insert("a statement that failed part way changed the session");
         } else if t.state_changed && (effects.opaque || !explained) {
             self.pins_mut(server)
                 .unknown
@@ -612,7 +656,12 @@ impl SessionState {
         }
         if let Some((c, lid)) = results {
             if self.last_on(conn) {
-                self.last.captured = Some(c);
+                // The read-back is a statement too: from now on the values
+                // are these, wherever the connection goes.
+                self.last = Last {
+                    on: None,
+                    captured: Some(c),
+                };
             }
             if self.last_insert_id == LastInsertId::On(server, conn) {
                 self.last_insert_id = LastInsertId::Known(lid);
@@ -782,7 +831,7 @@ impl SessionState {
         self.client = ClientTrackers::default();
         self.pins.clear();
         self.uncaptured.clear();
-        self.last = Last::default();
+        self.last = Last::start();
         self.last_insert_id = LastInsertId::Known(0);
     }
 }

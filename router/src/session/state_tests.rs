@@ -113,6 +113,55 @@ fn unexplained_or_unreplayable_state_pins_until_reset() {
 }
 
 #[test]
+fn an_err_after_part_of_several_statements_pins_what_they_did() {
+    let err = |state_changed| Response {
+        err: true,
+        tracked: Tracked {
+            state_changed,
+            ..Tracked::default()
+        },
+        ..Response::default()
+    };
+    let t = vec!["t".to_string()];
+    let single = Effects {
+        creates_temp: &t,
+        ..Effects::default()
+    };
+    // One statement that failed did nothing, whatever its text says.
+    let mut s = SessionState::default();
+    run(&mut s, W, &single, &err(false));
+    assert!(!s.pinned(W));
+    // A multi-statement whose earlier statements reported a change: the
+    // text's effects cannot be trusted (which of them ran?).
+    let multi = Effects {
+        several: true,
+        ..single
+    };
+    run(&mut s, W, &multi, &err(true));
+    assert_eq!(s.reasons(W), [PinReason::UnknownState]);
+    // ... one whose earlier statements changed nothing stays free.
+    let mut s = SessionState::default();
+    run(&mut s, W, &multi, &err(false));
+    assert!(!s.pinned(W));
+    // A failed CALL: its ERR hides what ran before.
+    let call = Effects {
+        several: true,
+        opaque: true,
+        ..Effects::default()
+    };
+    run(&mut s, W, &call, &err(false));
+    assert_eq!(s.reasons(W), [PinReason::UnknownState]);
+    // An unparsed single statement that failed did nothing.
+    let mut s = SessionState::default();
+    let odd = Effects {
+        opaque: true,
+        ..Effects::default()
+    };
+    run(&mut s, W, &odd, &err(false));
+    assert!(!s.pinned(W));
+}
+
+#[test]
 fn user_variables_are_uncaptured_until_read_back_then_wanted() {
     let mut s = SessionState::default();
     let sc = scan(b"SET @a = 1, @b = 'x'");
@@ -359,6 +408,9 @@ fn last_statement_and_last_insert_id_follow_their_connection() {
     );
     assert_eq!(s.last_insert_id, LastInsertId::Known(5));
     assert_eq!(s.last.captured.map(|c| c.row_count), Some(1));
+    // The read-back ran there: the connection no longer shows them, even
+    // when it stays with the session.
+    assert!(!s.last_on(3));
     s.left(W, 3);
     assert_eq!(s.last.on, None);
     // Broken before it was read back: lost, not guessed.
@@ -412,8 +464,15 @@ fn characteristics_wait_for_the_next_transaction() {
         },
         ..Response::default()
     };
-    run(&mut s, W, &Effects::default(), &begin);
+    let mut cs = ConnState {
+        characteristics: Some("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE;".into()),
+        ..ConnState::default()
+    };
+    s.after(W, 1, &mut cs, &Effects::default(), &begin);
     assert_eq!(s.wanted.characteristics, None);
+    // ... and the connection has nothing pending for the next one: no
+    // replay inside the transaction (MySQL would refuse it, ERR 1568).
+    assert_eq!(cs.characteristics, None);
 }
 
 #[test]
