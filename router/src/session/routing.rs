@@ -133,8 +133,8 @@ impl Session<'_> {
             self.turn,
         );
         let got = match p {
-            Plan::Held(s, why) => Ok((self.held_index(s).unwrap_or(0), why)),
-            Plan::Borrow(s, why) => self.acquire(s).await.map(|i| (i, why)),
+            // acquire() finds a held one; a planned one is held.
+            Plan::Held(s, why) | Plan::Borrow(s, why) => self.acquire(s).await.map(|i| (i, why)),
             Plan::Causal(g, why) => self.causal_read(g, &ask).await.map(|i| (i, why)),
             Plan::Refuse(err) => Err(Failure::Client(err)),
         };
@@ -178,11 +178,12 @@ impl Session<'_> {
         g: GroupId,
         why: Why,
     ) -> std::result::Result<(usize, Why), Failure> {
-        let held: Vec<ServerId> = self.held.iter().map(|h| h.server).collect();
         self.turn = self.turn.wrapping_add(1);
         let cur = self.cur.clone();
         let mut members = cur.members.clone();
         loop {
+            // Waiting for a connection gives back held ones: read anew.
+            let held: Vec<ServerId> = self.held.iter().map(|h| h.server).collect();
             let p = plan::in_group(
                 &*cur.rt,
                 &members,
@@ -193,8 +194,7 @@ impl Session<'_> {
                 self.turn,
             );
             match p {
-                Plan::Held(s, why) => return Ok((self.held_index(s).unwrap_or(0), why)),
-                Plan::Borrow(s, why) => match self.acquire(s).await {
+                Plan::Held(s, why) | Plan::Borrow(s, why) => match self.acquire(s).await {
                     Ok(i) => return Ok((i, why)),
                     // Unreachable: try the group's other servers.
                     Err(Failure::Client(e)) if e.code == 9001 => {
