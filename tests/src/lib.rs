@@ -205,6 +205,32 @@ impl Topology {
             .await
             .with_context(|| format!("connecting to 127.0.0.1:{port} as {role}"))
     }
+
+    /// Runs sysbench (Debian's; `scripts/lib/ensure-tools.sh` installs it)
+    /// as the application user against `port` on 127.0.0.1, in `dir`, with
+    /// `args` after the connection options. Its output (stdout, then
+    /// stderr), or an error carrying it.
+    pub fn sysbench(&self, port: u16, dir: &Path, args: &[&str]) -> Result<String> {
+        let app = self.user("APP")?;
+        let out = Command::new("sysbench")
+            .current_dir(dir)
+            .args([
+                "--db-driver=mysql",
+                "--mysql-host=127.0.0.1",
+                &format!("--mysql-port={port}"),
+                &format!("--mysql-user={}", app.user),
+                &format!("--mysql-password={}", app.password),
+            ])
+            .args(args)
+            .output()
+            .context("running sysbench (scripts/lib/ensure-tools.sh installs it)")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            bail!("sysbench {args:?} failed:\n{text}");
+        }
+        Ok(text)
+    }
 }
 
 /// Runs one of the node client programs of `tests/clients/node` (real

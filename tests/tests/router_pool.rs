@@ -13,7 +13,6 @@
 //!   replicas, writes get a clear ERR.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -257,30 +256,22 @@ async fn small_primary(topo: &Topology) -> Result<()> {
     Ok(())
 }
 
+/// sysbench on this test's tables.
 fn sysbench(topo: &Topology, port: u16, dir: &Path, args: &[&str]) -> Result<String> {
-    let app = topo.user("APP")?;
-    let out = Command::new("sysbench")
-        .current_dir(dir)
-        .args([
-            "--db-driver=mysql",
-            "--mysql-host=127.0.0.1",
-            &format!("--mysql-port={port}"),
-            &format!("--mysql-user={}", app.user),
-            &format!("--mysql-password={}", app.password),
-            "--mysql-ssl=off",
-            "--mysql-db=causeway_pool",
-            "--tables=4",
-            "--table-size=10000",
-        ])
-        .args(args)
-        .output()
-        .context("running sysbench (scripts/lib/ensure-tools.sh installs it)")?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        bail!("sysbench {args:?} failed:\n{text}");
-    }
-    Ok(text)
+    topo.sysbench(
+        port,
+        dir,
+        &[
+            &[
+                "--mysql-ssl=off",
+                "--mysql-db=causeway_pool",
+                "--tables=4",
+                "--table-size=10000",
+            ][..],
+            args,
+        ]
+        .concat(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

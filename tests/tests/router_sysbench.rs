@@ -5,34 +5,25 @@
 //! TLS, without a single error.
 
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use causeway_e2e::Topology;
 
+/// sysbench on this test's tables.
 fn sysbench(topo: &Topology, port: u16, dir: &Path, args: &[&str]) -> Result<String> {
-    let app = topo.user("APP")?;
-    let out = Command::new("sysbench")
-        .current_dir(dir)
-        .args([
-            "--db-driver=mysql",
-            "--mysql-host=127.0.0.1",
-            &format!("--mysql-port={port}"),
-            &format!("--mysql-user={}", app.user),
-            &format!("--mysql-password={}", app.password),
-            "--mysql-db=causeway_sysbench",
-            "--tables=2",
-            "--table-size=2000",
-        ])
-        .args(args)
-        .output()
-        .context("running sysbench (scripts/lib/ensure-tools.sh installs it)")?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        bail!("sysbench {args:?} failed:\n{text}");
-    }
-    Ok(text)
+    topo.sysbench(
+        port,
+        dir,
+        &[
+            &[
+                "--mysql-db=causeway_sysbench",
+                "--tables=2",
+                "--table-size=2000",
+            ][..],
+            args,
+        ]
+        .concat(),
+    )
 }
 
 #[test]

@@ -47,15 +47,6 @@ const THINKS_MS: [u64; 4] = [0, 1, 5, 20];
 /// once the think time is at least twice the apply delay.
 const TARGET_SHARE: f64 = 0.95;
 
-fn env_num(key: &str, default: usize) -> Result<usize> {
-    match std::env::var(key) {
-        Ok(v) => v
-            .parse()
-            .with_context(|| format!("{key}={v}: not a number")),
-        Err(_) => Ok(default),
-    }
-}
-
 /// `SHOW GLOBAL STATUS LIKE 'Questions'`: statements the server executed.
 async fn questions(c: &mut Conn) -> Result<u64> {
     let row: Option<(String, String)> =
@@ -220,8 +211,8 @@ async fn main() -> Result<()> {
         None => 5.0,
     };
     let run_for = Duration::from_secs_f64(secs);
-    let rounds = env_num("BENCH_ROUNDS", 2)?;
-    let sessions = env_num("BENCH_SESSIONS", 8)?;
+    let rounds = causeway_bench::env_num("BENCH_ROUNDS", 2)?;
+    let sessions = causeway_bench::env_num("BENCH_SESSIONS", 8)?;
     let mut topo = Topology::get()?;
     for (bench, var) in [
         ("CAUSEWAY_BENCH_ROUTER_PORT", "CAUSEWAY_ROUTER_PORT"),

@@ -28,15 +28,6 @@ use causeway_bench::procfs;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 
-fn env_num(key: &str, default: usize) -> Result<usize> {
-    match std::env::var(key) {
-        Ok(v) => v
-            .parse()
-            .with_context(|| format!("{key}={v}: not a number")),
-        Err(_) => Ok(default),
-    }
-}
-
 /// One client process: connect, `SELECT 1`, close, until `secs` have
 /// passed. Prints `ok COUNT ELAPSED_S`, `lat` and each latency in µs, then
 /// `err KIND|COUNT|MESSAGE` per kind of failure.
@@ -199,8 +190,8 @@ fn main() -> Result<()> {
             .with_context(|| format!("{s}: not a number of seconds"))?,
         None => 10.0,
     };
-    let processes = env_num("BENCH_PROCESSES", 6)?;
-    let rounds = env_num("BENCH_ROUNDS", 2)?;
+    let processes = causeway_bench::env_num("BENCH_PROCESSES", 6)?;
+    let rounds = causeway_bench::env_num("BENCH_ROUNDS", 2)?;
     let server_pid: Option<u32> = std::env::var("BENCH_SERVER_PID")
         .ok()
         .and_then(|p| p.parse().ok());
