@@ -130,7 +130,9 @@ impl Session<'_> {
                     // About to wait: what the session holds and does not
                     // need goes back first (two sessions each waiting for
                     // what the other holds would wait it out).
-                    self.release_unpinned().await.map_err(Failure::Fatal)?;
+                    self.release_held(super::leave::Release::Unpinned)
+                        .await
+                        .map_err(Failure::Fatal)?;
                     pool.acquire(&want, b.queue_timeout, &mut evicted).await
                 }
             };
@@ -155,7 +157,7 @@ impl Session<'_> {
                     }
                     *c
                 }
-                Grant::Open(lease) => match self.open(server, lease).await? {
+                Grant::Open(lease) => match self.open(server, &want.key, lease).await? {
                     Some(c) => c,
                     None => continue,
                 },
@@ -220,6 +222,7 @@ impl Session<'_> {
     async fn open(
         &mut self,
         server: ServerId,
+        key: &PoolKey,
         lease: crate::backend::pool::Lease,
     ) -> std::result::Result<Option<Conn>, Failure> {
         let cur = self.cur.clone();
@@ -228,7 +231,7 @@ impl Session<'_> {
         let Some(user) = rt.users.get(&self.user) else {
             return Err(Failure::Fatal(Error::Internal("user vanished".into())));
         };
-        let caps = self.backend_caps();
+        let caps = key.caps;
         let login = Login {
             user: Bytes::copy_from_slice(user.backend_user.as_bytes()),
             database: self.state.wanted.schema.clone(),
@@ -290,11 +293,7 @@ impl Session<'_> {
             server: Arc::from(srv.name.as_str()),
             thread_id: g.greeting.connection_id,
             nonce: g.greeting.auth_plugin_data,
-            key: PoolKey {
-                user: user.backend_user.clone(),
-                caps,
-                charset: self.login.charset,
-            },
+            key: key.clone(),
             state: replay::ConnState {
                 schema: self.state.wanted.schema.clone(),
                 multi_statements: caps.contains(CapabilityFlags::MULTI_STATEMENTS),
@@ -394,7 +393,8 @@ impl Session<'_> {
                 "Causeway: the connection has a default schema the session does not",
             )));
         };
-        if self.state.txn == super::state::Txn::Open(server) {
+        let in_txn = self.state.txn == super::state::Txn::Open(server);
+        if in_txn {
             // Characteristics cannot change inside a transaction (ERR 1568).
             r.characteristics.clear();
         }
@@ -405,7 +405,7 @@ impl Session<'_> {
             trackers.push(ROUTER_TRACKERS.to_string());
         }
         if h.conn.state.gtids != gtids {
-            if self.state.txn == super::state::Txn::Open(server) {
+            if in_txn {
                 debug!("session_track_gtids differs inside a transaction; left as it is");
             } else {
                 trackers.push(format!("session_track_gtids = {}", gtids.sql()));
@@ -509,7 +509,7 @@ impl Session<'_> {
             self.schema_unverified = false;
         }
         conn.trackers = true;
-        if self.state.txn != super::state::Txn::Open(server) {
+        if !in_txn {
             conn.state.gtids = gtids;
         }
         if self.state.last_on(conn.id) {

@@ -34,6 +34,7 @@ use tracing::{debug, info};
 use super::causal::Causal;
 use super::command::{self, Cmd, StmtOp};
 use super::conns::Held;
+use super::leave::Release;
 use super::plan::router_err;
 use super::prepared::Prepared;
 use super::replay::Wanted;
@@ -252,7 +253,8 @@ impl<'a> Session<'a> {
             }
             self.skip_rest().await?;
             self.active.store(0, std::sync::atomic::Ordering::Relaxed);
-            self.after_command().await?;
+            // Connections others wait for go back now.
+            self.release_held(Release::Awaited).await?;
             self.client.shrink();
         }
     }
@@ -284,7 +286,7 @@ impl<'a> Session<'a> {
             match next {
                 None if release_at.is_some_and(|r| r <= tokio::time::Instant::now()) => {
                     release_at = None;
-                    self.release_idle().await?;
+                    self.release_held(Release::Idle).await?;
                 }
                 None if tokio::time::Instant::now() >= deadline => {
                     info!(timeout = ?idle, "idle timeout; closing");
@@ -308,26 +310,6 @@ impl<'a> Session<'a> {
                 },
             }
         }
-    }
-
-    /// After each command: connections others are waiting for go back now
-    /// (unless pinned; named locks are asked about); the pin gauges follow
-    /// the session.
-    async fn after_command(&mut self) -> Result<()> {
-        let mut k = 0;
-        while k < self.held.len() {
-            let before = self.held.len();
-            let s = self.held[k].server;
-            let free = !self.state.pinned(s) || self.only_locks(s);
-            if free && self.cur.pool(s).has_waiters() {
-                self.release(k).await?;
-            }
-            if self.held.len() == before {
-                k += 1;
-            }
-        }
-        self.count_pins();
-        Ok(())
     }
 
     /// Keeps `causeway_router_pinned_sessions` true for this session.

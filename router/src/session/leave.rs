@@ -36,6 +36,18 @@ const TYPE_NULL: u8 = 6;
 const TYPE_LONGLONG: u8 = 8;
 const TYPE_NEWDECIMAL: u8 = 246;
 
+/// Which held connections [`Session::release_held`] gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Release {
+    /// The session went idle for `multiplex_delay`: all it may.
+    Idle,
+    /// It is about to wait for another connection: those nothing pins
+    /// (without asking about named locks).
+    Unpinned,
+    /// After a command: those of servers where another session waits.
+    Awaited,
+}
+
 impl Session<'_> {
     /// Held connection `k` is closed, its state unknown or broken (`why`).
     /// What lived only there is gone: when that is the session's state (a
@@ -96,39 +108,27 @@ impl Session<'_> {
         }
     }
 
-    /// Gives connections back (the session went idle): unpinned ones, and
-    /// ones pinned only by named locks that turn out to be released.
-    pub(super) async fn release_idle(&mut self) -> Result<()> {
+    /// Gives back the held connections `which` selects; [`Session::release`]
+    /// keeps the pinned ones (asking first whether named locks are still
+    /// held). Then the pin gauges follow the session.
+    pub(super) async fn release_held(&mut self, which: Release) -> Result<()> {
         let mut k = 0;
         while k < self.held.len() {
             let before = self.held.len();
             let server = self.held[k].server;
-            if self.state.pinned(server) && !self.only_locks(server) {
-                k += 1;
-                continue;
-            }
-            self.release(k).await?;
-            if self.held.len() == before {
-                k += 1;
-            }
-        }
-        self.count_pins();
-        Ok(())
-    }
-
-    /// Gives back every held connection nothing pins (before waiting for
-    /// another).
-    pub(super) async fn release_unpinned(&mut self) -> Result<()> {
-        let mut k = 0;
-        while k < self.held.len() {
-            let before = self.held.len();
-            if !self.state.pinned(self.held[k].server) {
+            let go = match which {
+                Release::Idle => true,
+                Release::Unpinned => !self.state.pinned(server),
+                Release::Awaited => self.cur.pool(server).has_waiters(),
+            };
+            if go {
                 self.release(k).await?;
             }
             if self.held.len() == before {
                 k += 1;
             }
         }
+        self.count_pins();
         Ok(())
     }
 
