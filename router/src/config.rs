@@ -13,6 +13,7 @@ use causeway_common::secret::{resolve_secret, sources_given, SecretError};
 use serde::Deserialize;
 
 use crate::causal::Scope;
+use crate::failover::FailoverConfig;
 pub use crate::rules::QueryRuleConfig;
 use crate::rules::Rules;
 
@@ -175,6 +176,9 @@ pub struct HostgroupConfig {
     /// replica becomes the writer without a config change. Plain reads of
     /// sessions whose writer group is this one go here.
     pub writer: Option<String>,
+    /// For a writer hostgroup: what its sessions do while it has no
+    /// usable writer.
+    pub failover: FailoverConfig,
 }
 
 /// One MySQL server.
@@ -242,12 +246,15 @@ pub struct RoutingConfig {
     pub reads_fall_back_to_writer: bool,
 }
 
-/// Two writable servers in one writer hostgroup.
+/// Two servers found writable together in one writer hostgroup, neither
+/// the writer in force nor promoted (see [`crate::failover`]; otherwise the
+/// writer is elected and the other fenced).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SplitBrain {
-    /// Refuse statements for that group with ERR 9002 until one
-    /// server is read-only again (reads elsewhere go on).
+    /// Refuse statements for that group with ERR 9002 (they wait for the
+    /// group's failover window first) until one server is read-only again
+    /// (reads elsewhere go on).
     #[default]
     RefuseWrites,
     /// Keep writing to the configured writer (the first by config order).
@@ -738,6 +745,12 @@ impl Config {
                     "hostgroups[{i}] ({}): only a reader hostgroup names a writer",
                     h.name
                 )),
+                (Role::Reader, _) if h.failover != FailoverConfig::default() => {
+                    errors.push(format!(
+                        "hostgroups[{i}] ({}): only a writer hostgroup has failover settings",
+                        h.name
+                    ))
+                }
                 (Role::Reader, Some(w))
                     if self.hostgroup(w).map(|g| g.role) != Some(Role::Writer) =>
                 {

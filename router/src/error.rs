@@ -138,6 +138,13 @@ impl Error {
         out
     }
 
+    /// The backend's host refused the TCP connection: nothing listens on
+    /// the server's port.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Self::BackendConnect { source, .. }
+            if source.kind() == std::io::ErrorKind::ConnectionRefused)
+    }
+
     /// Whether the failed step could be retried on a fresh backend
     /// connection without the client noticing: only when nothing reached a
     /// backend yet.

@@ -20,7 +20,8 @@
 //!   misconfigured ──downs──> counted from 0, Shunned{Unreachable} at shun_after_errors (code kept)
 //! ```
 //! Fewer downs in a row than `shun_after_errors` keep the status as it
-//! was. A server that was never checked is [`Status::Unknown`] and usable:
+//! was, except a refused connection ([`CheckError::refused`]): nothing
+//! listens on the server's port, so it is shunned at once. A server that was never checked is [`Status::Unknown`] and usable:
 //! the router then goes by its configured role. There is no hysteresis
 //! around `max_lag`; the check interval is the damping.
 //!
@@ -33,6 +34,24 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
+
+use causeway_gtid::GtidSet;
+
+/// Since when a server takes writes, as the monitor saw it: what picks
+/// the writer among two writable servers (see [`crate::failover`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub enum Writable {
+    /// Read-only, or not known.
+    #[default]
+    No,
+    /// Writable at the first check that saw it, with no earlier
+    /// read-only reading: when it became writable is not known (the
+    /// router started, or the server came up writable).
+    Found,
+    /// Seen turning writable (`read_only` from ON to OFF) at this instant
+    /// of the monitor's clock: a promotion.
+    Turned(u64),
+}
 
 /// Replication delay of a server, as of its last successful check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,6 +147,12 @@ pub struct ServerHealth {
     pub checks: u64,
     /// Checks failed (counter).
     pub failures: u64,
+    /// Since when it takes writes. Kept while it does not answer, so a
+    /// crashed primary that comes back writable is not a new promotion.
+    pub writable: Writable,
+    /// `@@global.gtid_executed` at its last successful check (empty when
+    /// not read).
+    pub executed: GtidSet,
 }
 
 impl ServerHealth {
@@ -147,6 +172,8 @@ pub enum Observation {
         read_only: Option<bool>,
         /// Replication delay ([`Lag::Unknown`] when not checked).
         lag: Lag,
+        /// `@@global.gtid_executed`, when read.
+        executed: Option<GtidSet>,
     },
     /// Connecting, logging in, a query or reading its answer failed.
     Failed(CheckError),
@@ -163,6 +190,10 @@ pub struct CheckError {
     pub code: Option<u16>,
     /// What happened, for logs.
     pub message: String,
+    /// The server's host refused the TCP connection: no server listens
+    /// there (a crash, a stop), so it is shunned without waiting for more
+    /// checks.
+    pub refused: bool,
 }
 
 /// What a failed check says about the server.
@@ -210,12 +241,14 @@ impl CheckError {
 }
 
 /// Folds one check into a server's health. `max_lag` is the server's, when
-/// it has one; `shun_after_errors` is the monitor's (0 counts as 1).
+/// it has one; `shun_after_errors` is the monitor's (0 counts as 1); `now`
+/// is the monitor's clock (see [`Writable::Turned`]).
 pub fn observe(
     prev: &ServerHealth,
     obs: &Observation,
     max_lag: Option<Duration>,
     shun_after_errors: u32,
+    now: u64,
 ) -> ServerHealth {
     let mut next = prev.clone();
     next.checks = next.checks.saturating_add(1);
@@ -226,7 +259,7 @@ pub fn observe(
             match error.kind() {
                 FailureKind::Down => {
                     next.consecutive_errors = next.consecutive_errors.saturating_add(1);
-                    if next.consecutive_errors >= shun_after_errors.max(1) {
+                    if error.refused || next.consecutive_errors >= shun_after_errors.max(1) {
                         next.status = Status::Shunned {
                             reason: ShunReason::Unreachable,
                         };
@@ -239,15 +272,29 @@ pub fn observe(
                     next.status = Status::Unknown;
                     next.read_only = None;
                     next.lag = Lag::Unknown;
+                    next.writable = Writable::No;
                     next.misconfigured = error.code;
                 }
             }
         }
-        Observation::Ok { read_only, lag } => {
+        Observation::Ok {
+            read_only,
+            lag,
+            executed,
+        } => {
             next.consecutive_errors = 0;
             next.misconfigured = None;
+            next.writable = match (*read_only, prev.writable) {
+                (Some(false), Writable::No) if prev.read_only == Some(true) => {
+                    Writable::Turned(now)
+                }
+                (Some(false), Writable::No) => Writable::Found,
+                (Some(false), kept) => kept,
+                (Some(true) | None, _) => Writable::No,
+            };
             next.read_only = *read_only;
             next.lag = *lag;
+            next.executed = executed.clone().unwrap_or_default();
             next.status = status_when_up(*lag, max_lag);
         }
     }
@@ -283,6 +330,7 @@ mod tests {
         Observation::Ok {
             read_only: Some(read_only),
             lag,
+            executed: None,
         }
     }
 
@@ -295,6 +343,7 @@ mod tests {
         Observation::Failed(CheckError {
             code,
             message: why.to_string(),
+            refused: false,
         })
     }
 
@@ -311,8 +360,9 @@ mod tests {
     ) -> Vec<ServerHealth> {
         let mut h = ServerHealth::default();
         obs.iter()
-            .map(|o| {
-                h = observe(&h, o, max_lag, shun_after_errors);
+            .enumerate()
+            .map(|(t, o)| {
+                h = observe(&h, o, max_lag, shun_after_errors, t as u64);
                 h.clone()
             })
             .collect()
@@ -528,6 +578,7 @@ mod tests {
                 Observation::Ok {
                     read_only: None,
                     lag: Lag::NotReplica,
+                    executed: None,
                 },
             ],
             None,
@@ -535,6 +586,92 @@ mod tests {
         );
         let ro: Vec<_> = h.iter().map(|h| h.read_only).collect();
         assert_eq!(ro, [Some(true), Some(false), None]);
+    }
+
+    // ---- writable since when, and refused connections ----
+
+    #[test]
+    fn a_promotion_is_stamped_a_server_found_writable_is_not() {
+        // Read-only, then writable at check 1: a promotion, at the
+        // monitor's clock of that check.
+        let h = run(
+            &[ok(true, Lag::NotReplica), ok(false, Lag::NotReplica)],
+            None,
+            3,
+        );
+        assert_eq!(h[0].writable, Writable::No);
+        assert_eq!(h[1].writable, Writable::Turned(1));
+        // Writable from its first check: found so, not promoted.
+        let h = run(
+            &[ok(false, Lag::NotReplica), ok(false, Lag::NotReplica)],
+            None,
+            3,
+        );
+        assert_eq!(h[0].writable, Writable::Found);
+        assert_eq!(h[1].writable, Writable::Found, "kept, not re-stamped");
+        assert!(Writable::Turned(0) > Writable::Found);
+    }
+
+    #[test]
+    fn a_writable_server_that_crashes_and_comes_back_writable_keeps_its_stamp() {
+        let h = run(
+            &[
+                ok(true, Lag::NotReplica),
+                ok(false, Lag::NotReplica),
+                fail("crash"),
+                fail("down"),
+                fail("down"),
+                ok(false, Lag::NotReplica),
+            ],
+            None,
+            2,
+        );
+        assert_eq!(h[3].status, SHUN_UNREACHABLE);
+        assert_eq!(h[3].writable, Writable::Turned(1), "kept while down");
+        assert_eq!(h[5].writable, Writable::Turned(1), "not a new promotion");
+        // Demoted, then promoted again: a new stamp.
+        let h = run(
+            &[
+                ok(false, Lag::NotReplica),
+                ok(true, Lag::NotReplica),
+                ok(false, Lag::NotReplica),
+            ],
+            None,
+            2,
+        );
+        assert_eq!(h[1].writable, Writable::No);
+        assert_eq!(h[2].writable, Writable::Turned(2));
+    }
+
+    #[test]
+    fn a_refused_connection_shuns_at_once() {
+        let refused_connect = Observation::Failed(CheckError {
+            code: Some(2003),
+            message: "connection refused".into(),
+            refused: true,
+        });
+        let h = run(&[ok(false, Lag::NotReplica), refused_connect], None, 3);
+        assert_eq!(h[1].status, SHUN_UNREACHABLE);
+        assert_eq!(h[1].consecutive_errors, 1);
+        // A timeout is not a refusal: it waits for shun_after_errors.
+        let h = run(&[ok(false, Lag::NotReplica), fail("timed out")], None, 3);
+        assert_eq!(h[1].status, Status::Up);
+    }
+
+    #[test]
+    fn the_executed_set_follows_each_good_check_and_stays_while_down() {
+        let set = |s: &str| GtidSet::parse(s).unwrap();
+        let with = |e: &str| Observation::Ok {
+            read_only: Some(false),
+            lag: Lag::NotReplica,
+            executed: Some(set(e)),
+        };
+        let a = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5";
+        let b = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-9";
+        let h = run(&[with(a), fail("x"), with(b)], None, 3);
+        assert_eq!(h[0].executed, set(a));
+        assert_eq!(h[1].executed, set(a));
+        assert_eq!(h[2].executed, set(b));
     }
 
     // ---- a server that refuses the monitor ----
@@ -545,6 +682,7 @@ mod tests {
             CheckError {
                 code,
                 message: String::new(),
+                refused: false,
             }
             .kind()
         };

@@ -43,6 +43,7 @@ pub mod causal;
 pub mod classify;
 pub mod config;
 pub mod error;
+pub mod failover;
 pub mod frontend;
 pub mod global;
 pub mod health;
@@ -59,6 +60,7 @@ pub mod shared;
 pub mod sqlscan;
 pub mod tls;
 pub mod views;
+pub mod writers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

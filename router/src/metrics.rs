@@ -35,6 +35,26 @@ pub const QUERY_SECONDS: &str = "causeway_router_query_seconds";
 pub const RELOADS: &str = "causeway_router_reloads";
 /// Configuration reloads refused (the running configuration stayed).
 pub const RELOAD_FAILURES: &str = "causeway_router_reload_failures";
+/// Statements that waited for a writer (a failover, a switchover), by how
+/// the wait ended: `served` (a writer came), `timeout` (the cluster's
+/// window ran out), `full` (its `max_waiting` statements waited already).
+pub const WRITER_WAITS: &str = "causeway_router_writer_waits";
+/// Statements a writer refused because it is read-only (ERR 1290 / 1836)
+/// that the router ran again on the new writer instead of failing them.
+pub const READ_ONLY_RETRIES: &str = "causeway_router_read_only_retries";
+/// Statements waiting for a writer now, per writer hostgroup (at scrape
+/// time).
+pub const WRITER_WAITING: &str = "causeway_router_writer_waiting";
+/// Per server: 1 when it is its cluster's elected writer, at scrape time.
+pub const SERVER_WRITER: &str = "causeway_router_server_writer";
+/// Per server: 1 while it is fenced (writable but not the writer: it gets
+/// no statement), at scrape time.
+pub const SERVER_FENCED: &str = "causeway_router_server_fenced";
+/// Per writer hostgroup: GTIDs the router acknowledged to clients that
+/// its writer lacks (accepted by `missing_acknowledged = "accept"`, so
+/// lost), or, while writes wait for a catching-up server, that it still
+/// lacks; at scrape time.
+pub const ACKNOWLEDGED_MISSING: &str = "causeway_router_acknowledged_missing_gtids";
 /// Backend connections per server and state (in_use, idle), at scrape time.
 pub const POOL_CONNECTIONS: &str = "causeway_router_pool_connections";
 /// Consecutive failed connects per server, at scrape time.
@@ -170,6 +190,10 @@ pub struct Metrics {
     pub reloads: Counter,
     /// See [`RELOAD_FAILURES`].
     pub reload_failures: Counter,
+    /// See [`WRITER_WAITS`].
+    pub writer_waits: Family<KindLabels, Counter>,
+    /// See [`READ_ONLY_RETRIES`].
+    pub read_only_retries: Counter,
     /// See [`CAUSAL_READS`].
     pub causal_reads: Family<CausalLabels, Counter>,
     /// See [`CAUSAL_WAIT_SECONDS`].
@@ -217,6 +241,8 @@ impl Metrics {
             query_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
             reloads: Counter::default(),
             reload_failures: Counter::default(),
+            writer_waits: Family::default(),
+            read_only_retries: Counter::default(),
             causal_reads: Family::default(),
             causal_wait_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             pinned_sessions: Family::default(),
@@ -277,6 +303,16 @@ impl Metrics {
             strip(RELOAD_FAILURES),
             "configuration reloads refused",
             m.reload_failures.clone(),
+        );
+        r.register(
+            strip(WRITER_WAITS),
+            "statements that waited for a writer, by outcome",
+            m.writer_waits.clone(),
+        );
+        r.register(
+            strip(READ_ONLY_RETRIES),
+            "statements refused for read_only and run again on the new writer",
+            m.read_only_retries.clone(),
         );
         r.register(
             strip(CAUSAL_READS),

@@ -6,16 +6,23 @@
 //! settings are [`MonitorConfig`].
 //!
 //! ```text
-//! task: tick --> [connect + login (connect_timeout each)] --> read_only query --> SHOW REPLICA STATUS
+//! task: tick --> [connect + login (connect_timeout each)] --> read_only, gtid_executed --> SHOW REPLICA STATUS
 //!            --> observe --> log changes --> publish
-//!       any failure drops the connection; the next tick reconnects (resolving the host again)
+//!       a failure on the kept connection is checked again at once on a new one (the server may
+//!       only have closed an idle connection); a failure drops the connection; the next tick
+//!       reconnects (resolving the host again)
+//! hurry (a session waits for a writer): every task checks at once, then every HURRY_INTERVAL
+//!       for HURRY_FOR
+//! sessions report what they saw first: a refused connection (shunned now), a statement
+//!       refused for read_only (read-only now); the next check says again what is true
 //! ```
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use causeway_gtid::GtidSet;
 use causeway_wire::CapabilityFlags;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -25,7 +32,9 @@ use crate::backend::connect::{self, Endpoint, Login, REQUIRED};
 use crate::backend::query::{simple_query, QueryResult};
 use crate::config::MonitorConfig;
 use crate::error::Error;
-use crate::health::{observe, CheckError, HealthMap, Lag, Observation, ServerHealth, Status};
+use crate::health::{
+    observe, CheckError, HealthMap, Lag, Observation, ServerHealth, ShunReason, Status, Writable,
+};
 use crate::io::PacketIo;
 
 /// `read_only || super_read_only` from the first row of
@@ -36,7 +45,7 @@ pub fn parse_read_only(result: &QueryResult) -> Result<bool, String> {
         _ => return Err("read_only query returned nothing".to_string()),
     };
     let mut on = false;
-    for value in row {
+    for value in row.iter().take(2) {
         match value.as_deref() {
             Some("1" | "ON") => on = true,
             Some("0" | "OFF") => {}
@@ -44,6 +53,17 @@ pub fn parse_read_only(result: &QueryResult) -> Result<bool, String> {
         }
     }
     Ok(on)
+}
+
+/// `@@global.gtid_executed` from the third column of the read-only
+/// query's row, when there is one.
+pub fn parse_executed(result: &QueryResult) -> Result<Option<GtidSet>, String> {
+    let Some(Some(text)) = result.rows.first().and_then(|row| row.get(2)) else {
+        return Ok(None);
+    };
+    GtidSet::parse(text)
+        .map(Some)
+        .map_err(|e| format!("unexpected gtid_executed {text:?}: {e}"))
 }
 
 /// The lag in a `SHOW REPLICA STATUS` result: no row is not a replica;
@@ -161,9 +181,18 @@ impl std::fmt::Debug for Monitor {
     }
 }
 
+/// While someone waits for a writer, servers are checked this often...
+const HURRY_INTERVAL: Duration = Duration::from_millis(100);
+/// ...for this long after the last call to [`Monitor::hurry`].
+const HURRY_FOR: Duration = Duration::from_secs(2);
+
 /// What the tasks and the handle share.
 struct Shared {
     health: watch::Sender<Arc<HealthMap>>,
+    /// Until when the tasks check every [`HURRY_INTERVAL`].
+    hurry: watch::Sender<Option<Instant>>,
+    /// The monitor's clock starts here ([`Writable::Turned`]).
+    epoch: Instant,
     /// Held while publishing, so a replaced task cannot write after
     /// [`Monitor::retarget`] or [`Monitor::reconfigure`].
     targets: Mutex<Targets>,
@@ -210,6 +239,7 @@ impl Shared {
         let task = state.config.enabled.then(|| {
             tokio::spawn(watch_server(
                 Arc::clone(self),
+                self.hurry.subscribe(),
                 task_id,
                 target.clone(),
                 Arc::clone(&state.config),
@@ -234,9 +264,12 @@ impl Monitor {
     /// off) with `password` for `config.user`. Needs a Tokio runtime.
     pub fn spawn(targets: Vec<MonitorTarget>, config: MonitorConfig, password: Vec<u8>) -> Monitor {
         let (health, _) = watch::channel(Arc::new(HealthMap::new()));
+        let (hurry, _) = watch::channel(None);
         let monitor = Monitor {
             shared: Arc::new(Shared {
                 health,
+                hurry,
+                epoch: Instant::now(),
                 targets: Mutex::new(Targets {
                     by_name: HashMap::new(),
                     next_id: 0,
@@ -259,6 +292,68 @@ impl Monitor {
     /// The current health of every server.
     pub fn snapshot(&self) -> Arc<HealthMap> {
         self.shared.health.borrow().clone()
+    }
+
+    /// Someone waits for a writer: check every server now, and often for
+    /// a while ([`HURRY_FOR`] from the last call).
+    pub fn hurry(&self) {
+        let now = Instant::now();
+        self.shared.hurry.send_if_modified(|until| {
+            // Wake the tasks only when they were not hurrying already.
+            let wake = until.is_none_or(|u| u <= now);
+            if wake || until.is_some_and(|u| u < now + HURRY_FOR / 2) {
+                *until = Some(now + HURRY_FOR);
+            }
+            wake
+        });
+    }
+
+    /// A session could not connect to `server`: its host refused the
+    /// connection. It is shunned now; its next check says again.
+    pub fn saw_refused(&self, server: &str) {
+        self.report(server, |h| {
+            if h.is_usable() {
+                h.status = Status::Shunned {
+                    reason: ShunReason::Unreachable,
+                };
+                h.last_error = Some("a session's connection was refused".into());
+                tracing::warn!(server, "server shunned: a session's connection was refused");
+            }
+        });
+    }
+
+    /// `server` refused a statement because it is read-only: it is
+    /// read-only now; its next check says again.
+    pub fn saw_read_only(&self, server: &str) {
+        self.report(server, |h| {
+            if h.read_only != Some(true) {
+                tracing::info!(
+                    server,
+                    "a statement was refused for read_only: read-only now"
+                );
+                h.read_only = Some(true);
+                h.writable = Writable::No;
+            }
+        });
+    }
+
+    fn report(&self, server: &str, f: impl FnOnce(&mut ServerHealth)) {
+        if !self.shared.lock().config.enabled {
+            return;
+        }
+        self.shared.health.send_if_modified(|map| {
+            let Some(h) = map.get(server) else {
+                return false;
+            };
+            let mut next = h.clone();
+            f(&mut next);
+            if next == *h {
+                return false;
+            }
+            Arc::make_mut(map).insert(server.to_string(), next);
+            true
+        });
+        self.hurry();
     }
 
     /// The configuration it checks with now.
@@ -381,6 +476,7 @@ impl Drop for Monitor {
 /// Checks one server every interval until replaced or aborted.
 async fn watch_server(
     shared: Arc<Shared>,
+    mut hurry: watch::Receiver<Option<Instant>>,
     task_id: u64,
     target: MonitorTarget,
     config: Arc<MonitorConfig>,
@@ -394,15 +490,32 @@ async fn watch_server(
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
-        let obs = match check(&mut conn, &endpoint, &config, &password).await {
+        let until = *hurry.borrow_and_update();
+        match until {
+            Some(u) if Instant::now() < u => tokio::time::sleep(HURRY_INTERVAL).await,
+            _ => {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = hurry.changed() => {}
+                }
+            }
+        }
+        let kept = conn.is_some();
+        let mut obs = check(&mut conn, &endpoint, &config, &password).await;
+        if obs.is_err() && kept {
+            // The server may only have closed an idle connection.
+            conn = None;
+            obs = check(&mut conn, &endpoint, &config, &password).await;
+        }
+        let obs = match obs {
             Ok(obs) => obs,
             Err(error) => {
                 conn = None;
                 Observation::Failed(error)
             }
         };
-        let next = observe(&health, &obs, target.max_lag, config.shun_after_errors);
+        let now = u64::try_from(shared.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let next = observe(&health, &obs, target.max_lag, config.shun_after_errors, now);
         log_changes(&name, &config.user, &health, &next);
         health = next;
         if !shared.publish(&name, task_id, &health) {
@@ -424,7 +537,8 @@ const MONITOR_CAPS: CapabilityFlags = REQUIRED
     .union(CapabilityFlags::DEPRECATE_EOF)
     .union(CapabilityFlags::CONNECT_ATTRS);
 
-const READ_ONLY_SQL: &str = "SELECT @@global.read_only, @@global.super_read_only";
+const READ_ONLY_SQL: &str =
+    "SELECT @@global.read_only, @@global.super_read_only, @@global.gtid_executed";
 const REPLICA_STATUS_SQL: &str = "SHOW REPLICA STATUS";
 
 impl Conn {
@@ -482,6 +596,7 @@ fn failed(e: &Error, context: &str) -> CheckError {
     CheckError {
         code: e.client_err("").map(|err| err.code),
         message: format!("{context}{}", e.report()),
+        refused: e.is_refused(),
     }
 }
 
@@ -490,6 +605,7 @@ fn nonsense(message: String) -> CheckError {
     CheckError {
         code: None,
         message,
+        refused: false,
     }
 }
 
@@ -509,11 +625,12 @@ async fn check(
         ),
     };
     let t = config.query_timeout;
-    let read_only = if config.read_only_check {
+    let (read_only, executed) = if config.read_only_check {
         let result = c.check_query(READ_ONLY_SQL, t).await?;
-        Some(parse_read_only(&result).map_err(nonsense)?)
+        let read_only = parse_read_only(&result).map_err(nonsense)?;
+        (Some(read_only), parse_executed(&result).map_err(nonsense)?)
     } else {
-        None
+        (None, None)
     };
     let lag = if config.lag_check {
         let result = c.check_query(REPLICA_STATUS_SQL, t).await?;
@@ -524,7 +641,11 @@ async fn check(
     if !config.read_only_check && !config.lag_check {
         c.check_query("SELECT 1", t).await?;
     }
-    Ok(Observation::Ok { read_only, lag })
+    Ok(Observation::Ok {
+        read_only,
+        lag,
+        executed,
+    })
 }
 
 #[cfg(test)]

@@ -187,7 +187,8 @@ async fn an_unreachable_server_is_shunned_and_retarget_keeps_or_resets_health() 
     })
     .await;
     let h = m.snapshot()["down"].clone();
-    assert!(h.checks >= 2 && h.failures == h.checks, "{h:?}");
+    // Nothing listens there: the first refused check shuns it.
+    assert!(h.checks >= 1 && h.failures == h.checks, "{h:?}");
     let error = h.last_error.clone().unwrap();
     assert!(error.contains(&port.to_string()), "{error}");
     assert!(!format!("{m:?}").contains("secret"));

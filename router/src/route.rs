@@ -24,6 +24,8 @@
 //! User variables read back and replayed live nowhere in particular: a
 //! statement using only those is routed like any other.
 
+use causeway_gtid::GtidSet;
+
 use crate::classify::{Classified, Kind, TxnOp};
 use crate::ids::{GroupId, IdVec, ServerId};
 
@@ -32,8 +34,20 @@ use crate::ids::{GroupId, IdVec, ServerId};
 pub struct Membership {
     /// Usable servers per group, in config order.
     pub members: IdVec<GroupId, Vec<ServerId>>,
-    /// Groups with more than one writable server.
+    /// Groups with more than one writable server and no way to tell which
+    /// one takes writes ([`crate::failover::Election::Ambiguous`]).
     pub split: IdVec<GroupId, bool>,
+    /// Per writer group, the server elected to take writes, when one is.
+    pub writer: IdVec<GroupId, Option<ServerId>>,
+    /// Writable servers that are not their cluster's writer: no statement
+    /// of any kind goes to them.
+    pub fenced: Vec<ServerId>,
+    /// Writer groups with no writer because every writable server lacks
+    /// acknowledged GTIDs: which, and what it lacks.
+    pub catching_up: Vec<(GroupId, ServerId, GtidSet)>,
+    /// Writer groups whose writer lacks acknowledged GTIDs (accepted by
+    /// the cluster's policy after its window): what was lost.
+    pub lost: Vec<(GroupId, GtidSet)>,
 }
 
 /// Where the session's state lives, by server.

@@ -16,7 +16,9 @@
 //!   read_only = false -> W   (and R too with routing.writer_is_also_reader)
 //!   read_only = true  -> R
 //! shunned or weight 0 -> in no group
-//! two writable servers in W -> W is split (see routing.split_brain)
+//! read_only = false -> W only when elected (crate::failover): one writer, other writable
+//!                     servers fenced (in no group); two found writable with none in force:
+//!                     W is split (see routing.split_brain)
 //! ```
 
 use std::collections::HashMap;
@@ -27,8 +29,11 @@ use causeway_common::secret::resolve_secret;
 
 use crate::backend::connect::Endpoint;
 use crate::causal::Scope;
+use causeway_gtid::GtidSet;
+
 use crate::config::{AuthPlugin, Config, Role, SplitBrain};
-use crate::health::{HealthMap, ServerHealth, Status};
+use crate::failover::{self, Candidate, Election};
+use crate::health::{HealthMap, Lag, ServerHealth, Status, Writable};
 use crate::ids::{GroupId, IdVec, ServerId};
 use crate::route::Membership;
 use crate::rules::Rules;
@@ -288,6 +293,11 @@ impl Runtime {
             .map(ServerId::new)
     }
 
+    /// A writer group's failover settings (defaults for a reader group).
+    pub fn failover(&self, g: GroupId) -> &crate::failover::FailoverConfig {
+        &self.config.hostgroups[g.index()].failover
+    }
+
     /// The hostgroup called `name` (hints and rules name them).
     pub fn group_named(&self, name: &str) -> Option<GroupId> {
         self.groups
@@ -296,15 +306,19 @@ impl Runtime {
             .map(GroupId::new)
     }
 
-    /// Which servers serve each group, given the monitor's view.
-    pub fn members(&self, health: &HealthMap) -> Membership {
+    /// Which servers serve each group, given the monitor's view and what
+    /// the router knows beyond it (`facts`): the writer of each writer
+    /// group is elected ([`failover::elect`]).
+    pub fn members(&self, health: &HealthMap, facts: &Facts) -> Membership {
         let unknown = ServerHealth::default();
         let n = self.groups.len();
         let mut m = Membership {
             members: vec![Vec::new(); n].into(),
             split: vec![false; n].into(),
+            writer: vec![None; n].into(),
+            ..Membership::default()
         };
-        let mut writable: IdVec<GroupId, usize> = vec![0usize; n].into();
+        let mut candidates: IdVec<GroupId, Vec<Candidate>> = vec![Vec::new(); n].into();
         for (i, s) in self.servers.with_ids() {
             let h = health.get(&s.name).unwrap_or(&unknown);
             if s.weight == 0 || matches!(h.status, Status::Shunned { .. }) {
@@ -317,27 +331,98 @@ impl Runtime {
                 Role::Reader => (g.writer, Some(s.group)),
             };
             match (h.read_only, w, r) {
-                (Some(false), Some(w), r) => {
-                    m.members[w].push(i);
-                    writable[w] += 1;
-                    if let (Some(r), true) = (r, self.config.routing.writer_is_also_reader) {
-                        m.members[r].push(i);
+                (Some(false), Some(w), _) => {
+                    let wname = &self.groups[w].name;
+                    let mut known = h.executed.clone();
+                    if let Some(seen) = facts.seen.get(&s.name) {
+                        known.union_with(seen);
                     }
+                    let missing = facts
+                        .acked
+                        .get(wname)
+                        .map(|a| a.difference(&known))
+                        .unwrap_or_default();
+                    // A writable server that still replicates was not
+                    // promoted (a promotion stops replication): it never
+                    // displaces the writer in force.
+                    let writable = match (h.writable, h.lag) {
+                        (Writable::Turned(_), Lag::Seconds(_)) => Writable::Found,
+                        (w, _) => w,
+                    };
+                    candidates[w].push(Candidate {
+                        server: i,
+                        writable,
+                        incumbent: facts.writers.get(wname) == Some(&s.name),
+                        missing,
+                    });
                 }
                 (Some(true), _, Some(r)) => m.members[r].push(i),
-                _ => {
-                    m.members[s.group].push(i);
-                    if g.role == Role::Writer && h.read_only == Some(false) {
-                        writable[s.group] += 1;
+                _ => m.members[s.group].push(i),
+            }
+        }
+        for (w, cands) in candidates.with_ids() {
+            let accept = facts.accept_missing.contains(&self.groups[w].name);
+            let mut election = failover::elect(cands, accept);
+            if let Election::Ambiguous(servers) = &election {
+                if self.config.routing.split_brain == SplitBrain::Allow {
+                    // The first by configuration order, as before elections.
+                    election = Election::Writer {
+                        server: servers[0],
+                        fenced: cands
+                            .iter()
+                            .map(|c| c.server)
+                            .filter(|s| *s != servers[0])
+                            .collect(),
+                        missing: GtidSet::new(),
+                    };
+                }
+            }
+            match election {
+                Election::NoWriter => {}
+                Election::CatchingUp(lacking) => m
+                    .catching_up
+                    .extend(lacking.into_iter().map(|(s, gap)| (w, s, gap))),
+                Election::Ambiguous(_) => m.split[w] = true,
+                Election::Writer {
+                    server,
+                    fenced,
+                    missing,
+                } => {
+                    m.members[w].push(server);
+                    m.writer[w] = Some(server);
+                    if let (Some(r), true) = (
+                        self.groups[w].reads_to,
+                        self.config.routing.writer_is_also_reader,
+                    ) {
+                        m.members[r].push(server);
+                    }
+                    m.fenced.extend(fenced);
+                    if !missing.is_empty() {
+                        m.lost.push((w, missing));
                     }
                 }
             }
         }
-        for (g, count) in writable.with_ids() {
-            m.split[g] = *count > 1 && self.config.routing.split_brain == SplitBrain::RefuseWrites;
+        for members in m.members.iter_mut() {
+            members.sort_unstable();
         }
         m
     }
+}
+
+/// What the router knows about its clusters beyond the monitor's view,
+/// by name (names outlive a reload).
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// By writer group: the GTIDs the router acknowledged to clients.
+    pub acked: HashMap<String, GtidSet>,
+    /// By server: what its reader's view says it applied.
+    pub seen: HashMap<String, GtidSet>,
+    /// By writer group: its writer in force.
+    pub writers: HashMap<String, String>,
+    /// Writer groups where a writer that lacks acknowledged GTIDs is
+    /// taken (their window ran out and their policy accepts it).
+    pub accept_missing: std::collections::HashSet<String>,
 }
 
 impl crate::session::plan::Topology for Runtime {

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::health::{Lag, ShunReason};
+use crate::health::{Lag, ShunReason, Writable};
 use crate::ids::GroupId;
 use crate::route::Membership;
 
@@ -60,10 +60,16 @@ fn health(states: &[(&str, Option<bool>, bool)]) -> HealthMap {
             } else {
                 Status::Up
             };
+            let writable = if read_only == Some(false) {
+                Writable::Found
+            } else {
+                Writable::No
+            };
             let h = ServerHealth {
                 status,
                 read_only,
                 lag: Lag::Unknown,
+                writable,
                 ..ServerHealth::default()
             };
             (name.to_string(), h)
@@ -101,7 +107,7 @@ fn users_get_their_groups_and_backend_credentials() {
 #[test]
 fn unknown_health_keeps_the_configured_groups() {
     let rt = runtime(SPLIT);
-    let m = rt.members(&HealthMap::new());
+    let m = rt.members(&HealthMap::new(), &Facts::default());
     assert_eq!(names(&rt, &m, "w"), ["a"]);
     assert_eq!(names(&rt, &m, "r"), ["b", "c"]);
     assert_eq!(names(&rt, &m, "other"), ["x"]);
@@ -117,7 +123,7 @@ fn read_only_moves_servers_between_a_writer_and_its_reader_group() {
         ("b", Some(false), false),
         ("c", Some(true), false),
     ]);
-    let m = rt.members(&h);
+    let m = rt.members(&h, &Facts::default());
     assert_eq!(names(&rt, &m, "w"), ["b"]);
     assert_eq!(names(&rt, &m, "r"), ["a", "c"]);
     assert!(!m.split[GroupId(0)]);
@@ -131,7 +137,7 @@ fn shunned_servers_and_weight_zero_serve_nothing() {
     );
     let rt = runtime(&text);
     let h = health(&[("a", Some(false), false), ("b", Some(true), true)]);
-    let m = rt.members(&h);
+    let m = rt.members(&h, &Facts::default());
     assert_eq!(names(&rt, &m, "w"), ["a"]);
     assert!(names(&rt, &m, "r").is_empty());
 }
@@ -140,12 +146,80 @@ fn shunned_servers_and_weight_zero_serve_nothing() {
 fn two_writable_servers_split_the_writer_group_unless_allowed() {
     let rt = runtime(SPLIT);
     let h = health(&[("a", Some(false), false), ("b", Some(false), false)]);
-    let m = rt.members(&h);
-    assert_eq!(names(&rt, &m, "w"), ["a", "b"]);
+    let m = rt.members(&h, &Facts::default());
+    assert!(names(&rt, &m, "w").is_empty());
     assert!(m.split[GroupId(0)]);
+    assert_eq!(m.writer[GroupId(0)], None);
+    // The writer in force stays; the other is fenced.
+    let mut facts = Facts::default();
+    facts.writers.insert("w".into(), "b".into());
+    let m = rt.members(&h, &facts);
+    assert_eq!(names(&rt, &m, "w"), ["b"]);
+    assert!(!m.split[GroupId(0)]);
+    assert_eq!(m.fenced, [rt.server_named("a").unwrap()]);
+    assert_eq!(names(&rt, &m, "r"), ["c"], "a fenced server serves nothing");
     let allow = format!("{SPLIT}\n[routing]\nsplit_brain = \"allow\"\n");
     let rt = runtime(&allow);
-    assert!(!rt.members(&h).split[GroupId(0)]);
+    let m = rt.members(&h, &Facts::default());
+    assert!(!m.split[GroupId(0)]);
+    assert_eq!(
+        names(&rt, &m, "w"),
+        ["a"],
+        "the first by configuration order"
+    );
+}
+
+#[test]
+fn a_writable_replica_that_still_replicates_does_not_displace_the_writer() {
+    let rt = runtime(SPLIT);
+    let mut h = health(&[("a", Some(false), false), ("b", Some(false), false)]);
+    let b = h.get_mut("b").unwrap();
+    b.writable = Writable::Turned(9);
+    b.lag = Lag::Seconds(0);
+    let mut facts = Facts::default();
+    facts.writers.insert("w".into(), "a".into());
+    let m = rt.members(&h, &facts);
+    assert_eq!(names(&rt, &m, "w"), ["a"]);
+    assert_eq!(m.fenced, [rt.server_named("b").unwrap()]);
+    // Once it stopped replicating, it was promoted.
+    h.get_mut("b").unwrap().lag = Lag::NotReplica;
+    let m = rt.members(&h, &facts);
+    assert_eq!(names(&rt, &m, "w"), ["b"]);
+    assert_eq!(m.fenced, [rt.server_named("a").unwrap()]);
+}
+
+#[test]
+fn a_promoted_server_takes_writes_only_with_every_acknowledged_gtid() {
+    let rt = runtime(SPLIT);
+    let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    let set = |r: &str| GtidSet::parse(&format!("{u}:{r}")).unwrap();
+    // a died; b was promoted with 1-8 applied; the router acknowledged 1-10.
+    let mut h = health(&[
+        ("a", Some(false), true),
+        ("b", Some(false), false),
+        ("c", Some(true), false),
+    ]);
+    let b = h.get_mut("b").unwrap();
+    b.writable = Writable::Turned(5);
+    b.executed = set("1-8");
+    let mut facts = Facts::default();
+    facts.acked.insert("w".into(), set("1-10"));
+    facts.writers.insert("w".into(), "a".into());
+    let m = rt.members(&h, &facts);
+    assert!(names(&rt, &m, "w").is_empty(), "writes wait");
+    let sb = rt.server_named("b").unwrap();
+    assert_eq!(m.catching_up, [(GroupId(0), sb, set("9-10"))]);
+    // Its reader's view shows it applied the rest.
+    facts.seen.insert("b".into(), set("1-10"));
+    let m = rt.members(&h, &facts);
+    assert_eq!(names(&rt, &m, "w"), ["b"]);
+    assert!(m.catching_up.is_empty() && m.lost.is_empty());
+    // Or it never does, and the policy takes it after the window.
+    facts.seen.clear();
+    facts.accept_missing.insert("w".into());
+    let m = rt.members(&h, &facts);
+    assert_eq!(names(&rt, &m, "w"), ["b"]);
+    assert_eq!(m.lost, [(GroupId(0), set("9-10"))]);
 }
 
 #[test]
@@ -153,7 +227,7 @@ fn writer_is_also_reader_puts_the_writer_in_the_reader_group() {
     let text = format!("{SPLIT}\n[routing]\nwriter_is_also_reader = true\n");
     let rt = runtime(&text);
     let h = health(&[("a", Some(false), false), ("b", Some(true), false)]);
-    let m = rt.members(&h);
+    let m = rt.members(&h, &Facts::default());
     assert_eq!(names(&rt, &m, "w"), ["a"]);
     assert_eq!(names(&rt, &m, "r"), ["a", "b", "c"]);
 }

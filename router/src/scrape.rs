@@ -131,9 +131,79 @@ impl Render for Live {
                 u8::from(h.misconfigured.is_some())
             );
         }
+        render_writers(shared, &mut out);
         render_views(shared, &mut out);
         out.push_str("# EOF\n");
         out
+    }
+}
+
+/// Per server: elected writer, fenced; per writer group: statements
+/// waiting for a writer, acknowledged GTIDs the writer (or the server
+/// writes wait for) lacks.
+fn render_writers(shared: &Shared, out: &mut String) {
+    use std::fmt::Write;
+    let cur = shared.current();
+    let (rt, m) = (&cur.rt, &cur.members);
+    gauge(out, SERVER_WRITER, "1 for its cluster's elected writer");
+    for (id, s) in rt.servers.with_ids() {
+        let on = m.writer.contains(&Some(id));
+        let _ = writeln!(
+            out,
+            "{SERVER_WRITER}{{server=\"{}\"}} {}",
+            escape(&s.name),
+            u8::from(on)
+        );
+    }
+    gauge(
+        out,
+        SERVER_FENCED,
+        "1 while writable but not the writer: it gets no statement",
+    );
+    for (id, s) in rt.servers.with_ids() {
+        let on = m.fenced.contains(&id);
+        let _ = writeln!(
+            out,
+            "{SERVER_FENCED}{{server=\"{}\"}} {}",
+            escape(&s.name),
+            u8::from(on)
+        );
+    }
+    let waiting = shared.writers.waiting();
+    gauge(
+        out,
+        WRITER_WAITING,
+        "statements waiting for a writer, by writer hostgroup",
+    );
+    gauge(
+        out,
+        ACKNOWLEDGED_MISSING,
+        "acknowledged GTIDs the writer lacks (lost, by policy) or the server writes wait for lacks",
+    );
+    for (g, group) in rt.groups.with_ids() {
+        if group.role != crate::config::Role::Writer {
+            continue;
+        }
+        let name = escape(&group.name);
+        let n = waiting.get(&group.name).copied().unwrap_or(0);
+        let _ = writeln!(out, "{WRITER_WAITING}{{hostgroup=\"{name}\"}} {n}");
+        let missing: u128 = m
+            .lost
+            .iter()
+            .filter(|(lg, _)| *lg == g)
+            .map(|(_, gap)| gap.count())
+            .chain(
+                m.catching_up
+                    .iter()
+                    .filter(|(cg, ..)| *cg == g)
+                    .map(|(_, _, gap)| gap.count())
+                    .min(),
+            )
+            .sum();
+        let _ = writeln!(
+            out,
+            "{ACKNOWLEDGED_MISSING}{{hostgroup=\"{name}\"}} {missing}"
+        );
     }
 }
 

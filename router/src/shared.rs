@@ -6,6 +6,8 @@
 //! ```text
 //! reload (SIGHUP) ──> Runtime::build ──> Current { runtime, pools (kept by name), membership }
 //! monitor change  ──> membership recomputed ──> Current (same runtime and pools)
+//!   (and, while a cluster waits for a writer to catch up, on every view change and every 50 ms;
+//!    writers are elected from the monitor's view, the views and the acknowledged GTIDs)
 //! session, between statements ──> shared.current(): one Arc, ids valid within it
 //! ```
 
@@ -13,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -25,14 +27,17 @@ use crate::backend::connect::Endpoint;
 use crate::backend::pool::{Pools, ServerPool};
 use crate::config::Config;
 use crate::error;
+use crate::failover::MissingAcknowledged;
 use crate::global;
+use crate::health::HealthMap;
 use crate::ids::{GroupId, IdVec, ServerId};
 use crate::metrics::Metrics;
 use crate::monitor::{Monitor, MonitorTarget};
 use crate::route::Membership;
-use crate::runtime::Runtime;
+use crate::runtime::{Facts, Runtime};
 use crate::tls;
 use crate::views;
+use crate::writers;
 
 /// The backend threads a session holds: server name and thread id, kept
 /// current by the session.
@@ -120,6 +125,8 @@ pub struct Shared {
     pub schemas_seen: Mutex<HashMap<(Arc<str>, Bytes), std::time::Instant>>,
     /// The primary's executed set for `global` reads.
     pub global: global::GlobalSets,
+    /// Acknowledged GTIDs and statements waiting for a writer.
+    pub writers: writers::Writers,
     next_id: AtomicU32,
     reload_lock: tokio::sync::Mutex<()>,
     /// Tests switch the replay of session settings off to prove that the
@@ -158,7 +165,14 @@ impl Shared {
         retarget_views(&views, &runtime);
         let pools = Pools::new();
         let metrics = Arc::new(Metrics::new());
-        let current = current(Arc::new(runtime), &pools, &monitor, &metrics, &views);
+        let current = current(
+            Arc::new(runtime),
+            &pools,
+            &monitor,
+            &metrics,
+            &views,
+            &Facts::default(),
+        );
         Ok(Shared {
             config,
             current: RwLock::new(Arc::new(current)),
@@ -174,6 +188,7 @@ impl Shared {
             views,
             schemas_seen: Mutex::new(HashMap::new()),
             global: global::GlobalSets::default(),
+            writers: writers::Writers::default(),
             next_id: AtomicU32::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
             skip_replay_for_tests: std::sync::atomic::AtomicBool::new(false),
@@ -199,30 +214,97 @@ impl Shared {
             Ok(mut c) => *c = Arc::new(next),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
         }
+        self.writers.bump();
     }
 
     /// Recomputes which servers serve which group whenever the monitor's
-    /// view changes (never per statement). Runs until the router stops.
+    /// view changes (never per statement), and, while a cluster waits for
+    /// a writable server to catch up, whenever a view changes. Runs until
+    /// the router stops.
     pub async fn follow_monitor(&self) {
         let mut changes = self.monitor.subscribe();
+        let mut views = self.views.subscribe();
+        let mut no_writer_since: HashMap<String, Instant> = HashMap::new();
         loop {
-            if changes.changed().await.is_err() {
-                // No monitor: membership never changes.
-                std::future::pending::<()>().await;
+            let catching_up = !self.current().members.catching_up.is_empty();
+            tokio::select! {
+                r = changes.changed() => {
+                    if r.is_err() {
+                        // No monitor: membership never changes.
+                        std::future::pending::<()>().await;
+                    }
+                }
+                _ = views.changed(), if catching_up => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)), if catching_up => {}
             }
+            let health = changes.borrow_and_update().clone();
             let _one_at_a_time = self.reload_lock.lock().await;
-            let cur = self.current();
-            let members = cur.rt.members(&changes.borrow_and_update());
-            if members != cur.members {
-                self.swap(Current {
-                    rt: cur.rt.clone(),
-                    pools: cur.pools.clone(),
-                    members,
-                    views: cur.views.clone(),
-                    routed: cur.routed.clone(),
-                });
+            self.elect(&health, &mut no_writer_since);
+        }
+    }
+
+    /// Membership from `health` and what the router knows beyond it.
+    fn elect(&self, health: &HealthMap, no_writer_since: &mut HashMap<String, Instant>) {
+        let cur = self.current();
+        let facts = self.facts(&cur, no_writer_since);
+        let members = cur.rt.members(health, &facts);
+        if members != cur.members {
+            log_election(&cur.rt, &cur.members, &members);
+            self.swap(Current {
+                rt: cur.rt.clone(),
+                pools: cur.pools.clone(),
+                members,
+                views: cur.views.clone(),
+                routed: cur.routed.clone(),
+            });
+        }
+    }
+
+    /// What the router knows beyond the monitor's view, as of `cur`: the
+    /// acknowledged GTIDs, the views, the writers in force, and the
+    /// clusters whose window for a lacking writer ran out.
+    fn facts(&self, cur: &Current, no_writer_since: &mut HashMap<String, Instant>) -> Facts {
+        let rt = &cur.rt;
+        let now = Instant::now();
+        let mut facts = Facts {
+            acked: self.writers.acknowledged(),
+            ..Facts::default()
+        };
+        {
+            let views = self.views.read();
+            for (i, s) in rt.servers.with_ids() {
+                if let Some(v) = views.at(cur.views[i]) {
+                    facts.seen.insert(s.name.clone(), v.set.clone());
+                }
             }
         }
+        for (g, group) in rt.groups.with_ids() {
+            if group.role != crate::config::Role::Writer {
+                continue;
+            }
+            match cur.members.writer[g] {
+                Some(w) => {
+                    no_writer_since.remove(&group.name);
+                    let name = &rt.servers[w].name;
+                    if let Some(has) = facts.seen.get(name) {
+                        self.writers.compact(&group.name, has, ACKED_INTERVALS);
+                    }
+                    facts
+                        .writers
+                        .insert(group.name.clone(), rt.servers[w].name.clone());
+                }
+                None => {
+                    let since = *no_writer_since.entry(group.name.clone()).or_insert(now);
+                    let f = rt.failover(g);
+                    if f.missing_acknowledged == MissingAcknowledged::Accept
+                        && now.duration_since(since) >= f.window
+                    {
+                        facts.accept_missing.insert(group.name.clone());
+                    }
+                }
+            }
+        }
+        facts
     }
 
     /// Reads the configuration file again and, when it is valid as a
@@ -260,12 +342,15 @@ impl Shared {
             .reconfigure(runtime.config.monitor.clone(), monitor_password);
         self.monitor.retarget(monitor_targets(&runtime));
         retarget_views(&self.views, &runtime);
+        // Writers in force stay so across the reload.
+        let facts = self.facts(&self.current(), &mut HashMap::new());
         let next = current(
             Arc::new(runtime),
             &self.pools,
             &self.monitor,
             &self.metrics,
             &self.views,
+            &facts,
         );
         self.swap(next);
         self.metrics.reloads.inc();
@@ -343,6 +428,50 @@ impl Shared {
     }
 }
 
+/// A cluster's acknowledged set is compacted past this many intervals.
+const ACKED_INTERVALS: usize = 64;
+
+/// Logs what an election changed: a new writer, fenced servers, a cluster
+/// waiting for a server to catch up, acknowledged GTIDs lost.
+fn log_election(rt: &Runtime, before: &Membership, after: &Membership) {
+    for (g, w) in after.writer.with_ids() {
+        let group = &rt.groups[g].name;
+        let was = before.writer.get(g.index()).copied().flatten();
+        if *w != was {
+            match w {
+                Some(s) => {
+                    tracing::info!(hostgroup = %group, writer = %rt.servers[*s].name, "writer elected")
+                }
+                None => {
+                    tracing::warn!(hostgroup = %group, "no writer: statements that need one wait")
+                }
+            }
+        }
+    }
+    for s in &after.fenced {
+        if !before.fenced.contains(s) {
+            tracing::warn!(server = %rt.servers[*s].name, "fenced: writable but not the writer; it gets no statement");
+        }
+    }
+    for (g, s, gap) in &after.catching_up {
+        if !before
+            .catching_up
+            .iter()
+            .any(|(bg, bs, _)| bg == g && bs == s)
+        {
+            tracing::warn!(hostgroup = %rt.groups[*g].name, server = %rt.servers[*s].name, missing = %gap,
+                "writable, but lacks GTIDs the router acknowledged: writes wait for it");
+        }
+    }
+    for (g, gap) in &after.lost {
+        if !before.lost.iter().any(|(bg, _)| bg == g) {
+            tracing::error!(hostgroup = %rt.groups[*g].name, missing = %gap,
+                "the new writer lacks GTIDs the router acknowledged to clients: taken by policy \
+                 (missing_acknowledged = accept); these writes are lost");
+        }
+    }
+}
+
 /// The configuration `rt` with its pools (the registry keeps those of
 /// servers that stay) and the membership the monitor's view gives it.
 fn current(
@@ -351,6 +480,7 @@ fn current(
     monitor: &Monitor,
     metrics: &Metrics,
     views: &views::Views,
+    facts: &Facts,
 ) -> Current {
     let (by_server, gone) = pools.for_servers(rt.servers.iter().map(|s| s.name.as_str()));
     if !gone.is_empty() {
@@ -360,7 +490,7 @@ fn current(
             }
         });
     }
-    let members = rt.members(&monitor.snapshot());
+    let members = rt.members(&monitor.snapshot(), facts);
     let routed = rt
         .groups
         .iter()

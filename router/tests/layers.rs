@@ -21,6 +21,7 @@ const GROUND: &[&str] = &[
     "ids",
     "error",
     "health",
+    "failover",
     "sqlscan",
     "classify",
     "causal",
@@ -47,6 +48,7 @@ const STATE: &[&str] = &[
     "monitor",
     "metrics",
     "shared",
+    "writers",
 ];
 
 const TOP: &[&str] = &[

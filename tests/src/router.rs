@@ -42,6 +42,7 @@ impl Topology {
             name: "primary".into(),
             role: Role::Writer,
             writer: None,
+            ..HostgroupConfig::default()
         });
         cfg.servers.push(ServerConfig {
             name: Some("primary".into()),
@@ -71,6 +72,7 @@ impl Topology {
             name: "replicas".into(),
             role: Role::Reader,
             writer: Some("primary".into()),
+            ..HostgroupConfig::default()
         });
         for (i, port) in self.replica_ports.iter().enumerate() {
             cfg.servers.push(ServerConfig {

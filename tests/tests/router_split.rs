@@ -1,8 +1,8 @@
 //! The read/write split against the sandbox: where statements land (told by
 //! `@@port` in their results), transactions, session state, hints, rules,
 //! prepared statements across servers, reloads; and, in a sandbox of its
-//! own, a replica going away, a promotion by `read_only`, and the guard
-//! against two writable servers.
+//! own, a replica going away, a promotion by `read_only`, and a replica made
+//! writable while it replicates (fenced: the primary stays the writer).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -377,7 +377,7 @@ where
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failures_shun_promotions_move_the_writer_and_two_writers_are_refused() -> Result<()> {
+async fn failures_shun_promotions_move_the_writer_and_a_writable_replica_is_fenced() -> Result<()> {
     let topo = Topology::isolated("split")?;
     // The sandbox's roles, whatever an earlier run left behind.
     restore_roles(&topo).await?;
@@ -411,33 +411,39 @@ async fn failures_shun_promotions_move_the_writer_and_two_writers_are_refused() 
     })
     .await?;
 
-    // Two writable servers in the writer group: writes are refused.
+    // A replica made writable while it still replicates: not a promotion.
+    // The primary stays the writer; replica2 is fenced (no statement at all).
     admin(&topo, r2, "SET GLOBAL super_read_only = OFF").await?;
     admin(&topo, r2, "SET GLOBAL read_only = OFF").await?;
-    let refused = eventually("split brain refused", || async {
-        let mut c = Conn::new(opts(&topo, router.port, "APP", false)?).await?;
-        let res = c
-            .query_drop("CREATE TABLE IF NOT EXISTS split_guard (a INT)")
-            .await;
-        let _ = c.disconnect().await;
-        match res {
-            Err(e) if server_code(&e) == Some(9002) => Ok(true),
-            Err(e) => Err(e.into()),
-            Ok(()) => Ok(false),
-        }
+    let fenced = eventually("replica2 fenced", || async {
+        let cur = router.shared.current();
+        let id = cur.rt.server_named("replica2").context("replica2")?;
+        Ok(cur.members.fenced.contains(&id))
     })
+    .await;
+    let checked = async {
+        fenced?;
+        let mut c = Conn::new(opts(&topo, router.port, "APP", false)?).await?;
+        let w = port_of(&mut c, "/* causeway: primary */ SELECT @@port").await?;
+        ensure!(
+            w == topo.primary_port,
+            "writes went to {w}, not the primary"
+        );
+        for _ in 0..6 {
+            let p = port_of(&mut c, "SELECT @@port").await?;
+            ensure!(p != r2, "a read reached the fenced replica2");
+        }
+        c.disconnect().await?;
+        anyhow::Ok(())
+    }
     .await;
     // Demote the primary: replica2 alone is writable, and becomes the writer.
     admin(&topo, topo.primary_port, "SET GLOBAL super_read_only = ON").await?;
-    if let Err(e) = refused {
+    if let Err(e) = checked {
         let health = router.shared.monitor.snapshot();
-        let members = router.shared.runtime().members(&health);
-        let mut w = Conn::new(opts(&topo, router.port, "APP", false)?).await?;
-        let at = w.query_first::<u16, _>("SELECT @@port FOR UPDATE").await;
+        let members = router.shared.current().members.clone();
         restore_roles(&topo).await?;
-        return Err(e.context(format!(
-            "writes at {at:?}; {members:?}; health: {health:#?}"
-        )));
+        return Err(e.context(format!("{members:?}; health: {health:#?}")));
     }
     let promoted = eventually("replica2 takes writes", || async {
         let mut w = Conn::new(opts(&topo, router.port, "APP", false)?).await?;

@@ -138,7 +138,8 @@ pub(super) fn token_statement(sql: &[u8]) -> Option<std::result::Result<Option<G
 
 impl Session<'_> {
     /// Held connection `i`'s server returned GTIDs `text` in an OK packet:
-    /// the session's later reads need them, and that server has them.
+    /// the session's later reads need them, that server has them, and the
+    /// router acknowledged them.
     pub(super) fn wrote(&mut self, i: usize, text: &[u8]) {
         let set = match GtidSet::parse_bytes(text) {
             Ok(set) if !set.is_empty() => set,
@@ -153,6 +154,10 @@ impl Session<'_> {
         let server = &rt.servers[s];
         self.shared.views.wrote(self.cur.views[s], &set);
         let cluster = server.cluster;
+        // What a new writer must hold (crate::failover).
+        self.shared
+            .writers
+            .acknowledge(&rt.groups[cluster].name, &set);
         let now = Instant::now();
         match self
             .causal

@@ -65,7 +65,7 @@ impl Session<'_> {
         if !self.sync(i, super::conns::Lid::Untouched).await? {
             return Ok(());
         }
-        let out = self.forward(first, i, None).await?;
+        let out = self.forward(first, i, None, false).await?;
         let effects = super::state::Effects::default();
         self.after_statement(i, &effects, &out).await
     }
@@ -80,7 +80,7 @@ impl Session<'_> {
             return Ok(());
         }
         let db = Bytes::copy_from_slice(&first.payload[1..]);
-        let out = self.forward(first, i, None).await?;
+        let out = self.forward(first, i, None, false).await?;
         if !out.err && out.tracked.schema.is_none() {
             // Servers without the schema tracker still changed it.
             self.state.wanted.schema = Some(db.clone());
@@ -99,7 +99,7 @@ impl Session<'_> {
         if !self.sync(i, super::conns::Lid::Untouched).await? {
             return Ok(());
         }
-        let out = self.forward(first, i, None).await?;
+        let out = self.forward(first, i, None, false).await?;
         if let (false, Some(on)) = (out.err, on) {
             self.state.wanted.multi_statements = on;
             self.held[i].conn.state.multi_statements = on;
@@ -124,7 +124,7 @@ impl Session<'_> {
         };
         let mut ok = true;
         if let Some(i) = answer {
-            let out = self.forward(first, i, None).await?;
+            let out = self.forward(first, i, None, false).await?;
             ok = !out.err;
             let c = &mut self.held[i].conn;
             c.state = c.state.after_reset(c.key.caps);

@@ -267,6 +267,10 @@ impl Session<'_> {
             Err(e) => {
                 pool.failed(rt.config.backend.connect_backoff);
                 self.shared.metrics.backend_connect_errors.inc();
+                if e.is_refused() {
+                    // Nothing listens there: no need to wait for the monitor.
+                    self.shared.monitor.saw_refused(&srv.name);
+                }
                 warn!(server = %srv.name, error = %e.report(), "backend connect failed");
                 // TLS and protocol failures keep their MySQL codes (2026,
                 // ...); the server's address stays in the log.

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use causeway_wire::command::ComQuery;
 use causeway_wire::{CapabilityFlags, Chunk, ErrPacket, OkPacket, StatusFlags};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::causal::Causal;
 use super::command::{self, Cmd, StmtOp};
@@ -41,7 +41,7 @@ use super::replay::Wanted;
 use super::state::{ConnId, LastInsertId, PinReason, SessionState};
 use crate::backend::connect::Login;
 use crate::classify::Classified;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Side};
 use crate::frontend::handshake::{send_err, Established};
 use crate::ids::{GroupId, ServerId};
 use crate::io::PacketIo;
@@ -111,6 +111,22 @@ pub struct Session<'a> {
     /// if the first connection says it does not exist, the login fails
     /// then, as MySQL's would have.
     pub(super) schema_unverified: bool,
+    /// What of the current command's response reached the client:
+    /// nothing, whole packets, or part of one (a packet over 16 MiB).
+    pub(super) replied: Replied,
+}
+
+/// How much of a command's response the client got (what may follow when
+/// the backend connection breaks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum Replied {
+    /// Nothing: a read may run again elsewhere.
+    #[default]
+    Nothing,
+    /// Whole packets: an ERR may end the response.
+    Packets,
+    /// Part of a packet: only closing the connection is left.
+    MidPacket,
 }
 
 impl<'a> Session<'a> {
@@ -149,6 +165,7 @@ impl<'a> Session<'a> {
             causal: Causal::default(),
             status: StatusFlags::AUTOCOMMIT,
             unread: false,
+            replied: Replied::Nothing,
             silent: false,
             withheld: None,
             pinned_counted: Vec::new(),
@@ -347,7 +364,7 @@ impl<'a> Session<'a> {
 
     /// Takes the configuration in force; when it is a new one (a reload),
     /// what the session holds is moved to the new ids by server name.
-    async fn refresh(&mut self) -> Result<()> {
+    pub(super) async fn refresh(&mut self) -> Result<()> {
         let next = self.shared.current();
         if Arc::ptr_eq(&next.rt, &self.cur.rt) {
             self.cur = next;
@@ -506,9 +523,6 @@ impl<'a> Session<'a> {
         } else {
             self.classify(&sql)
         };
-        let Some((i, _, sticky)) = self.connection_for(&sql, &class).await? else {
-            return Ok(());
-        };
         // A text EXECUTE assigns what its prepared statement assigns.
         let execute = match class.scan.as_ref().and_then(|s| s.prepare.as_ref()) {
             Some(crate::sqlscan::TextPrepare::Execute(name)) => Some(name.clone()),
@@ -519,40 +533,75 @@ impl<'a> Session<'a> {
             .and_then(|n| self.state.prepared_assigns(n))
             .map(|a| [class.assigns(), a].concat());
         let names: Vec<Bytes> = class.user_vars().cloned().collect();
-        let i = match self.bring(i, &names).await? {
-            Some(i) => i,
-            None => return Ok(()),
-        };
-        if !self.sync(i, super::conns::Lid::of(&class)).await? {
-            return Ok(());
-        }
-        // ROW_COUNT() / FOUND_ROWS() of a statement whose connection is
-        // gone (or ran the replay since): what was read back, as a literal.
-        let mut first = first;
-        if class.row_info && !self.state.last_on(self.held[i].conn.id) {
-            match super::conns::answer_row_info(&sql, &self.state) {
-                Some(rewritten) => {
-                    let mut p = BytesMut::with_capacity(rewritten.len() + 3);
-                    ComQuery::new(Bytes::from(rewritten))
-                        .encode(self.held[i].conn.key.caps, &mut p)
-                        .map_err(Error::BackendProtocol)?;
-                    first = Chunk {
-                        payload: p.freeze(),
-                        ..first
-                    };
-                }
-                None => {
-                    let err = router_err(
-                        9005,
-                        "Causeway: ROW_COUNT() and FOUND_ROWS() are answered only right after \
-                         their statement while its backend connection stays with the session, \
-                         or alone in a SELECT; the connection was released (multiplex_delay)",
-                    );
-                    return self.refuse("row_info", &err).await;
+        // A writer that refuses the statement for read_only did not run
+        // it: it runs again where the new writer is, until the window of
+        // the writer's cluster ends (then the client gets the refusal).
+        let mut retry_until: Option<std::time::Instant> = None;
+        let mut retried = false;
+        let (i, sticky, out) = loop {
+            let Some((i, why, sticky)) = self.connection_for(&sql, &class).await? else {
+                return Ok(());
+            };
+            let i = match self.bring(i, &names).await? {
+                Some(i) => i,
+                None => return Ok(()),
+            };
+            if !self.sync(i, super::conns::Lid::of(&class)).await? {
+                return Ok(());
+            }
+            // ROW_COUNT() / FOUND_ROWS() of a statement whose connection is
+            // gone (or ran the replay since): what was read back, as a literal.
+            let mut first = first.clone();
+            if class.row_info && !self.state.last_on(self.held[i].conn.id) {
+                match super::conns::answer_row_info(&sql, &self.state) {
+                    Some(rewritten) => {
+                        let mut p = BytesMut::with_capacity(rewritten.len() + 3);
+                        ComQuery::new(Bytes::from(rewritten))
+                            .encode(self.held[i].conn.key.caps, &mut p)
+                            .map_err(Error::BackendProtocol)?;
+                        first = Chunk {
+                            payload: p.freeze(),
+                            ..first
+                        };
+                    }
+                    None => {
+                        let err = router_err(
+                            9005,
+                            "Causeway: ROW_COUNT() and FOUND_ROWS() are answered only right after \
+                             their statement while its backend connection stays with the session, \
+                             or alone in a SELECT; the connection was released (multiplex_delay)",
+                        );
+                        return self.refuse("row_info", &err).await;
+                    }
                 }
             }
-        }
-        let out = self.forward(first, i, None).await?;
+            let server = self.held[i].server;
+            let window = self.failover_window(server);
+            let hold = !first.more
+                && !self.state.pinned(server)
+                && retry_until.is_none_or(|u| std::time::Instant::now() < u)
+                && !window.is_zero();
+            let out = match self.forward(first, i, None, hold).await {
+                Ok(out) => out,
+                Err(e) if e.side() == Side::Backend && !matches!(e, Error::SessionLost(_)) => {
+                    let read = why == crate::route::Why::Read && !retried;
+                    if self.broke(i, e, read).await? {
+                        retried = true;
+                        continue;
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            if !out.read_only_refused {
+                break (i, sticky, out);
+            }
+            let name = self.cur.rt.servers[server].name.clone();
+            self.shared.monitor.saw_read_only(&name);
+            self.shared.metrics.read_only_retries.inc();
+            let until = *retry_until.get_or_insert_with(|| std::time::Instant::now() + window);
+            self.wait_for_writer(until).await?;
+        };
         let mut effects = super::conns::effects(&class, &sql, sticky);
         if let Some(a) = &exec_assigns {
             effects.assigns = a;
@@ -565,6 +614,36 @@ impl<'a> Session<'a> {
                 .pin_unknown(server, "EXECUTE of a statement prepared from a variable");
         }
         Ok(())
+    }
+
+    /// Held connection `i` broke while it ran a statement (`e`): it is
+    /// dropped, and when session state lived there the session ends (the
+    /// error). A read (`read`) that sent the client nothing may run again
+    /// elsewhere (true). Otherwise the client gets ERR 2013 saying whether
+    /// the statement took effect is unknown, and the session goes on.
+    pub(super) async fn broke(&mut self, i: usize, e: Error, read: bool) -> Result<bool> {
+        let server = self.held[i].conn.server.clone();
+        let replied = self.replied;
+        let why = e.report();
+        warn!(server = %server, error = %why, "a backend connection broke during a statement");
+        self.shared.monitor.hurry();
+        self.lose(i, &why).await?;
+        match replied {
+            Replied::MidPacket => return Err(e),
+            Replied::Nothing if read => return Ok(true),
+            _ => {}
+        }
+        let err = ErrPacket::new(
+            2013,
+            *b"HY000",
+            format!(
+                "Lost connection to MySQL server during query (Causeway: the connection to \
+                 server '{server}' broke while the statement ran ({why}); whether it took \
+                 effect is unknown, and it was not run again)"
+            ),
+        );
+        self.refuse("backend_lost", &err).await?;
+        Ok(false)
     }
 
     /// Before a statement on held connection `i`: the user variables it

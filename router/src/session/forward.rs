@@ -16,7 +16,7 @@ use causeway_wire::response::{PacketRole, ResponseTracker};
 use causeway_wire::{CapabilityFlags, Chunk, OkPacket, StatusFlags};
 use tracing::warn;
 
-use super::driver::{next_chunk_of_command, Session};
+use super::driver::{next_chunk_of_command, Replied, Session};
 use super::track::{self, Tracked};
 use crate::error::{Error, Result};
 
@@ -33,16 +33,38 @@ pub struct Outcome {
     pub tracked: Tracked,
     /// `last_insert_id` of its last OK packet.
     pub insert_id: u64,
+    /// The server refused it because it is read-only, and the ERR was
+    /// held back from the client (see [`read_only_refusal`]): it was not
+    /// executed, and may run on the new writer.
+    pub read_only_refused: bool,
+}
+
+/// Whether an ERR payload says the server refused the statement because it
+/// is read-only: 1290 naming `--read-only` or `--super-read-only`
+/// (ER_OPTION_PREVENTS_STATEMENT also serves other options), or 1836
+/// (ER_READ_ONLY_MODE). Such a statement was not executed.
+pub fn read_only_refusal(payload: &Bytes) -> bool {
+    match causeway_wire::ErrPacket::decode(payload) {
+        Ok(e) if e.code == 1836 => true,
+        Ok(e) if e.code == 1290 => e
+            .message
+            .windows(b"read-only".len())
+            .any(|w| w.eq_ignore_ascii_case(b"read-only")),
+        _ => false,
+    }
 }
 
 impl Session<'_> {
     /// Forwards a command to held connection `i` and streams its response.
     /// With `prepare_id`, a COM_STMT_PREPARE_OK is rewritten to carry that id.
+    /// With `hold_read_only`, a response that is only a read-only refusal
+    /// is not sent to the client ([`Outcome::read_only_refused`]).
     pub(super) async fn forward(
         &mut self,
         first: Chunk,
         i: usize,
         prepare_id: Option<u32>,
+        hold_read_only: bool,
     ) -> Result<Outcome> {
         let caps = self.held[i].conn.key.caps;
         let mut tracker = ResponseTracker::for_command(&first.payload, caps);
@@ -50,6 +72,7 @@ impl Session<'_> {
             self.held[i].conn.thread_id,
             std::sync::atomic::Ordering::Relaxed,
         );
+        self.replied = Replied::Nothing;
         let backend = &mut self.held[i].conn.io;
         backend.queue_chunk(&first);
         let mut more = first.more;
@@ -69,7 +92,7 @@ impl Session<'_> {
         if tracker.is_done() {
             return Ok(out);
         }
-        self.stream_response(i, &mut tracker, prepare_id, &mut out)
+        self.stream_response(i, &mut tracker, prepare_id, hold_read_only, &mut out)
             .await?;
         out.status = tracker.status();
         Ok(out)
@@ -81,9 +104,11 @@ impl Session<'_> {
         i: usize,
         tracker: &mut ResponseTracker,
         prepare_id: Option<u32>,
+        hold_read_only: bool,
         out: &mut Outcome,
     ) -> Result<()> {
         let mut done = false;
+        let mut first_packet = true;
         loop {
             let backend = &mut self.held[i].conn.io;
             let mut c = backend.next_chunk().await?.ok_or_else(|| {
@@ -94,6 +119,17 @@ impl Session<'_> {
                 let step = tracker.feed(&c.payload).map_err(Error::BackendProtocol)?;
                 done = step.done;
                 match step.role {
+                    PacketRole::Err
+                        if first_packet
+                            && hold_read_only
+                            && done
+                            && !c.more
+                            && read_only_refusal(&c.payload) =>
+                    {
+                        out.err = true;
+                        out.read_only_refused = true;
+                        return Ok(());
+                    }
                     PacketRole::Err => out.err = true,
                     PacketRole::Ok | PacketRole::ResultSetEnd => {
                         if let Some(p) = self.on_ok(i, &c.payload, out) {
@@ -110,9 +146,15 @@ impl Session<'_> {
                     }
                     _ => {}
                 }
+                first_packet = false;
             }
             let buffered = self.held[i].conn.io.has_buffered_chunk();
             self.client.queue_chunk(&c);
+            self.replied = if c.more {
+                Replied::MidPacket
+            } else {
+                Replied::Packets
+            };
             self.client_seq = c.seq.wrapping_add(1);
             if !c.more {
                 if done {

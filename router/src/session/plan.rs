@@ -127,8 +127,8 @@ pub fn in_group(
         return Plan::Refuse(router_err(
             9002,
             format!(
-                "Causeway: hostgroup '{}' has more than one writable server (split brain); \
-                 refusing until one is read-only",
+                "Causeway: hostgroup '{}' has more than one writable server and none is known \
+                 to be the writer (split brain); refusing until one is read-only",
                 rt.group_name(g)
             ),
         ));

@@ -78,7 +78,7 @@ impl Session<'_> {
             return Ok(());
         }
         let id = self.next_stmt;
-        let out = self.forward(first, i, Some(id)).await?;
+        let out = self.forward(first, i, Some(id), false).await?;
         let effects = super::state::Effects {
             protocol_prepare: true,
             ..super::state::Effects::default()
@@ -249,10 +249,10 @@ impl Session<'_> {
         if op == StmtOp::SendLongData {
             self.state.long_data(server, id);
             // No response; forward() still takes every chunk of a long one.
-            self.forward(first, i, None).await?;
+            self.forward(first, i, None, false).await?;
             return Ok(());
         }
-        let out = self.forward(first, i, None).await?;
+        let out = self.forward(first, i, None, false).await?;
         if op == StmtOp::Reset {
             self.state.statement_done(id, true);
             return Ok(());

@@ -4,14 +4,20 @@
 
 use causeway_wire::ErrPacket;
 
+use std::time::{Duration, Instant};
+
 use super::driver::{Failure, Session};
+use super::leave::Release;
 use super::plan::{self, router_err, Plan};
 use super::state::ConnId;
 use crate::classify::{self, Classified};
+use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, ServerId};
-use crate::route::{Steer, Why};
+use crate::metrics::KindLabels;
+use crate::route::{Steer, Target, Why};
 use crate::rules::{Hints, RuleInput};
+use crate::session::plan::Topology;
 
 impl Session<'_> {
     /// The user's writer group and default group.
@@ -108,47 +114,78 @@ impl Session<'_> {
         sql: &str,
         class: &Classified,
     ) -> Result<Option<(usize, Why, bool)>> {
-        let (steer, ask, sticky) = match self.steer(sql, class) {
-            Ok(s) => s,
-            Err(err) => {
-                self.refuse("hint", &err).await?;
-                return Ok(None);
+        // While a cluster has no writer, what needs it waits here (once per
+        // statement, bounded by the cluster's window and count).
+        let shared = self.shared;
+        let mut slot: Option<crate::writers::Slot<'_>> = None;
+        let mut deadline: Option<Instant> = None;
+        let (got, sticky) = loop {
+            let (steer, ask, sticky) = match self.steer(sql, class) {
+                Ok(s) => s,
+                Err(err) => {
+                    self.refuse("hint", &err).await?;
+                    return Ok(None);
+                }
+            };
+            let (got, cluster) = self.plan_and_get(class, &steer, &ask).await;
+            match (got, cluster) {
+                (Err(Failure::Client(e)), Some(w)) if matches!(e.code, 9001 | 9002) => {
+                    let f = self.cur.rt.failover(w).clone();
+                    if f.window.is_zero() || f.max_waiting == 0 {
+                        break (Err(Failure::Client(e)), sticky);
+                    }
+                    let name = self.cur.rt.groups[w].name.clone();
+                    if slot.is_none() {
+                        match shared.writers.enter(&name, f.max_waiting) {
+                            Some(s) => slot = Some(s),
+                            None => {
+                                shared
+                                    .metrics
+                                    .writer_waits
+                                    .get_or_create(&KindLabels { kind: "full" })
+                                    .inc();
+                                let err = router_err(
+                                    9006,
+                                    format!(
+                                        "Causeway: hostgroup '{name}' has no writer ({}) and {} statements \
+                                         wait for one already (max_waiting); the statement was not executed",
+                                        String::from_utf8_lossy(&e.message), f.max_waiting
+                                    ),
+                                );
+                                break (Err(Failure::Client(err)), sticky);
+                            }
+                        }
+                    }
+                    let until = *deadline.get_or_insert_with(|| Instant::now() + f.window);
+                    if !self.wait_for_writer(until).await? {
+                        shared
+                            .metrics
+                            .writer_waits
+                            .get_or_create(&KindLabels { kind: "timeout" })
+                            .inc();
+                        let err = router_err(
+                            9006,
+                            format!(
+                                "Causeway: hostgroup '{name}' found no writer within its failover window \
+                                 of {:?} ({}); the statement was not executed",
+                                f.window,
+                                self.no_writer_reason(w)
+                                    .unwrap_or_else(|| String::from_utf8_lossy(&e.message).into_owned())
+                            ),
+                        );
+                        break (Err(Failure::Client(err)), sticky);
+                    }
+                }
+                (got, _) => break (got, sticky),
             }
         };
-        let held: Vec<(ServerId, ConnId)> =
-            self.held.iter().map(|h| (h.server, h.conn.id)).collect();
-        let lives = plan::lives(&self.state, class, &held);
-        let (writer, default) = self.user_groups();
-        let groups = plan::groups_of(&*self.cur.rt, writer, default);
-        let target = plan::target(class, &lives, &steer, &groups);
-        self.turn = self.turn.wrapping_add(1);
-        let held_servers: Vec<ServerId> = self.held.iter().map(|h| h.server).collect();
-        let cur = self.cur.clone();
-        let p = plan::plan(
-            &*cur.rt,
-            &cur.members,
-            target,
-            &held_servers,
-            |s| cur.pool(s).in_use(),
-            self.turn,
-        );
-        let got = match p {
-            // acquire() finds a held one; a planned one is held.
-            Plan::Held(s, why) | Plan::Borrow(s, why) => self.acquire(s).await.map(|i| (i, why)),
-            Plan::Causal(g, why) => self.causal_read(g, &ask).await.map(|i| (i, why)),
-            Plan::Refuse(err) => Err(Failure::Client(err)),
-        };
-        // A plain read whose reader group has no usable server goes to the
-        // writer when the configuration allows.
-        let got = match (got, target) {
-            (Err(Failure::Client(e)), crate::route::Target::Group(g, Why::Read))
-                if e.code == 9001 && cur.rt.config.routing.reads_fall_back_to_writer =>
-            {
-                let _ = g;
-                self.in_group(writer, Why::Write).await
-            }
-            (other, _) => other,
-        };
+        if slot.take().is_some() && got.is_ok() {
+            shared
+                .metrics
+                .writer_waits
+                .get_or_create(&KindLabels { kind: "served" })
+                .inc();
+        }
         match got {
             Ok((i, why)) => {
                 self.count_route(why, i);
@@ -163,6 +200,7 @@ impl Session<'_> {
                     9002 => "split_brain",
                     9003 => "hint",
                     9004 => "pool_timeout",
+                    9006 => "no_writer",
                     _ => "no_backend",
                 };
                 self.refuse(kind, &err).await?;
@@ -170,6 +208,102 @@ impl Session<'_> {
             }
             Err(Failure::Fatal(e)) => Err(e),
         }
+    }
+
+    /// The planner's connection for a statement, and, when that failed
+    /// for want of a writer, the writer group it needed.
+    async fn plan_and_get(
+        &mut self,
+        class: &Classified,
+        steer: &Steer,
+        ask: &super::causal::Ask,
+    ) -> (std::result::Result<(usize, Why), Failure>, Option<GroupId>) {
+        let held: Vec<(ServerId, ConnId)> =
+            self.held.iter().map(|h| (h.server, h.conn.id)).collect();
+        let lives = plan::lives(&self.state, class, &held);
+        let (writer, default) = self.user_groups();
+        let groups = plan::groups_of(&*self.cur.rt, writer, default);
+        let target = plan::target(class, &lives, steer, &groups);
+        self.turn = self.turn.wrapping_add(1);
+        let held_servers: Vec<ServerId> = self.held.iter().map(|h| h.server).collect();
+        let cur = self.cur.clone();
+        let p = plan::plan(
+            &*cur.rt,
+            &cur.members,
+            target,
+            &held_servers,
+            |s| cur.pool(s).in_use(),
+            self.turn,
+        );
+        let got = match p {
+            // acquire() finds a held one; a planned one is held.
+            Plan::Held(s, why) | Plan::Borrow(s, why) => self.acquire(s).await.map(|i| (i, why)),
+            Plan::Causal(g, why) => self.causal_read(g, ask).await.map(|i| (i, why)),
+            Plan::Refuse(err) => Err(Failure::Client(err)),
+        };
+        let cluster = match target {
+            Target::Group(g, _) if cur.rt.role(g) == Role::Writer => Some(g),
+            _ => None,
+        };
+        // A plain read whose reader group has no usable server goes to the
+        // writer when the configuration allows.
+        match (got, target) {
+            (Err(Failure::Client(e)), Target::Group(_, Why::Read))
+                if e.code == 9001 && cur.rt.config.routing.reads_fall_back_to_writer =>
+            {
+                (self.in_group(writer, Why::Write).await, Some(writer))
+            }
+            (other, _) => (other, cluster),
+        }
+    }
+
+    /// A statement needs a writer and its cluster has none: gives back
+    /// what the session holds unpinned, hurries the monitor, and waits
+    /// until the membership changes (or a short while passes: a refused
+    /// connection is retried) or `until`. Whether to plan again.
+    pub(super) async fn wait_for_writer(&mut self, until: Instant) -> Result<bool> {
+        self.release_held(Release::Unpinned).await?;
+        let mut changed = self.shared.writers.subscribe();
+        changed.borrow_and_update();
+        let now = Instant::now();
+        if now >= until {
+            return Ok(false);
+        }
+        self.shared.monitor.hurry();
+        let nap = (until - now).min(Duration::from_millis(250));
+        tokio::select! {
+            _ = changed.changed() => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+        self.refresh().await?;
+        Ok(true)
+    }
+
+    /// The failover window of `server`'s cluster.
+    pub(super) fn failover_window(&self, server: ServerId) -> Duration {
+        let rt = &self.cur.rt;
+        rt.failover(rt.servers[server].cluster).window
+    }
+
+    /// Why writer group `w` has no writer, as the membership says.
+    fn no_writer_reason(&self, w: GroupId) -> Option<String> {
+        let m = &self.cur.members;
+        let rt = &self.cur.rt;
+        if m.split[w] {
+            return Some("more than one writable server, none known to be the writer".into());
+        }
+        let lacking: Vec<String> = m
+            .catching_up
+            .iter()
+            .filter(|(g, ..)| *g == w)
+            .map(|(_, s, gap)| {
+                format!(
+                    "server '{}' is writable but lacks acknowledged GTIDs {gap}",
+                    rt.servers[*s].name
+                )
+            })
+            .collect();
+        (!lacking.is_empty()).then(|| lacking.join("; "))
     }
 
     /// A connection to some server of group `g` (held or borrowed).

@@ -1,0 +1,164 @@
+//! What the router knows about its clusters' writers beyond the monitor:
+//! every GTID it acknowledged to a client (per cluster, by writer group
+//! name), and the statements waiting for a writer (the failover buffer).
+//! [`crate::shared::Shared::follow_monitor`] elects writers from these;
+//! sessions add to them.
+//!
+//! ```text
+//! OK packet with GTIDs ──> acknowledge(cluster, set)          (an interval set: a few intervals)
+//! statement finds no writer ──> wait(): a slot (bounded per cluster) ──> woken by every new
+//!                               Current, or its window ends (ERR 9006)
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use causeway_gtid::GtidSet;
+use tokio::sync::watch;
+
+/// Acknowledged GTIDs and waiting statements, per cluster.
+#[derive(Debug)]
+pub struct Writers {
+    acked: Mutex<HashMap<String, GtidSet>>,
+    waiting: Mutex<HashMap<String, usize>>,
+    /// Bumped whenever the configuration in force or membership changes.
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Writers {
+    fn default() -> Self {
+        Writers {
+            acked: Mutex::default(),
+            waiting: Mutex::default(),
+            changed: watch::channel(0).0,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Writers {
+    /// The router returned `set` to a client in an OK packet of a server
+    /// of `cluster` (its writer group's name).
+    pub fn acknowledge(&self, cluster: &str, set: &GtidSet) {
+        let mut acked = lock(&self.acked);
+        match acked.get_mut(cluster) {
+            Some(a) => a.union_with(set),
+            None => {
+                acked.insert(cluster.to_string(), set.clone());
+            }
+        }
+    }
+
+    /// Keeps `cluster`'s set a few intervals long: past `max` intervals
+    /// (other clients' writes make holes in what this router saw), the
+    /// holes are filled with what its writer in force `has`. A new writer
+    /// must then hold those too, which it must anyway: they were
+    /// acknowledged to someone.
+    pub fn compact(&self, cluster: &str, has: &GtidSet, max: usize) {
+        if let Some(a) = lock(&self.acked).get_mut(cluster) {
+            if a.interval_count() > max {
+                a.union_with(has);
+            }
+        }
+    }
+
+    /// Every cluster's acknowledged set.
+    pub fn acknowledged(&self) -> HashMap<String, GtidSet> {
+        lock(&self.acked).clone()
+    }
+
+    /// A statement of `cluster` starts waiting for a writer: a slot, or
+    /// `None` when `max` wait already.
+    pub fn enter(&self, cluster: &str, max: usize) -> Option<Slot<'_>> {
+        let mut waiting = lock(&self.waiting);
+        let n = waiting.entry(cluster.to_string()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            writers: self,
+            cluster: cluster.to_string(),
+        })
+    }
+
+    /// Statements waiting for a writer now, per cluster.
+    pub fn waiting(&self) -> HashMap<String, usize> {
+        lock(&self.waiting).clone()
+    }
+
+    /// A receiver woken by every [`Writers::bump`].
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The configuration in force or membership changed.
+    pub fn bump(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// A statement waiting for a writer; leaves the count when dropped.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    writers: &'a Writers,
+    cluster: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = lock(&self.writers.waiting).get_mut(&self.cluster) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledged_sets_grow_per_cluster() {
+        let w = Writers::default();
+        let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let set = |r: &str| GtidSet::parse(&format!("{u}:{r}")).unwrap();
+        w.acknowledge("a", &set("1"));
+        w.acknowledge("a", &set("2-3"));
+        w.acknowledge("b", &set("7"));
+        let acked = w.acknowledged();
+        assert_eq!(acked["a"], set("1-3"));
+        assert_eq!(acked["b"], set("7"));
+    }
+
+    #[test]
+    fn holes_are_filled_from_the_writer_past_the_bound() {
+        let w = Writers::default();
+        let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let set = |r: &str| GtidSet::parse(&format!("{u}:{r}")).unwrap();
+        w.acknowledge("a", &set("1:3:5"));
+        w.compact("a", &set("1-9"), 3);
+        assert_eq!(w.acknowledged()["a"], set("1:3:5"), "within the bound");
+        w.acknowledge("a", &set("7"));
+        w.compact("a", &set("1-9"), 3);
+        assert_eq!(w.acknowledged()["a"], set("1-9"));
+    }
+
+    #[test]
+    fn slots_are_bounded_per_cluster_and_given_back_on_drop() {
+        let w = Writers::default();
+        let a = w.enter("a", 2).unwrap();
+        let b = w.enter("a", 2).unwrap();
+        assert!(w.enter("a", 2).is_none(), "the third waits no more");
+        let other = w.enter("other", 2).unwrap();
+        assert_eq!(w.waiting()["a"], 2);
+        drop(a);
+        assert_eq!(w.waiting()["a"], 1);
+        let c = w.enter("a", 2).unwrap();
+        drop((b, c, other));
+        assert_eq!(w.waiting()["a"], 0);
+        assert!(w.enter("a", 0).is_none(), "max 0: nothing waits");
+    }
+}
