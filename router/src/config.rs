@@ -398,6 +398,12 @@ pub struct MonitorConfig {
     /// 1040 too many connections, ...), and back on the first check that
     /// succeeds. Refusals of the monitor's login or queries do not count.
     pub shun_after_errors: u32,
+    /// A server is also shunned once it has not answered for this long
+    /// (from the start of the first failed check in a row), whatever the
+    /// count; while its checks fail they come every `shun_after / 4`
+    /// (at most every `interval`). `0s`: only `shun_after_errors` counts.
+    #[serde(with = "humantime_serde")]
+    pub shun_after: Duration,
     /// Read `read_only` and `super_read_only` (a server with either on does
     /// not take writes).
     pub read_only_check: bool,
@@ -418,6 +424,7 @@ impl Default for MonitorConfig {
             password_env: None,
             password_file: None,
             shun_after_errors: 3,
+            shun_after: Duration::from_secs(1),
             read_only_check: true,
             lag_check: true,
         }

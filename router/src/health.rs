@@ -153,6 +153,9 @@ pub struct ServerHealth {
     /// `@@global.gtid_executed` at its last successful check (empty when
     /// not read).
     pub executed: GtidSet,
+    /// While checks fail in a row: when the first of them started (the
+    /// monitor's clock).
+    pub down_since: Option<u64>,
 }
 
 impl ServerHealth {
@@ -194,6 +197,8 @@ pub struct CheckError {
     /// there (a crash, a stop), so it is shunned without waiting for more
     /// checks.
     pub refused: bool,
+    /// When the check started (the monitor's clock).
+    pub started: u64,
 }
 
 /// What a failed check says about the server.
@@ -240,14 +245,24 @@ impl CheckError {
     }
 }
 
+/// When failing checks shun a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShunRule {
+    /// After this many in a row (0 counts as 1).
+    pub errors: u32,
+    /// Or once the server has not answered for this long (zero: never by
+    /// time).
+    pub after: Duration,
+}
+
 /// Folds one check into a server's health. `max_lag` is the server's, when
-/// it has one; `shun_after_errors` is the monitor's (0 counts as 1); `now`
-/// is the monitor's clock (see [`Writable::Turned`]).
+/// it has one; `now` is the monitor's clock (nanoseconds) when the check
+/// ended (see [`Writable::Turned`] and [`ServerHealth::down_since`]).
 pub fn observe(
     prev: &ServerHealth,
     obs: &Observation,
     max_lag: Option<Duration>,
-    shun_after_errors: u32,
+    shun: ShunRule,
     now: u64,
 ) -> ServerHealth {
     let mut next = prev.clone();
@@ -259,7 +274,10 @@ pub fn observe(
             match error.kind() {
                 FailureKind::Down => {
                     next.consecutive_errors = next.consecutive_errors.saturating_add(1);
-                    if error.refused || next.consecutive_errors >= shun_after_errors.max(1) {
+                    let since = *next.down_since.get_or_insert(error.started.min(now));
+                    let silent = Duration::from_nanos(now.saturating_sub(since));
+                    let by_time = !shun.after.is_zero() && silent >= shun.after;
+                    if error.refused || by_time || next.consecutive_errors >= shun.errors.max(1) {
                         next.status = Status::Shunned {
                             reason: ShunReason::Unreachable,
                         };
@@ -269,6 +287,7 @@ pub fn observe(
                 // lag are the monitor cannot tell: as if it were off.
                 FailureKind::Misconfigured => {
                     next.consecutive_errors = 0;
+                    next.down_since = None;
                     next.status = Status::Unknown;
                     next.read_only = None;
                     next.lag = Lag::Unknown;
@@ -283,6 +302,7 @@ pub fn observe(
             executed,
         } => {
             next.consecutive_errors = 0;
+            next.down_since = None;
             next.misconfigured = None;
             next.writable = match (*read_only, prev.writable) {
                 (Some(false), Writable::No) if prev.read_only == Some(true) => {
@@ -344,6 +364,7 @@ mod tests {
             code,
             message: why.to_string(),
             refused: false,
+            started: 0,
         })
     }
 
@@ -362,7 +383,11 @@ mod tests {
         obs.iter()
             .enumerate()
             .map(|(t, o)| {
-                h = observe(&h, o, max_lag, shun_after_errors, t as u64);
+                let shun = ShunRule {
+                    errors: shun_after_errors,
+                    after: Duration::ZERO,
+                };
+                h = observe(&h, o, max_lag, shun, t as u64);
                 h.clone()
             })
             .collect()
@@ -649,6 +674,7 @@ mod tests {
             code: Some(2003),
             message: "connection refused".into(),
             refused: true,
+            started: 0,
         });
         let h = run(&[ok(false, Lag::NotReplica), refused_connect], None, 3);
         assert_eq!(h[1].status, SHUN_UNREACHABLE);
@@ -656,6 +682,48 @@ mod tests {
         // A timeout is not a refusal: it waits for shun_after_errors.
         let h = run(&[ok(false, Lag::NotReplica), fail("timed out")], None, 3);
         assert_eq!(h[1].status, Status::Up);
+    }
+
+    #[test]
+    fn a_server_silent_for_shun_after_is_shunned_whatever_the_count() {
+        let ms = |n: u64| n * 1_000_000;
+        let timed_out = |started: u64| {
+            Observation::Failed(CheckError {
+                code: Some(2013),
+                message: "timed out".into(),
+                refused: false,
+                started,
+            })
+        };
+        let shun = ShunRule {
+            errors: 10,
+            after: Duration::from_secs(1),
+        };
+        let up = observe(
+            &ServerHealth::default(),
+            &ok(false, Lag::NotReplica),
+            None,
+            shun,
+            ms(0),
+        );
+        // A check started at 100 ms failed at 900 ms: silent for 0.8 s.
+        let h1 = observe(&up, &timed_out(ms(100)), None, shun, ms(900));
+        assert_eq!(h1.status, Status::Up, "suspect, not shunned yet");
+        assert_eq!(h1.down_since, Some(ms(100)));
+        // The next, started at 1 s, failed at 1.1 s: silent for 1 s.
+        let h2 = observe(&h1, &timed_out(ms(1000)), None, shun, ms(1100));
+        assert_eq!(h2.status, SHUN_UNREACHABLE);
+        assert_eq!(h2.consecutive_errors, 2);
+        // One good check forgets it.
+        let h3 = observe(&h2, &ok(false, Lag::NotReplica), None, shun, ms(1200));
+        assert_eq!((h3.status, h3.down_since), (Status::Up, None));
+        // Zero: by count only.
+        let off = ShunRule {
+            errors: 10,
+            after: Duration::ZERO,
+        };
+        let h = observe(&h1, &timed_out(ms(1000)), None, off, ms(60_000));
+        assert_eq!(h.status, Status::Up);
     }
 
     #[test]
@@ -683,6 +751,7 @@ mod tests {
                 code,
                 message: String::new(),
                 refused: false,
+                started: 0,
             }
             .kind()
         };

@@ -50,10 +50,10 @@ pub const SERVER_WRITER: &str = "causeway_router_server_writer";
 /// Per server: 1 while it is fenced (writable but not the writer: it gets
 /// no statement), at scrape time.
 pub const SERVER_FENCED: &str = "causeway_router_server_fenced";
-/// Per writer hostgroup: GTIDs the router acknowledged to clients that
-/// its writer lacks (accepted by `missing_acknowledged = "accept"`, so
-/// lost), or, while writes wait for a catching-up server, that it still
-/// lacks; at scrape time.
+/// Per writer hostgroup: GTIDs the router acknowledged to clients that a
+/// writer lacked when `missing_acknowledged = "accept"` took it (lost,
+/// counted since the router started), plus, while writes wait for a
+/// catching-up server, what it still lacks; at scrape time.
 pub const ACKNOWLEDGED_MISSING: &str = "causeway_router_acknowledged_missing_gtids";
 /// Backend connections per server and state (in_use, idle), at scrape time.
 pub const POOL_CONNECTIONS: &str = "causeway_router_pool_connections";

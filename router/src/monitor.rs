@@ -33,7 +33,8 @@ use crate::backend::query::{simple_query, QueryResult};
 use crate::config::MonitorConfig;
 use crate::error::Error;
 use crate::health::{
-    observe, CheckError, HealthMap, Lag, Observation, ServerHealth, ShunReason, Status, Writable,
+    observe, CheckError, HealthMap, Lag, Observation, ServerHealth, ShunReason, ShunRule, Status,
+    Writable,
 };
 use crate::io::PacketIo;
 
@@ -214,6 +215,11 @@ struct Watched {
 }
 
 impl Shared {
+    /// The monitor's clock: nanoseconds since it started.
+    fn clock(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Targets> {
         self.targets.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -491,8 +497,12 @@ async fn watch_server(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let until = *hurry.borrow_and_update();
-        match until {
-            Some(u) if Instant::now() < u => tokio::time::sleep(HURRY_INTERVAL).await,
+        // While checks fail, the next comes sooner (see shun_after).
+        let failing = (health.consecutive_errors > 0 && health.is_usable())
+            .then(|| (config.shun_after / 4).min(config.interval));
+        match (until, failing) {
+            (Some(u), _) if Instant::now() < u => tokio::time::sleep(HURRY_INTERVAL).await,
+            (_, Some(soon)) if !config.shun_after.is_zero() => tokio::time::sleep(soon).await,
             _ => {
                 tokio::select! {
                     _ = ticker.tick() => {}
@@ -501,6 +511,7 @@ async fn watch_server(
             }
         }
         let kept = conn.is_some();
+        let started = shared.clock();
         let mut obs = check(&mut conn, &endpoint, &config, &password).await;
         if obs.is_err() && kept {
             // The server may only have closed an idle connection.
@@ -511,11 +522,14 @@ async fn watch_server(
             Ok(obs) => obs,
             Err(error) => {
                 conn = None;
-                Observation::Failed(error)
+                Observation::Failed(CheckError { started, ..error })
             }
         };
-        let now = u64::try_from(shared.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let next = observe(&health, &obs, target.max_lag, config.shun_after_errors, now);
+        let shun = ShunRule {
+            errors: config.shun_after_errors,
+            after: config.shun_after,
+        };
+        let next = observe(&health, &obs, target.max_lag, shun, shared.clock());
         log_changes(&name, &config.user, &health, &next);
         health = next;
         if !shared.publish(&name, task_id, &health) {
@@ -597,6 +611,7 @@ fn failed(e: &Error, context: &str) -> CheckError {
         code: e.client_err("").map(|err| err.code),
         message: format!("{context}{}", e.report()),
         refused: e.is_refused(),
+        started: 0,
     }
 }
 
@@ -606,6 +621,7 @@ fn nonsense(message: String) -> CheckError {
         code: None,
         message,
         refused: false,
+        started: 0,
     }
 }
 

@@ -170,6 +170,7 @@ fn render_writers(shared: &Shared, out: &mut String) {
         );
     }
     let waiting = shared.writers.waiting();
+    let lost = shared.writers.lost();
     gauge(
         out,
         WRITER_WAITING,
@@ -187,11 +188,10 @@ fn render_writers(shared: &Shared, out: &mut String) {
         let name = escape(&group.name);
         let n = waiting.get(&group.name).copied().unwrap_or(0);
         let _ = writeln!(out, "{WRITER_WAITING}{{hostgroup=\"{name}\"}} {n}");
-        let missing: u128 = m
-            .lost
-            .iter()
-            .filter(|(lg, _)| *lg == g)
-            .map(|(_, gap)| gap.count())
+        let missing: u128 = lost
+            .get(&group.name)
+            .map(|gap| gap.count())
+            .into_iter()
             .chain(
                 m.catching_up
                     .iter()

@@ -248,6 +248,9 @@ impl Shared {
         let cur = self.current();
         let facts = self.facts(&cur, no_writer_since);
         let members = cur.rt.members(health, &facts);
+        for (g, missing) in &members.lost {
+            self.writers.lose(&cur.rt.groups[*g].name, missing);
+        }
         if members != cur.members {
             log_election(&cur.rt, &cur.members, &members);
             self.swap(Current {

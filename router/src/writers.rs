@@ -20,6 +20,8 @@ use tokio::sync::watch;
 #[derive(Debug)]
 pub struct Writers {
     acked: Mutex<HashMap<String, GtidSet>>,
+    /// Acknowledged GTIDs a writer lacked when it was taken by policy.
+    lost: Mutex<HashMap<String, GtidSet>>,
     waiting: Mutex<HashMap<String, usize>>,
     /// Bumped whenever the configuration in force or membership changes.
     changed: watch::Sender<u64>,
@@ -29,6 +31,7 @@ impl Default for Writers {
     fn default() -> Self {
         Writers {
             acked: Mutex::default(),
+            lost: Mutex::default(),
             waiting: Mutex::default(),
             changed: watch::channel(0).0,
         }
@@ -63,6 +66,20 @@ impl Writers {
                 a.union_with(has);
             }
         }
+    }
+
+    /// `cluster`'s new writer, taken by policy, lacked `missing`.
+    pub fn lose(&self, cluster: &str, missing: &GtidSet) {
+        lock(&self.lost)
+            .entry(cluster.to_string())
+            .or_default()
+            .union_with(missing);
+    }
+
+    /// Per cluster, the acknowledged GTIDs its writers lacked when taken by
+    /// policy (since the router started).
+    pub fn lost(&self) -> HashMap<String, GtidSet> {
+        lock(&self.lost).clone()
     }
 
     /// Every cluster's acknowledged set.

@@ -1,10 +1,14 @@
 //! A primary change under load, through the router, on a sandbox of its own
 //! (`Topology::isolated("failover")`), one phase after another:
 //!
-//! 1. planned switchover (`scripts/sandbox switchover replica1`: the primary
-//!    set super_read_only, replica1 promoted): no client sees an error;
-//! 2. `kill -9` of the writer, replica2 promoted a second later
-//!    (`scripts/sandbox failover replica2`): only statements in flight at
+//! 0. a replica whose applier is stopped is promoted (the primary demoted,
+//!    the replica made writable): it lacks acknowledged writes, so writes
+//!    wait, the router reports exactly the GTIDs it lacks (as MySQL's
+//!    `GTID_SUBTRACT` says), and they go on once its applier caught up;
+//! 1. planned switchover (`scripts/sandbox switchover replica2`: the writer
+//!    set super_read_only, replica2 promoted): no client sees an error;
+//! 2. `kill -9` of the writer, the first primary promoted a second later
+//!    (`scripts/sandbox failover primary`): only statements in flight at
 //!    the kill fail, at most one per session, each saying its outcome is
 //!    unknown;
 //! 3. the killed server comes back writable: it is fenced (no statement
@@ -13,10 +17,12 @@
 //! Throughout, 8 sessions write rows and read their own latest row back
 //! (causal reads, `session` scope): every acknowledged row must be on the
 //! writer afterwards, and no read may miss its session's latest row.
-//! In phases 1 and 2 a second router with the protection off (a failover
-//! window of 0 s: statements fail at once while there is no writer) runs
-//! the same load through the same event and must see the errors the first
-//! one hides, or the test could not tell.
+//! A second router with the protection off (a failover window of 0 s:
+//! statements fail at once while there is no writer; a writer lacking
+//! acknowledged GTIDs taken at once, `missing_acknowledged = "accept"`)
+//! runs the same load through the same events: it must see the errors the
+//! first one hides, and take the lacking replica (reporting exactly what it
+//! lacks), or the test could not tell.
 //! The sandbox is taken down at the end: its topology is no longer the one
 //! `scripts/sandbox up` makes.
 
@@ -29,7 +35,10 @@ use anyhow::{ensure, Context, Result};
 use causeway_common::metrics_http::Render;
 use causeway_e2e::router::{opts, start_router, TestRouter};
 use causeway_e2e::Topology;
+use causeway_gtid::GtidSet;
 use causeway_router::causal::Scope;
+use causeway_router::failover::MissingAcknowledged;
+use causeway_router::ids::{GroupId, ServerId};
 use causeway_router::scrape::Live;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
@@ -197,6 +206,61 @@ fn report(what: &str, t: &Tally, event_done: Instant) {
     );
 }
 
+/// The promotion a switchover ends with, done by hand: `to` stops
+/// replicating, and the servers at `others` replicate from it.
+async fn repoint(topo: &Topology, to: u16, others: &[u16]) -> Result<()> {
+    run_sql(topo, to, "STOP REPLICA; RESET REPLICA ALL").await?;
+    let password = topo.var("CAUSEWAY_REPL_PASSWORD")?;
+    for &p in others {
+        run_sql(
+            topo,
+            p,
+            &format!(
+                "SET GLOBAL super_read_only = ON; STOP REPLICA; \
+                 CHANGE REPLICATION SOURCE TO SOURCE_HOST = '127.0.0.1', SOURCE_PORT = {to}, \
+                 SOURCE_USER = 'causeway_repl', SOURCE_PASSWORD = '{password}', \
+                 SOURCE_AUTO_POSITION = 1, SOURCE_SSL = 1, GET_SOURCE_PUBLIC_KEY = 1, \
+                 SOURCE_CONNECT_RETRY = 1, SOURCE_RETRY_COUNT = 86400; START REPLICA"
+            ),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// What the server at `port` lacks of `set`, as MySQL computes it.
+async fn lacks(topo: &Topology, port: u16, set: &GtidSet) -> Result<GtidSet> {
+    let mut c = Conn::new(opts(topo, port, "ADMIN", false)?).await?;
+    let gap: Option<String> = c
+        .query_first(format!(
+            "SELECT GTID_SUBTRACT('{set}', @@global.gtid_executed)"
+        ))
+        .await?;
+    c.disconnect().await?;
+    Ok(GtidSet::parse(&gap.unwrap_or_default())?)
+}
+
+/// Waits until `ok` holds for `router`'s membership.
+async fn until_members(
+    router: &TestRouter,
+    what: &str,
+    ok: impl Fn(&causeway_router::shared::Current) -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let cur = router.shared.current();
+        if ok(&cur) {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "never {what}: {:?}", cur.members);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn server(cur: &causeway_router::shared::Current, name: &str) -> ServerId {
+    cur.rt.server_named(name).expect("a configured server")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
     let topo = pristine().await?;
@@ -221,27 +285,110 @@ async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
     let router = start_router(topo.causal_config(Scope::Session)?).await?;
     let mut off = topo.causal_config(Scope::Session)?;
     off.hostgroups[0].failover.window = Duration::ZERO;
+    off.hostgroups[0].failover.missing_acknowledged = MissingAcknowledged::Accept;
     let unprotected = start_router(off).await?;
+    let p0 = topo.primary_port;
     let [r1, r2] = topo.replica_ports[..] else {
         anyhow::bail!("two replicas expected");
     };
+    let acked = |r: &TestRouter| {
+        r.shared
+            .writers
+            .acknowledged()
+            .remove("primary")
+            .unwrap_or_default()
+    };
 
-    // 1. Planned switchover.
+    // 0. A promoted replica that lacks acknowledged writes: its applier is
+    // stopped while the primary takes writes, then the primary is demoted
+    // and the replica made writable. Writes wait until it applied them.
     let load = Load::start(&topo, &router, 0, 0)?;
     let counter = Load::start(&topo, &unprotected, 100, 0)?;
     tokio::time::sleep(SETTLE).await;
-    topo.sandbox(&["switchover", "replica1"])?;
+    run_sql(&topo, r1, "STOP REPLICA SQL_THREAD").await?;
+    tokio::time::sleep(SETTLE).await;
+    run_sql(&topo, p0, "SET GLOBAL super_read_only = ON").await?;
+    run_sql(
+        &topo,
+        r1,
+        "SET GLOBAL super_read_only = OFF; SET GLOBAL read_only = OFF",
+    )
+    .await?;
+    // What each router says replica1 lacks is exactly what MySQL says it
+    // lacks of what that router acknowledged (both settle once the writes
+    // in flight at the demotion got their answers).
+    let deadline = Instant::now() + WAIT;
+    let gap = loop {
+        let gap = lacks(&topo, r1, &acked(&router)).await?;
+        let cur = router.shared.current();
+        let reported: Vec<_> = cur
+            .members
+            .catching_up
+            .iter()
+            .filter(|(_, s, _)| *s == server(&cur, "replica1"))
+            .map(|(_, _, g)| g.clone())
+            .collect();
+        if reported == [gap.clone()] {
+            break gap;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the router reports replica1 lacks {reported:?}, MySQL says {gap}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    ensure!(
+        !gap.is_empty(),
+        "replica1 lacks nothing: the phase proves nothing"
+    );
+    until_members(&unprotected, "replica1 taken by policy", |cur| {
+        cur.members.writer[GroupId::new(0)] == Some(server(cur, "replica1"))
+    })
+    .await?;
+    let counter_gap = lacks(&topo, r1, &acked(&unprotected)).await?;
+    let lost = unprotected
+        .shared
+        .writers
+        .lost()
+        .remove("primary")
+        .unwrap_or_default();
+    ensure!(
+        !lost.is_empty() && lost.is_subset(&counter_gap),
+        "missing_acknowledged = accept reported {lost} lost, MySQL says it lacks {counter_gap}"
+    );
+    tokio::time::sleep(SETTLE).await;
+    let cur = router.shared.current();
+    ensure!(
+        cur.members.writer[GroupId::new(0)].is_none(),
+        "the protected router took replica1 as the writer while it lacked {gap}"
+    );
+    run_sql(&topo, r1, "START REPLICA SQL_THREAD").await?;
+    let applied = Instant::now();
+    until_members(&router, "replica1 elected", |cur| {
+        cur.members.writer[GroupId::new(0)] == Some(server(cur, "replica1"))
+    })
+    .await?;
+    tokio::time::sleep(SETTLE).await;
+    let t = load.finish().await?;
+    let c = counter.finish().await?;
+    report("promoted while lacking", &t, applied);
+    report("promoted while lacking, accept and window 0", &c, applied);
+    ensure!(t.errors.is_empty(), "lacking: client errors {:?}", t.errors);
+    assert_eq!(t.stale, 0, "lacking: stale reads");
+    none_lost(&topo, r1, &t, "lacking").await?;
+    repoint(&topo, r1, &[p0, r2]).await?;
+
+    // 1. Planned switchover to replica2.
+    let load = Load::start(&topo, &router, 0, 100_000)?;
+    let counter = Load::start(&topo, &unprotected, 100, 100_000)?;
+    tokio::time::sleep(SETTLE).await;
+    topo.sandbox(&["switchover", "replica2"])?;
     let promoted = Instant::now();
     tokio::time::sleep(SETTLE).await;
     let t = load.finish().await?;
     let c = counter.finish().await?;
     report("switchover", &t, promoted);
     report("switchover, window 0", &c, promoted);
-    ensure!(
-        !c.errors.is_empty(),
-        "switchover: the router without a window saw no error either; the test cannot tell"
-    );
-    none_lost(&topo, r1, &c, "switchover, window 0").await?;
     ensure!(
         t.errors.is_empty(),
         "switchover: client errors {:?}",
@@ -252,25 +399,24 @@ async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
         t.acked_at.iter().any(|&a| a > promoted),
         "switchover: no write went through after the promotion"
     );
-    none_lost(&topo, r1, &t, "switchover").await?;
+    none_lost(&topo, r2, &t, "switchover").await?;
+    ensure!(
+        !c.errors.is_empty(),
+        "switchover: the router without a window saw no error either; the test cannot tell"
+    );
 
-    // 2. kill -9 of the writer, replica2 promoted a second later.
-    let load = Load::start(&topo, &router, 0, 100_000)?;
-    let counter = Load::start(&topo, &unprotected, 100, 100_000)?;
+    // 2. kill -9 of the writer, the first primary promoted a second later.
+    let load = Load::start(&topo, &router, 0, 200_000)?;
+    let counter = Load::start(&topo, &unprotected, 100, 200_000)?;
     tokio::time::sleep(SETTLE).await;
     let killed = Instant::now();
-    topo.sandbox(&["failover", "replica2"])?;
+    topo.sandbox(&["failover", "primary"])?;
     let promoted = Instant::now();
     tokio::time::sleep(SETTLE).await;
     let t = load.finish().await?;
     let c = counter.finish().await?;
     report("kill -9", &t, promoted);
     report("kill -9, window 0", &c, promoted);
-    ensure!(
-        c.errors.len() > SESSIONS as usize,
-        "kill -9: the router without a window saw no more errors than statements in flight; \
-         the test cannot tell"
-    );
     let mut per_session = std::collections::HashMap::new();
     for (at, s, e) in &t.errors {
         ensure!(
@@ -290,32 +436,28 @@ async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
         t.acked_at.iter().any(|&a| a > promoted),
         "kill -9: no write went through after the promotion"
     );
-    none_lost(&topo, r2, &t, "kill -9").await?;
+    none_lost(&topo, p0, &t, "kill -9").await?;
+    ensure!(
+        c.errors.len() > SESSIONS as usize,
+        "kill -9: the router without a window saw no more errors than statements in flight; \
+         the test cannot tell"
+    );
 
     // 3. The killed server comes back writable: fenced.
-    let load = Load::start(&topo, &router, 0, 200_000)?;
-    topo.sandbox(&["start", "replica1"])?;
+    let load = Load::start(&topo, &router, 0, 300_000)?;
+    topo.sandbox(&["start", "replica2"])?;
     run_sql(
         &topo,
-        r1,
+        r2,
         "SET GLOBAL super_read_only = OFF; SET GLOBAL read_only = OFF",
     )
     .await?;
     let back = Instant::now();
-    let fenced_seen = async {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let cur = router.shared.current();
-            let r1_id = cur.rt.server_named("replica1").context("replica1")?;
-            if cur.members.fenced.contains(&r1_id) {
-                return anyhow::Ok(());
-            }
-            ensure!(Instant::now() < deadline, "replica1 was never fenced");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    fenced_seen.await?;
-    let rows_then = rows_on(&topo, r1).await?.len();
+    until_members(&router, "replica2 fenced", |cur| {
+        cur.members.fenced.contains(&server(cur, "replica2"))
+    })
+    .await?;
+    let rows_then = rows_on(&topo, r2).await?.len();
     tokio::time::sleep(SETTLE).await;
     let t = load.finish().await?;
     report("back writable", &t, back);
@@ -329,17 +471,17 @@ async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
         t.acked_at.iter().filter(|&&a| a > back).count() > SESSIONS as usize,
         "back writable: writes stopped"
     );
-    none_lost(&topo, r2, &t, "back writable").await?;
+    none_lost(&topo, p0, &t, "back writable").await?;
     assert_eq!(
-        rows_on(&topo, r1).await?.len(),
+        rows_on(&topo, r2).await?.len(),
         rows_then,
         "a statement reached the fenced server"
     );
     let text = Live(router.shared.clone()).render();
     for line in [
-        "causeway_router_server_fenced{server=\"replica1\"} 1",
-        "causeway_router_server_writer{server=\"replica2\"} 1",
-        "causeway_router_server_fenced{server=\"replica2\"} 0",
+        "causeway_router_server_fenced{server=\"replica2\"} 1",
+        "causeway_router_server_writer{server=\"primary\"} 1",
+        "causeway_router_server_fenced{server=\"primary\"} 0",
     ] {
         ensure!(text.contains(line), "the metrics lack {line}:\n{text}");
     }
