@@ -350,6 +350,12 @@ pub struct UserConfig {
     /// server (0: only the server's `max_connections`); more wait in the
     /// queue.
     pub backend_max_connections: usize,
+    /// Its statements whose backend has not finished answering after this
+    /// long end (see `query_rules.backend_timeout`, which overrides it).
+    /// Unset or `0s`: no timeout; a server the monitor shuns still releases
+    /// the statements waiting on it.
+    #[serde(default, with = "humantime_serde")]
+    pub backend_timeout: Option<Duration>,
 }
 
 /// The `[monitor]` section: how the router checks its backend servers.
@@ -607,6 +613,7 @@ impl Default for UserConfig {
             consistency: None,
             multiplexing: true,
             backend_max_connections: 0,
+            backend_timeout: None,
         }
     }
 }

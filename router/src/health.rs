@@ -15,7 +15,9 @@
 //!                                         │ first check ok: Up (or LagOver / ReplicationBroken)
 //!
 //!   any ──the server refuses the monitor (1045, 1227, ...)──> Unknown, misconfigured = Some(code)
-//!         read_only and lag forgotten, downs in a row reset: as if the monitor were off for it
+//!         lag forgotten, downs in a row reset: usable as if the monitor were off for it, but
+//!         read_only and since when it is writable kept (a refusal must not make a fenced
+//!         server a writer again, nor take the writer out of its cluster's election)
 //!   misconfigured ──check ok──> as above, misconfigured = None
 //!   misconfigured ──downs──> counted from 0, Shunned{Unreachable} at shun_after_errors (code kept)
 //! ```
@@ -29,8 +31,9 @@
 //! not down, the monitor is misconfigured (its user, password or
 //! privileges). Shunning it would take a live server out of service, and
 //! every server at once when the monitor has no password (a configuration
-//! without a `[monitor]` section), so it stays usable by its configured
-//! role; the monitor reports the refusal loudly instead.
+//! without a `[monitor]` section), so it stays usable, in the role last
+//! seen (its configured one when never seen); the monitor reports the
+//! refusal loudly instead.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -289,9 +292,7 @@ pub fn observe(
                     next.consecutive_errors = 0;
                     next.down_since = None;
                     next.status = Status::Unknown;
-                    next.read_only = None;
                     next.lag = Lag::Unknown;
-                    next.writable = Writable::No;
                     next.misconfigured = error.code;
                 }
             }
@@ -812,7 +813,7 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_forgets_what_was_known_as_if_the_monitor_were_off() {
+    fn a_refusal_forgets_the_lag_and_status_but_keeps_the_role() {
         let lagging = Status::Shunned {
             reason: ShunReason::LagOver { lag_s: 9, max_s: 1 },
         };
@@ -828,7 +829,8 @@ mod tests {
             assert_eq!(h[before.len() - 1].status, status);
             let last = h.last().unwrap();
             assert_eq!(last.status, Status::Unknown, "after {status:?}");
-            assert_eq!(last.read_only, None);
+            assert_eq!(last.read_only, h[before.len() - 1].read_only);
+            assert_eq!(last.writable, h[before.len() - 1].writable);
             assert_eq!(last.lag, Lag::Unknown);
             assert_eq!(last.consecutive_errors, 0);
             assert_eq!(last.misconfigured, Some(1045));

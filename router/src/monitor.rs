@@ -112,8 +112,8 @@ fn log_changes(server: &str, user: &str, prev: &ServerHealth, next: &ServerHealt
                 error,
                 "the server refuses the monitor's login or checks: a configuration error \
                  (monitor.user, its password source, its privileges), not an outage; \
-                 the server is not shunned and serves by its configured role, unchecked, \
-                 until a check succeeds"
+                 the server is not shunned and serves in the role last seen (its configured \
+                 one if never seen), unchecked, until a check succeeds"
             ),
             None => tracing::info!(server, user, "the monitor can check the server again"),
         }
@@ -194,6 +194,9 @@ struct Shared {
     hurry: watch::Sender<Option<Instant>>,
     /// The monitor's clock starts here ([`Writable::Turned`]).
     epoch: Instant,
+    /// When a session last reported on each server (the monitor's clock):
+    /// a check that started before then is older news, and is dropped.
+    reported: Mutex<HashMap<String, u64>>,
     /// Held while publishing, so a replaced task cannot write after
     /// [`Monitor::retarget`] or [`Monitor::reconfigure`].
     targets: Mutex<Targets>,
@@ -276,6 +279,7 @@ impl Monitor {
                 health,
                 hurry,
                 epoch: Instant::now(),
+                reported: Mutex::default(),
                 targets: Mutex::new(Targets {
                     by_name: HashMap::new(),
                     next_id: 0,
@@ -347,6 +351,11 @@ impl Monitor {
         if !self.shared.lock().config.enabled {
             return;
         }
+        self.shared
+            .reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(server.to_string(), self.shared.clock());
         self.shared.health.send_if_modified(|map| {
             let Some(h) = map.get(server) else {
                 return false;
@@ -525,6 +534,20 @@ async fn watch_server(
                 Observation::Failed(CheckError { started, ..error })
             }
         };
+        // A session reported on the server while this check ran: the
+        // check may predate what it saw. Take the report; check again.
+        let newer = shared
+            .reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&name)
+            .is_some_and(|&at| at >= started);
+        if newer {
+            if let Some(h) = shared.health.borrow().get(&name) {
+                health = h.clone();
+            }
+            continue;
+        }
         let shun = ShunRule {
             errors: config.shun_after_errors,
             after: config.shun_after,

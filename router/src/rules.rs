@@ -96,6 +96,12 @@ pub struct QueryRuleConfig {
     /// with its session until the session ends (multiplexing off for it),
     /// for statements whose effects the router cannot see.
     pub multiplex: Option<bool>,
+    /// A matching statement whose backend has not finished answering after
+    /// this long ends: its connection is closed, a read that got nothing
+    /// yet runs once more elsewhere, anything else gets ERR 2013 (its
+    /// outcome unknown). Overrides the user's `backend_timeout`; `0s`: none.
+    #[serde(default, with = "humantime_serde")]
+    pub backend_timeout: Option<std::time::Duration>,
     /// Keep evaluating the following rules after this one matched (their
     /// actions override this one's). Off: evaluation stops here. A chained
     /// rule may have no action: it then only counts matches in metrics.
@@ -117,6 +123,7 @@ impl Default for QueryRuleConfig {
             destination: None,
             consistency: None,
             multiplex: None,
+            backend_timeout: None,
             chain: false,
             enabled: true,
         }
@@ -133,7 +140,10 @@ impl QueryRuleConfig {
     }
 
     fn has_action(&self) -> bool {
-        self.destination.is_some() || self.consistency.is_some() || self.multiplex.is_some()
+        self.destination.is_some()
+            || self.consistency.is_some()
+            || self.multiplex.is_some()
+            || self.backend_timeout.is_some()
     }
 }
 
@@ -220,6 +230,7 @@ struct Rule {
     destination: Option<String>,
     consistency: Option<Scope>,
     multiplex: Option<bool>,
+    backend_timeout: Option<std::time::Duration>,
     chain: bool,
 }
 
@@ -257,6 +268,8 @@ pub struct Outcome<'r> {
     pub consistency: Option<Scope>,
     /// Multiplexing (the last matching rule that set it).
     pub multiplex: Option<bool>,
+    /// Backend timeout (the last matching rule that set one).
+    pub backend_timeout: Option<std::time::Duration>,
     /// How many rules matched.
     pub matched: usize,
     /// Position in the configuration of the last matching rule: the one
@@ -315,7 +328,7 @@ impl Rules {
             } else if !c.has_action() && !c.chain {
                 problems.push((
                     "rule",
-                    "no action: give destination, consistency or multiplex, or chain = true \
+                    "no action: give destination, consistency, multiplex or backend_timeout, or chain = true \
                      to only count matches"
                         .to_string(),
                 ));
@@ -340,6 +353,7 @@ impl Rules {
                     destination: c.destination.clone(),
                     consistency: c.consistency,
                     multiplex: c.multiplex,
+                    backend_timeout: c.backend_timeout,
                     chain: c.chain,
                 });
             }
@@ -393,6 +407,9 @@ impl Rules {
             }
             if let Some(m) = rule.multiplex {
                 out.multiplex = Some(m);
+            }
+            if let Some(t) = rule.backend_timeout {
+                out.backend_timeout = Some(t);
             }
             if !rule.chain {
                 break;

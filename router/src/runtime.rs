@@ -64,6 +64,8 @@ pub struct User {
     /// At most this many backend connections of its backend user per
     /// server (0: only the server's limit).
     pub backend_max_connections: usize,
+    /// Its statements' backend timeout (none: zero or unset).
+    pub backend_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for User {
@@ -94,8 +96,9 @@ pub struct Server {
     /// returns count as writes of this group, wherever the server serves
     /// now (a promotion does not change it).
     pub cluster: GroupId,
-    /// Its cluster's writer group is the writer of a consistent pair: its
-    /// backend connections track GTIDs (`session_track_gtids=OWN_GTID`).
+    /// Its cluster's writer group is the writer of a consistent pair, or
+    /// has a failover window: its backend connections track GTIDs
+    /// (`session_track_gtids=OWN_GTID`).
     pub track_gtids: bool,
     /// The `causeway-reader` beside it, with its token.
     pub reader: Option<ViewTarget>,
@@ -224,6 +227,7 @@ impl Runtime {
                     max_connections: u.max_connections,
                     consistency: u.consistency,
                     multiplexing: u.multiplexing,
+                    backend_timeout: u.backend_timeout.filter(|t| !t.is_zero()),
                     backend_max_connections: u.backend_max_connections,
                 },
             );
@@ -267,9 +271,12 @@ impl Runtime {
                 weight: s.weight,
                 max_connections: s.max_connections,
                 cluster,
+                // Causal reads need them, and so does failover: a new
+                // writer must hold every GTID the router acknowledged.
                 track_gtids: groups
                     .iter()
-                    .any(|g| g.pair.is_some_and(|p| p.0 == cluster)),
+                    .any(|g| g.pair.is_some_and(|p| p.0 == cluster))
+                    || !config.hostgroups[cluster.index()].failover.window.is_zero(),
                 reader,
             });
         }

@@ -273,11 +273,24 @@ impl Shared {
             acked: self.writers.acknowledged(),
             ..Facts::default()
         };
+        // Per cluster: what every server with a reader has applied (when
+        // two or more have one), to fill the acknowledged set's holes.
+        let mut common: HashMap<GroupId, (usize, causeway_gtid::GtidSet)> = HashMap::new();
         {
             let views = self.views.read();
             for (i, s) in rt.servers.with_ids() {
-                if let Some(v) = views.at(cur.views[i]) {
-                    facts.seen.insert(s.name.clone(), v.set.clone());
+                let Some(v) = views.at(cur.views[i]) else {
+                    continue;
+                };
+                facts.seen.insert(s.name.clone(), v.set.clone());
+                if s.reader.is_some() {
+                    common
+                        .entry(s.cluster)
+                        .and_modify(|(n, c)| {
+                            *n += 1;
+                            *c = c.intersection(&v.set);
+                        })
+                        .or_insert_with(|| (1, v.set.clone()));
                 }
             }
         }
@@ -288,9 +301,9 @@ impl Shared {
             match cur.members.writer[g] {
                 Some(w) => {
                     no_writer_since.remove(&group.name);
-                    let name = &rt.servers[w].name;
-                    if let Some(has) = facts.seen.get(name) {
-                        self.writers.compact(&group.name, has, ACKED_INTERVALS);
+                    if let Some((2.., everywhere)) = common.get(&g) {
+                        self.writers
+                            .compact(&group.name, everywhere, ACKED_INTERVALS);
                     }
                     facts
                         .writers

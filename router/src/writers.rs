@@ -57,13 +57,14 @@ impl Writers {
 
     /// Keeps `cluster`'s set a few intervals long: past `max` intervals
     /// (other clients' writes make holes in what this router saw), the
-    /// holes are filled with what its writer in force `has`. A new writer
-    /// must then hold those too, which it must anyway: they were
-    /// acknowledged to someone.
-    pub fn compact(&self, cluster: &str, has: &GtidSet, max: usize) {
+    /// holes are filled with what every server of the cluster with a
+    /// reader has applied (`everywhere`). A new writer must then hold
+    /// those too, which it must anyway: they were committed and
+    /// replicated.
+    pub fn compact(&self, cluster: &str, everywhere: &GtidSet, max: usize) {
         if let Some(a) = lock(&self.acked).get_mut(cluster) {
             if a.interval_count() > max {
-                a.union_with(has);
+                a.union_with(everywhere);
             }
         }
     }
@@ -151,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn holes_are_filled_from_the_writer_past_the_bound() {
+    fn holes_are_filled_from_what_every_server_has_past_the_bound() {
         let w = Writers::default();
         let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
         let set = |r: &str| GtidSet::parse(&format!("{u}:{r}")).unwrap();

@@ -12,7 +12,16 @@
 //!    the kill fail, at most one per session, each saying its outcome is
 //!    unknown;
 //! 3. the killed server comes back writable: it is fenced (no statement
-//!    goes there) and writes keep flowing to the new writer.
+//!    goes there) and writes keep flowing to the new writer;
+//!    then a replica stalls (SIGSTOP) under a read: the read is released
+//!    when the monitor finds it unreachable, and runs again elsewhere;
+//! 4. a replica promoted while the writer is still writable: the old writer
+//!    is fenced, and a session with a transaction open there ends (2013)
+//!    instead of committing on it.
+//!
+//! Replication is semi-synchronous for this test (AFTER_SYNC, both
+//! replicas), as a deployment that wants no acknowledged write lost at a
+//! `kill -9` runs it.
 //!
 //! Throughout, 8 sessions write rows and read their own latest row back
 //! (causal reads, `session` scope): every acknowledged row must be on the
@@ -282,6 +291,7 @@ async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
         "CREATE TABLE causeway.failover (s INT, n INT, PRIMARY KEY (s, n))",
     )
     .await?;
+    semi_sync(&topo, 2).await?;
     let router = start_router(topo.causal_config(Scope::Session)?).await?;
     let mut off = topo.causal_config(Scope::Session)?;
     off.hostgroups[0].failover.window = Duration::ZERO;
@@ -412,6 +422,13 @@ async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
     let killed = Instant::now();
     topo.sandbox(&["failover", "primary"])?;
     let promoted = Instant::now();
+    // One replica is left: the primary waits for one acknowledgement.
+    run_sql(
+        &topo,
+        p0,
+        "SET GLOBAL rpl_semi_sync_source_wait_for_replica_count = 1",
+    )
+    .await?;
     tokio::time::sleep(SETTLE).await;
     let t = load.finish().await?;
     let c = counter.finish().await?;
@@ -486,6 +503,122 @@ async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
         ensure!(text.contains(line), "the metrics lack {line}:\n{text}");
     }
 
+    // 3b. A replica that stalls (SIGSTOP) under a read: once the monitor
+    // finds it unreachable, the read waiting on it is released and runs
+    // again elsewhere (here the writer: replica1 is the only reader left).
+    let mut reader = Conn::new(opts(&topo, router.port, "APP", false)?).await?;
+    for _ in 0..4 {
+        // A pooled connection to replica1 to be caught by the stall.
+        reader
+            .query_drop("/* causeway: consistency=eventual */ SELECT @@port")
+            .await?;
+    }
+    topo.sandbox(&["pause", "replica1"])?;
+    let read = tokio::time::timeout(
+        WAIT,
+        reader.query_first::<u16, _>("/* causeway: consistency=eventual */ SELECT @@port"),
+    )
+    .await;
+    topo.sandbox(&["resume", "replica1"])?;
+    let port = read
+        .context("the read on the stalled replica never ended")??
+        .context("no row")?;
+    ensure!(
+        port == p0,
+        "the read was answered by {port}, not run again on the writer {p0}"
+    );
+    reader.disconnect().await?;
+
+    // 4. A promotion while the writer is still writable (done in the wrong
+    // order): the old writer is fenced at once, and a session whose
+    // transaction was open there ends with 2013 instead of committing it.
+    let mut txn = Conn::new(opts(&topo, router.port, "APP", false)?).await?;
+    txn.query_drop("BEGIN").await?;
+    txn.query_drop("INSERT INTO causeway.failover VALUES (999, 1)")
+        .await?;
+    run_sql(
+        &topo,
+        r1,
+        "STOP REPLICA; RESET REPLICA ALL; \
+         SET GLOBAL super_read_only = OFF; SET GLOBAL read_only = OFF",
+    )
+    .await?;
+    until_members(&router, "the first primary fenced", |cur| {
+        cur.members.fenced.contains(&server(cur, "primary"))
+            && cur.members.writer[GroupId::new(0)] == Some(server(cur, "replica1"))
+    })
+    .await?;
+    let err = txn
+        .query_drop("INSERT INTO causeway.failover VALUES (999, 2)")
+        .await
+        .expect_err("a statement of a transaction on a fenced server");
+    let text = err.to_string();
+    ensure!(
+        text.contains("2013") && text.contains("fenced"),
+        "the transaction on the fenced server got {text}"
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let rows = rows_on(&topo, p0).await?;
+        if !rows.iter().any(|(s, _)| *s == 999) {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the fenced server kept the abandoned transaction's row"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     topo.sandbox(&["down"])?;
+    Ok(())
+}
+
+/// Semi-synchronous replication (AFTER_SYNC) on every server, the source
+/// waiting for `count` replicas: a commit is acknowledged to the client only
+/// once the replicas have it in their relay logs, so a promoted replica can
+/// hold everything acknowledged even after a `kill -9` (asynchronous
+/// replication may lose the last commits, and the router would then rightly
+/// keep writes waiting).
+async fn semi_sync(topo: &Topology, count: u32) -> Result<()> {
+    let mut ports = vec![topo.primary_port];
+    ports.extend(&topo.replica_ports);
+    for &p in &ports {
+        let mut c = Conn::new(opts(topo, p, "ADMIN", false)?).await?;
+        let have: Vec<String> = c
+            .query(
+                "SELECT PLUGIN_NAME FROM information_schema.plugins \
+                 WHERE PLUGIN_NAME LIKE 'rpl_semi_sync%'",
+            )
+            .await?;
+        // INSTALL PLUGIN writes mysql.plugin: not under super_read_only
+        // (read_only alone stays on, and stops no administrator).
+        let sro: Option<u8> = c.query_first("SELECT @@global.super_read_only").await?;
+        c.query_drop("SET GLOBAL super_read_only = OFF").await?;
+        for (name, lib) in [
+            ("rpl_semi_sync_source", "semisync_source.so"),
+            ("rpl_semi_sync_replica", "semisync_replica.so"),
+        ] {
+            if !have.iter().any(|h| h == name) {
+                c.query_drop(format!("INSTALL PLUGIN {name} SONAME '{lib}'"))
+                    .await?;
+            }
+        }
+        if sro == Some(1) {
+            c.query_drop("SET GLOBAL super_read_only = ON").await?;
+        }
+        c.query_drop(format!(
+            "SET GLOBAL rpl_semi_sync_source_enabled = ON, \
+             rpl_semi_sync_source_timeout = 5000, \
+             rpl_semi_sync_source_wait_for_replica_count = {count}, \
+             rpl_semi_sync_replica_enabled = ON"
+        ))
+        .await?;
+        if p != topo.primary_port {
+            c.query_drop("STOP REPLICA IO_THREAD; START REPLICA IO_THREAD")
+                .await?;
+        }
+        c.disconnect().await?;
+    }
     Ok(())
 }

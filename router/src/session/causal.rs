@@ -21,12 +21,12 @@
 //!   every non-eventual read needs. `global` adds the primary's executed set,
 //!   fetched after the read arrived ([`crate::global`]).
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use causeway_gtid::GtidSet;
 use regex::bytes::Regex;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::driver::{Failure, Session};
 use super::plan::router_err;
@@ -155,9 +155,17 @@ impl Session<'_> {
         self.shared.views.wrote(self.cur.views[s], &set);
         let cluster = server.cluster;
         // What a new writer must hold (crate::failover).
-        self.shared
-            .writers
-            .acknowledge(&rt.groups[cluster].name, &set);
+        let cluster_name = &rt.groups[cluster].name;
+        self.shared.writers.acknowledge(cluster_name, &set);
+        // A statement that was running on a server when it got fenced
+        // committed there, not on the writer: say so, and count it.
+        let now = self.shared.current();
+        if Arc::ptr_eq(&now.rt, rt) && now.members.fenced.contains(&s) {
+            error!(server = %server.name, hostgroup = %cluster_name, gtids = %set,
+                "a write committed on a fenced server after another became the writer: \
+                 the writer lacks it");
+            self.shared.writers.lose(cluster_name, &set);
+        }
         let now = Instant::now();
         match self
             .causal

@@ -111,6 +111,11 @@ pub struct Session<'a> {
     /// if the first connection says it does not exist, the login fails
     /// then, as MySQL's would have.
     pub(super) schema_unverified: bool,
+    /// The current statement's backend timeout (rules, user).
+    pub(super) backend_timeout: Option<Duration>,
+    /// Until when the current command may wait for a writer (its
+    /// cluster's failover window, from its first wait).
+    pub(super) wait_until: Option<Instant>,
     /// What of the current command's response reached the client:
     /// nothing, whole packets, or part of one (a packet over 16 MiB).
     pub(super) replied: Replied,
@@ -125,8 +130,9 @@ pub(super) enum Replied {
     Nothing,
     /// Whole packets: an ERR may end the response.
     Packets,
-    /// Part of a packet: only closing the connection is left.
-    MidPacket,
+    /// Part of a packet, or a LOCAL INFILE exchange begun: only closing
+    /// the connection is left.
+    Tangled,
 }
 
 impl<'a> Session<'a> {
@@ -166,6 +172,8 @@ impl<'a> Session<'a> {
             status: StatusFlags::AUTOCOMMIT,
             unread: false,
             replied: Replied::Nothing,
+            backend_timeout: None,
+            wait_until: None,
             silent: false,
             withheld: None,
             pinned_counted: Vec::new(),
@@ -217,6 +225,7 @@ impl<'a> Session<'a> {
             // The configuration in force when the command arrived (a reload
             // applies from the next command on).
             self.refresh().await?;
+            self.wait_until = None;
             self.shared.metrics.commands.inc();
             let Some(cmd) = command::decode(&first, self.caps) else {
                 return Err(Error::ClientUnexpected("empty command packet"));
@@ -536,7 +545,6 @@ impl<'a> Session<'a> {
         // A writer that refuses the statement for read_only did not run
         // it: it runs again where the new writer is, until the window of
         // the writer's cluster ends (then the client gets the refusal).
-        let mut retry_until: Option<std::time::Instant> = None;
         let mut retried = false;
         let (i, sticky, out) = loop {
             let Some((i, why, sticky)) = self.connection_for(&sql, &class).await? else {
@@ -577,16 +585,22 @@ impl<'a> Session<'a> {
             }
             let server = self.held[i].server;
             let window = self.failover_window(server);
-            let hold = !first.more
+            let whole = !first.more;
+            // Only the elected writer's refusal of a statement that did
+            // nothing before it (not a CALL, nothing pinned there).
+            let hold = whole
+                && !class.opaque
                 && !self.state.pinned(server)
-                && retry_until.is_none_or(|u| std::time::Instant::now() < u)
+                && self.cur.members.writer.contains(&Some(server))
+                && self.wait_until.is_none_or(|u| Instant::now() < u)
                 && !window.is_zero();
             let out = match self.forward(first, i, None, hold).await {
                 Ok(out) => out,
                 Err(e) if e.side() == Side::Backend && !matches!(e, Error::SessionLost(_)) => {
-                    let read = why == crate::route::Why::Read && !retried;
-                    if self.broke(i, e, read).await? {
+                    let read = why == crate::route::Why::Read && !retried && whole;
+                    if self.broke(i, e, read, whole).await? {
                         retried = true;
+                        self.avoid(server);
                         continue;
                     }
                     return Ok(());
@@ -599,7 +613,9 @@ impl<'a> Session<'a> {
             let name = self.cur.rt.servers[server].name.clone();
             self.shared.monitor.saw_read_only(&name);
             self.shared.metrics.read_only_retries.inc();
-            let until = *retry_until.get_or_insert_with(|| std::time::Instant::now() + window);
+            let until = *self
+                .wait_until
+                .get_or_insert_with(|| Instant::now() + window);
             self.wait_for_writer(until).await?;
         };
         let mut effects = super::conns::effects(&class, &sql, sticky);
@@ -616,12 +632,38 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Plans the rest of this command without `server` (its connection
+    /// just broke; the membership may not say so yet).
+    fn avoid(&mut self, server: ServerId) {
+        let cur = &self.cur;
+        let mut members = cur.members.clone();
+        for m in members.members.iter_mut() {
+            m.retain(|&s| s != server);
+        }
+        self.cur = Arc::new(Current {
+            rt: cur.rt.clone(),
+            pools: cur.pools.clone(),
+            members,
+            views: cur.views.clone(),
+            routed: cur.routed.clone(),
+        });
+    }
+
     /// Held connection `i` broke while it ran a statement (`e`): it is
     /// dropped, and when session state lived there the session ends (the
-    /// error). A read (`read`) that sent the client nothing may run again
-    /// elsewhere (true). Otherwise the client gets ERR 2013 saying whether
-    /// the statement took effect is unknown, and the session goes on.
-    pub(super) async fn broke(&mut self, i: usize, e: Error, read: bool) -> Result<bool> {
+    /// error), as it does when the client's side is tangled (part of a
+    /// packet sent, a LOCAL INFILE file or a command over 16 MiB not read
+    /// to its end: `whole` false). A read (`read`) that sent the client
+    /// nothing may run again elsewhere (true). Otherwise the client gets
+    /// ERR 2013 saying whether the statement took effect is unknown, and
+    /// the session goes on.
+    pub(super) async fn broke(
+        &mut self,
+        i: usize,
+        e: Error,
+        read: bool,
+        whole: bool,
+    ) -> Result<bool> {
         let server = self.held[i].conn.server.clone();
         let replied = self.replied;
         let why = e.report();
@@ -629,7 +671,8 @@ impl<'a> Session<'a> {
         self.shared.monitor.hurry();
         self.lose(i, &why).await?;
         match replied {
-            Replied::MidPacket => return Err(e),
+            _ if !whole => return Err(e),
+            Replied::Tangled => return Err(e),
             Replied::Nothing if read => return Ok(true),
             _ => {}
         }

@@ -16,9 +16,12 @@ use causeway_wire::response::{PacketRole, ResponseTracker};
 use causeway_wire::{CapabilityFlags, Chunk, OkPacket, StatusFlags};
 use tracing::warn;
 
+use std::time::{Duration, Instant};
+
 use super::driver::{next_chunk_of_command, Replied, Session};
 use super::track::{self, Tracked};
 use crate::error::{Error, Result};
+use crate::health::{ShunReason, Status};
 
 /// What a forwarded command's response was.
 #[derive(Debug, Default, Clone)]
@@ -109,11 +112,16 @@ impl Session<'_> {
     ) -> Result<()> {
         let mut done = false;
         let mut first_packet = true;
+        let mut started = false;
+        let deadline = self.backend_timeout.take().map(|t| (Instant::now() + t, t));
         loop {
-            let backend = &mut self.held[i].conn.io;
-            let mut c = backend.next_chunk().await?.ok_or_else(|| {
-                Error::BackendIo(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
-            })?;
+            let mut c = self
+                .backend_chunk(i, started, deadline)
+                .await?
+                .ok_or_else(|| {
+                    Error::BackendIo(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
+                })?;
+            started = true;
             self.writer_read_answered();
             if c.first {
                 let step = tracker.feed(&c.payload).map_err(Error::BackendProtocol)?;
@@ -151,7 +159,7 @@ impl Session<'_> {
             let buffered = self.held[i].conn.io.has_buffered_chunk();
             self.client.queue_chunk(&c);
             self.replied = if c.more {
-                Replied::MidPacket
+                Replied::Tangled
             } else {
                 Replied::Packets
             };
@@ -161,6 +169,7 @@ impl Session<'_> {
                     return self.client.flush().await;
                 }
                 if tracker.awaiting_client_data() {
+                    self.replied = Replied::Tangled;
                     self.client.flush().await?;
                     self.local_infile(i).await?;
                     continue;
@@ -168,6 +177,74 @@ impl Session<'_> {
             }
             if self.client.should_flush() || !buffered {
                 self.client.flush().await?;
+            }
+        }
+    }
+
+    /// The next chunk of held connection `i`'s answer. Until the first
+    /// one came (`started`), the wait also ends when the monitor finds the
+    /// server unreachable (a stalled or dead server releases the sessions
+    /// waiting on it); at any point, at `deadline` (the statement's backend
+    /// timeout). Either ends with an error: the connection is then broken.
+    async fn backend_chunk(
+        &mut self,
+        i: usize,
+        started: bool,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<Option<Chunk>> {
+        if started && deadline.is_none() {
+            return self.held[i].conn.io.next_chunk().await;
+        }
+        let server = self.held[i].conn.server.clone();
+        let mut health = (!started).then(|| self.shared.monitor.subscribe());
+        let unreachable = |h: &crate::health::HealthMap| {
+            h.get(&*server).is_some_and(|h| {
+                matches!(
+                    h.status,
+                    Status::Shunned {
+                        reason: ShunReason::Unreachable
+                    }
+                )
+            })
+        };
+        let shunned = || {
+            Err(Error::BackendIo(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the monitor found server '{server}' unreachable while it ran the statement"
+                ),
+            )))
+        };
+        let timeout = async {
+            match deadline {
+                Some((at, _)) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(timeout);
+        let io = &mut self.held[i].conn.io;
+        loop {
+            if let Some(h) = &mut health {
+                if unreachable(&h.borrow_and_update()) {
+                    return shunned();
+                }
+            }
+            tokio::select! {
+                c = io.next_chunk() => return c,
+                _ = &mut timeout => {
+                    let t = deadline.map(|(_, t)| t).unwrap_or_default();
+                    return Err(Error::backend_timeout("the statement (backend_timeout)", t));
+                }
+                r = async {
+                    match &mut health {
+                        Some(h) => h.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if r.is_err() {
+                        health = None;
+                    }
+                }
             }
         }
     }
@@ -232,5 +309,37 @@ impl Session<'_> {
                 backend.flush().await?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_only_refusal;
+    use bytes::{Bytes, BytesMut};
+    use causeway_wire::{CapabilityFlags, ErrPacket};
+
+    fn err(code: u16, msg: &str) -> Bytes {
+        let mut b = BytesMut::new();
+        ErrPacket::new(code, *b"HY000", msg.to_string())
+            .encode(CapabilityFlags::PROTOCOL_41, &mut b);
+        b.freeze()
+    }
+
+    #[test]
+    fn only_read_only_refusals_are_held_back() {
+        let ro = "The MySQL server is running with the --read-only option so it cannot \
+                  execute this statement";
+        let sro = "The MySQL server is running with the --super-read-only option so it \
+                   cannot execute this statement";
+        assert!(read_only_refusal(&err(1290, ro)));
+        assert!(read_only_refusal(&err(1290, sro)));
+        assert!(read_only_refusal(&err(1836, "Running in read-only mode")));
+        // 1290 for other options ran nothing either, but a new writer
+        // would refuse it the same way: the client gets it.
+        let secure = "The MySQL server is running with the --secure-file-priv option so \
+                      it cannot execute this statement";
+        assert!(!read_only_refusal(&err(1290, secure)));
+        assert!(!read_only_refusal(&err(1062, "Duplicate entry")));
+        assert!(!read_only_refusal(&Bytes::from_static(b"\x00\x00\x00")));
     }
 }

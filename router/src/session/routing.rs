@@ -19,6 +19,16 @@ use crate::route::{Steer, Target, Why};
 use crate::rules::{Hints, RuleInput};
 use crate::session::plan::Topology;
 
+/// What hints and rules say about a statement.
+pub(super) struct Steered {
+    steer: Steer,
+    ask: super::causal::Ask,
+    /// A rule turns multiplexing off for it.
+    sticky: bool,
+    /// Its backend timeout (a rule's, else the user's).
+    timeout: Option<Duration>,
+}
+
 impl Session<'_> {
     /// The user's writer group and default group.
     pub(super) fn user_groups(&self) -> (GroupId, GroupId) {
@@ -30,12 +40,12 @@ impl Session<'_> {
     }
 
     /// Hints and rules for `sql`; an ERR when a hint is malformed or names
-    /// no hostgroup. Also whether a rule turns multiplexing off.
+    /// no hostgroup.
     pub(super) fn steer(
         &self,
         sql: &str,
         class: &Classified,
-    ) -> std::result::Result<(Steer, super::causal::Ask, bool), ErrPacket> {
+    ) -> std::result::Result<Steered, ErrPacket> {
         let hints = Hints::parse(sql);
         if let Some(e) = hints.errors.first() {
             return Err(router_err(9003, format!("Causeway: bad hint: {e}")));
@@ -58,8 +68,9 @@ impl Session<'_> {
             })?),
             (None, false) => None,
         };
-        let (rule, rule_scope, sticky) = if rt.rules.is_empty() {
-            (None, None, false)
+        let user_timeout = rt.users.get(&self.user).and_then(|u| u.backend_timeout);
+        let (rule, rule_scope, sticky, rule_timeout) = if rt.rules.is_empty() {
+            (None, None, false, None)
         } else {
             let schema = self
                 .state
@@ -78,6 +89,7 @@ impl Session<'_> {
                 out.destination.and_then(|d| rt.group_named(d)),
                 out.consistency,
                 out.multiplex == Some(false),
+                out.backend_timeout,
             )
         };
         let temp_table = self.state.has_temp_tables()
@@ -94,7 +106,12 @@ impl Session<'_> {
             scope: hints.consistency.or(rule_scope),
             token,
         };
-        Ok((steer, ask, sticky))
+        Ok(Steered {
+            steer,
+            ask,
+            sticky,
+            timeout: rule_timeout.or(user_timeout).filter(|t| !t.is_zero()),
+        })
     }
 
     /// Classifies `sql`, parsing fully when the session has temporary
@@ -118,15 +135,20 @@ impl Session<'_> {
         // statement, bounded by the cluster's window and count).
         let shared = self.shared;
         let mut slot: Option<crate::writers::Slot<'_>> = None;
-        let mut deadline: Option<Instant> = None;
         let (got, sticky) = loop {
-            let (steer, ask, sticky) = match self.steer(sql, class) {
+            let Steered {
+                steer,
+                ask,
+                sticky,
+                timeout,
+            } = match self.steer(sql, class) {
                 Ok(s) => s,
                 Err(err) => {
                     self.refuse("hint", &err).await?;
                     return Ok(None);
                 }
             };
+            self.backend_timeout = timeout;
             let (got, cluster) = self.plan_and_get(class, &steer, &ask).await;
             match (got, cluster) {
                 (Err(Failure::Client(e)), Some(w)) if matches!(e.code, 9001 | 9002) => {
@@ -156,7 +178,9 @@ impl Session<'_> {
                             }
                         }
                     }
-                    let until = *deadline.get_or_insert_with(|| Instant::now() + f.window);
+                    let until = *self
+                        .wait_until
+                        .get_or_insert_with(|| Instant::now() + f.window);
                     if !self.wait_for_writer(until).await? {
                         shared
                             .metrics
@@ -236,6 +260,21 @@ impl Session<'_> {
             self.turn,
         );
         let got = match p {
+            // A fenced server gets nothing: what the session kept there (a
+            // transaction, locks, variables) is gone with it.
+            Plan::Held(s, _) | Plan::Borrow(s, _) if cur.members.fenced.contains(&s) => {
+                let err = ErrPacket::new(
+                    2013,
+                    *b"HY000",
+                    format!(
+                        "Lost connection to MySQL server during query (Causeway: server '{}' \
+                         is fenced: another server is its cluster's writer, and what the \
+                         session kept on it is abandoned)",
+                        cur.rt.servers[s].name
+                    ),
+                );
+                Err(Failure::Fatal(Error::SessionLost(err)))
+            }
             // acquire() finds a held one; a planned one is held.
             Plan::Held(s, why) | Plan::Borrow(s, why) => self.acquire(s).await.map(|i| (i, why)),
             Plan::Causal(g, why) => self.causal_read(g, ask).await.map(|i| (i, why)),
