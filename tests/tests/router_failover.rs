@@ -622,3 +622,79 @@ async fn semi_sync(topo: &Topology, count: u32) -> Result<()> {
     }
     Ok(())
 }
+
+/// `backend_timeout` (a query rule's here): a statement whose backend does
+/// not answer in time (an UPDATE waiting on a row lock another connection
+/// holds) ends with 2013 "outcome unknown", the server stops running it
+/// (the router kills it: it would otherwise wait for the lock and then
+/// apply), and the session goes on; a statement the rule does not match is
+/// not bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_timeout_ends_the_statement_not_the_session() -> Result<()> {
+    let topo = Topology::get()?;
+    let p0 = topo.primary_port;
+    run_sql(&topo, p0, "CREATE DATABASE IF NOT EXISTS causeway").await?;
+    run_sql(&topo, p0, "DROP TABLE IF EXISTS causeway.timeout_t").await?;
+    run_sql(
+        &topo,
+        p0,
+        "CREATE TABLE causeway.timeout_t (id INT PRIMARY KEY, v INT); \
+         INSERT INTO causeway.timeout_t VALUES (1, 0)",
+    )
+    .await?;
+    let mut cfg = topo.router_config()?;
+    cfg.query_rules
+        .push(causeway_router::config::QueryRuleConfig {
+            match_pattern: Some("timeout_t SET v = 1".into()),
+            backend_timeout: Some(Duration::from_millis(300)),
+            ..Default::default()
+        });
+    let router = start_router(cfg).await?;
+    let mut holder = Conn::new(opts(&topo, p0, "ADMIN", false)?).await?;
+    holder.query_drop("BEGIN").await?;
+    holder
+        .query_drop("SELECT * FROM causeway.timeout_t WHERE id = 1 FOR UPDATE")
+        .await?;
+    let mut c = Conn::new(opts(&topo, router.port, "APP", false)?).await?;
+    // Left alone, the UPDATE would wait for the lock far longer than this
+    // test's guard.
+    c.query_drop("SET innodb_lock_wait_timeout = 600").await?;
+    let err = c
+        .query_drop("UPDATE causeway.timeout_t SET v = 1 WHERE id = 1")
+        .await
+        .expect_err("the backend timeout ends it");
+    let text = err.to_string();
+    ensure!(
+        text.contains("2013") && text.contains("backend_timeout") && text.contains("unknown"),
+        "{text}"
+    );
+    // While the lock is still held, the server stops waiting for it.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut admin = Conn::new(opts(&topo, p0, "ADMIN", false)?).await?;
+        let waiting: Option<u64> = admin
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.processlist \
+                 WHERE INFO LIKE 'UPDATE causeway.timeout_t%'",
+            )
+            .await?;
+        admin.disconnect().await?;
+        if waiting == Some(0) {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the server still runs the statement the router gave up on"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    holder.query_drop("ROLLBACK").await?;
+    holder.disconnect().await?;
+    // It never applied, and the session goes on.
+    let v: Option<i32> = c
+        .query_first("SELECT v FROM causeway.timeout_t WHERE id = 1 FOR UPDATE")
+        .await?;
+    assert_eq!(v, Some(0), "the abandoned UPDATE applied after all");
+    c.disconnect().await?;
+    Ok(())
+}

@@ -222,6 +222,14 @@ impl Session<'_> {
             }
         };
         tokio::pin!(timeout);
+        // To end the statement on the server when its timeout passes.
+        let kill = deadline.and_then(|_| {
+            let rt = &self.cur.rt;
+            let u = rt.users.get(&self.user)?;
+            let endpoint = rt.servers[self.held[i].server].endpoint.clone();
+            Some((endpoint, u.backend_user.clone(), u.backend_password.clone()))
+        });
+        let thread = self.held[i].conn.thread_id;
         let io = &mut self.held[i].conn.io;
         loop {
             if let Some(h) = &mut health {
@@ -232,6 +240,9 @@ impl Session<'_> {
             tokio::select! {
                 c = io.next_chunk() => return c,
                 _ = &mut timeout => {
+                    if let Some((endpoint, user, password)) = kill {
+                        super::kill::kill_abandoned(endpoint, user, password, thread);
+                    }
                     let t = deadline.map(|(_, t)| t).unwrap_or_default();
                     return Err(Error::backend_timeout("the statement (backend_timeout)", t));
                 }

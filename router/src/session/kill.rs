@@ -8,7 +8,9 @@ use causeway_wire::command::ComQuery;
 use causeway_wire::generic::is_err;
 use causeway_wire::{CapabilityFlags, ErrPacket};
 
-use crate::backend::connect::{self, Login, REQUIRED};
+use std::sync::Arc;
+
+use crate::backend::connect::{self, Endpoint, Login, REQUIRED};
 use crate::error::{Error, Result};
 use crate::shared::Shared;
 
@@ -226,54 +228,117 @@ pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<
     let (Some(u), Some(s)) = (rt.users.get(user), rt.server_named(&server)) else {
         return Ok(());
     };
-    let endpoint = &rt.servers[s].endpoint;
-    let mut conn = connect::connect(endpoint).await?;
-    let caps = REQUIRED | CapabilityFlags::TRANSACTIONS | CapabilityFlags::DEPRECATE_EOF;
-    let login = Login {
-        user: Bytes::copy_from_slice(u.backend_user.as_bytes()),
-        database: None,
-        charset: 255,
-        capabilities: caps,
-        max_packet_size: 1 << 24,
-        connect_attrs: Vec::new(),
-    };
-    let limit = endpoint.connect_timeout;
-    conn.io.set_write_timeout(Some(limit));
-    let password = u.backend_password.clone();
-    tokio::time::timeout(
-        limit,
-        connect::login(&mut conn, &login, &password, endpoint.tls.as_ref()),
-    )
-    .await
-    .map_err(|_| Error::backend_timeout("KILL login", limit))??;
+    let endpoint = rt.servers[s].endpoint.clone();
+    let side = SideConn::open(&endpoint, &u.backend_user, &u.backend_password).await?;
     // The login took a while: the statement may have ended and its
     // connection gone to another session, whose statement must not be
     // killed. Only a statement still running on that thread is.
     if info.active.load(std::sync::atomic::Ordering::Relaxed) != thread {
-        let _ = conn.io.write_packet(0, &[0x01]).await;
+        side.quit().await;
         return Ok(());
     }
     // The session itself closes its connections for KILL CONNECTION.
-    let sql = format!("KILL QUERY {thread}");
-    let mut buf = BytesMut::new();
-    ComQuery::new(sql)
-        .encode(caps, &mut buf)
-        .map_err(Error::BackendProtocol)?;
-    conn.io.write_packet(0, &buf).await?;
-    let reply = tokio::time::timeout(limit, conn.io.read_packet(64 * 1024))
-        .await
-        .map_err(|_| Error::backend_timeout("KILL", limit))??;
-    let _ = conn.io.write_packet(0, &[0x01]).await;
-    if is_err(&reply.payload) {
-        let err = ErrPacket::decode(&reply.payload).map_err(Error::BackendProtocol)?;
+    match side.run(&format!("KILL QUERY {thread}")).await {
         // The statement may have finished meanwhile; for KILL CONNECTION the
         // session is closing either way.
-        if matches!(target, KillTarget::Connection(_)) && err.code == 1094 {
-            return Ok(());
+        Err(Error::BackendRefused(err))
+            if matches!(target, KillTarget::Connection(_)) && err.code == 1094 =>
+        {
+            Ok(())
         }
-        return Err(Error::BackendRefused(err));
+        other => other,
     }
-    Ok(())
+}
+
+/// A connection of the router's own to a server, as a user's backend user,
+/// for one statement (KILL).
+pub struct SideConn {
+    conn: connect::Greeted,
+    caps: CapabilityFlags,
+    limit: std::time::Duration,
+}
+
+impl std::fmt::Debug for SideConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SideConn")
+            .field("caps", &self.caps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SideConn {
+    /// Connects and logs in (each step bounded by the server's connect
+    /// timeout).
+    pub async fn open(endpoint: &Endpoint, user: &str, password: &[u8]) -> Result<SideConn> {
+        let mut conn = connect::connect(endpoint).await?;
+        let caps = REQUIRED | CapabilityFlags::TRANSACTIONS | CapabilityFlags::DEPRECATE_EOF;
+        let login = Login {
+            user: Bytes::copy_from_slice(user.as_bytes()),
+            database: None,
+            charset: 255,
+            capabilities: caps,
+            max_packet_size: 1 << 24,
+            connect_attrs: Vec::new(),
+        };
+        let limit = endpoint.connect_timeout;
+        conn.io.set_write_timeout(Some(limit));
+        tokio::time::timeout(
+            limit,
+            connect::login(&mut conn, &login, password, endpoint.tls.as_ref()),
+        )
+        .await
+        .map_err(|_| Error::backend_timeout("KILL login", limit))??;
+        Ok(SideConn { conn, caps, limit })
+    }
+
+    /// Runs `sql` (one statement without a result set) and quits; its ERR
+    /// is [`Error::BackendRefused`].
+    pub async fn run(mut self, sql: &str) -> Result<()> {
+        let mut buf = BytesMut::new();
+        ComQuery::new(sql.to_string())
+            .encode(self.caps, &mut buf)
+            .map_err(Error::BackendProtocol)?;
+        self.conn.io.write_packet(0, &buf).await?;
+        let reply = tokio::time::timeout(self.limit, self.conn.io.read_packet(64 * 1024))
+            .await
+            .map_err(|_| Error::backend_timeout("KILL", self.limit))??;
+        self.quit().await;
+        if is_err(&reply.payload) {
+            let err = ErrPacket::decode(&reply.payload).map_err(Error::BackendProtocol)?;
+            return Err(Error::BackendRefused(err));
+        }
+        Ok(())
+    }
+
+    /// COM_QUIT.
+    pub async fn quit(mut self) {
+        let _ = self.conn.io.write_packet(0, &[0x01]).await;
+    }
+}
+
+/// Ends backend connection `thread` on the server at `endpoint` in the
+/// background: the router gave up on its statement (its backend timeout
+/// passed) and closed its side, but the server would run the statement to
+/// its end. Failures are only logged.
+pub fn kill_abandoned(endpoint: Endpoint, user: Arc<str>, password: Vec<u8>, thread: u32) {
+    tokio::spawn(async move {
+        let res = async {
+            SideConn::open(&endpoint, &user, &password)
+                .await?
+                .run(&format!("KILL {thread}"))
+                .await
+        }
+        .await;
+        match res {
+            Ok(()) => {
+                tracing::debug!(server = %endpoint.name, thread, "abandoned statement killed")
+            }
+            // It ended meanwhile.
+            Err(Error::BackendRefused(e)) if e.code == 1094 => {}
+            Err(e) => tracing::warn!(server = %endpoint.name, thread, error = %e.report(),
+                "could not kill a statement whose backend timeout passed"),
+        }
+    });
 }
 
 #[cfg(test)]
