@@ -44,6 +44,10 @@ pub struct FailoverConfig {
     /// What to do when the window ran out and the only writable server
     /// lacks GTIDs the router acknowledged to clients.
     pub missing_acknowledged: MissingAcknowledged,
+    /// Set `super_read_only = ON` on a server when it gets fenced, as the
+    /// monitor's user (which then needs `SYSTEM_VARIABLES_ADMIN`), so that
+    /// clients that bypass the router cannot write there either.
+    pub fence_super_read_only: bool,
 }
 
 impl Default for FailoverConfig {
@@ -52,6 +56,7 @@ impl Default for FailoverConfig {
             window: Duration::from_secs(10),
             max_waiting: 10_000,
             missing_acknowledged: MissingAcknowledged::Refuse,
+            fence_super_read_only: false,
         }
     }
 }

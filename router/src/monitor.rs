@@ -371,6 +371,13 @@ impl Monitor {
         self.hurry();
     }
 
+    /// The user and password it logs in with (the router's own statements
+    /// on servers: fencing).
+    pub fn login(&self) -> (String, Arc<[u8]>) {
+        let state = self.shared.lock();
+        (state.config.user.clone(), Arc::clone(&state.password))
+    }
+
     /// The configuration it checks with now.
     pub fn config(&self) -> Arc<MonitorConfig> {
         Arc::clone(&self.shared.lock().config)

@@ -363,6 +363,14 @@ impl Runtime {
                         missing,
                     });
                 }
+                // A fenced server made read-only (by the router or an
+                // operator) stays out until it replicates again: it missed
+                // the writer's writes.
+                (Some(true), _, _)
+                    if facts.fenced.contains(&s.name) && h.lag == Lag::NotReplica =>
+                {
+                    m.fenced.push(i)
+                }
                 (Some(true), _, Some(r)) => m.members[r].push(i),
                 _ => m.members[s.group].push(i),
             }
@@ -427,6 +435,8 @@ pub struct Facts {
     pub seen: HashMap<String, GtidSet>,
     /// By writer group: its writer in force.
     pub writers: HashMap<String, String>,
+    /// Servers fenced now.
+    pub fenced: std::collections::HashSet<String>,
     /// Writer groups where a writer that lacks acknowledged GTIDs is
     /// taken (their window ran out and their policy accepts it).
     pub accept_missing: std::collections::HashSet<String>,

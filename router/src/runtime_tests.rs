@@ -189,6 +189,29 @@ fn a_writable_replica_that_still_replicates_does_not_displace_the_writer() {
 }
 
 #[test]
+fn a_fenced_server_made_read_only_stays_out_until_it_replicates() {
+    let rt = runtime(SPLIT);
+    let mut h = health(&[
+        ("a", Some(true), false),
+        ("b", Some(false), false),
+        ("c", Some(true), false),
+    ]);
+    h.get_mut("a").unwrap().lag = Lag::NotReplica;
+    h.get_mut("c").unwrap().lag = Lag::Seconds(0);
+    let mut facts = Facts::default();
+    facts.writers.insert("w".into(), "b".into());
+    facts.fenced.insert("a".into());
+    let m = rt.members(&h, &facts);
+    assert_eq!(names(&rt, &m, "r"), ["c"]);
+    assert_eq!(m.fenced, [rt.server_named("a").unwrap()]);
+    // Replicating again: a reader like the others.
+    h.get_mut("a").unwrap().lag = Lag::Seconds(3);
+    let m = rt.members(&h, &facts);
+    assert_eq!(names(&rt, &m, "r"), ["a", "c"]);
+    assert!(m.fenced.is_empty());
+}
+
+#[test]
 fn a_promoted_server_takes_writes_only_with_every_acknowledged_gtid() {
     let rt = runtime(SPLIT);
     let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";

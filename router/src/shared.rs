@@ -253,6 +253,14 @@ impl Shared {
         }
         if members != cur.members {
             log_election(&cur.rt, &cur.members, &members);
+            for &s in &members.fenced {
+                let server = &cur.rt.servers[s];
+                if !cur.members.fenced.contains(&s)
+                    && cur.rt.failover(server.cluster).fence_super_read_only
+                {
+                    self.set_super_read_only(server.endpoint.clone());
+                }
+            }
             self.swap(Current {
                 rt: cur.rt.clone(),
                 pools: cur.pools.clone(),
@@ -261,6 +269,32 @@ impl Shared {
                 routed: cur.routed.clone(),
             });
         }
+    }
+
+    /// Sets `super_read_only = ON` on a fenced server, in the background,
+    /// as the monitor's user; failures are logged.
+    fn set_super_read_only(&self, mut endpoint: Endpoint) {
+        let (user, password) = self.monitor.login();
+        endpoint.connect_timeout = self.monitor.config().connect_timeout;
+        tokio::spawn(async move {
+            let res = async {
+                crate::backend::connect::SideConn::open(&endpoint, &user, &password)
+                    .await?
+                    .run("SET GLOBAL super_read_only = ON")
+                    .await
+            }
+            .await;
+            match res {
+                Ok(()) => {
+                    tracing::warn!(server = %endpoint.name, "fenced server set super_read_only")
+                }
+                Err(e) => {
+                    tracing::error!(server = %endpoint.name, user = %user, error = %e.report(),
+                    "could not set super_read_only on a fenced server (the monitor's user needs \
+                     SYSTEM_VARIABLES_ADMIN)")
+                }
+            }
+        });
     }
 
     /// What the router knows beyond the monitor's view, as of `cur`: the
@@ -293,6 +327,9 @@ impl Shared {
                         .or_insert_with(|| (1, v.set.clone()));
                 }
             }
+        }
+        for &s in &cur.members.fenced {
+            facts.fenced.insert(rt.servers[s].name.clone());
         }
         for (g, group) in rt.groups.with_ids() {
             if group.role != crate::config::Role::Writer {

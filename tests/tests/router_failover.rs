@@ -291,13 +291,23 @@ async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
         "CREATE TABLE causeway.failover (s INT, n INT, PRIMARY KEY (s, n))",
     )
     .await?;
+    let p0 = topo.primary_port;
     semi_sync(&topo, 2).await?;
-    let router = start_router(topo.causal_config(Scope::Session)?).await?;
+    // The router fences by setting super_read_only, as the monitor's user.
+    let monitor = topo.user("MONITOR")?.user;
+    run_sql(
+        &topo,
+        p0,
+        &format!("GRANT SYSTEM_VARIABLES_ADMIN ON *.* TO '{monitor}'@'%'"),
+    )
+    .await?;
+    let mut cfg = topo.causal_config(Scope::Session)?;
+    cfg.hostgroups[0].failover.fence_super_read_only = true;
+    let router = start_router(cfg).await?;
     let mut off = topo.causal_config(Scope::Session)?;
     off.hostgroups[0].failover.window = Duration::ZERO;
     off.hostgroups[0].failover.missing_acknowledged = MissingAcknowledged::Accept;
     let unprotected = start_router(off).await?;
-    let p0 = topo.primary_port;
     let [r1, r2] = topo.replica_ports[..] else {
         anyhow::bail!("two replicas expected");
     };
@@ -478,6 +488,26 @@ async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
     tokio::time::sleep(SETTLE).await;
     let t = load.finish().await?;
     report("back writable", &t, back);
+    // The router made it super_read_only; it stays fenced (it replicates
+    // from nobody: it missed the writer's writes).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut c = Conn::new(opts(&topo, r2, "ADMIN", false)?).await?;
+        let sro: Option<u8> = c.query_first("SELECT @@global.super_read_only").await?;
+        c.disconnect().await?;
+        if sro == Some(1) {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the fenced replica2 was never made super_read_only"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    until_members(&router, "replica2 still fenced once read-only", |cur| {
+        cur.members.fenced.contains(&server(cur, "replica2"))
+    })
+    .await?;
     ensure!(
         t.errors.is_empty(),
         "back writable: client errors {:?}",

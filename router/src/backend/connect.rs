@@ -17,6 +17,7 @@ use causeway_wire::auth::{
     caching_sha2_scramble, cleartext_password, native_password_scramble, rsa_encrypt_password,
     CACHING_SHA2_PASSWORD, MYSQL_NATIVE_PASSWORD,
 };
+use causeway_wire::command::ComQuery;
 use causeway_wire::generic::is_err;
 use causeway_wire::handshake::{
     AuthMoreData, AuthPacketKind, AuthSwitchRequest, HandshakeResponse, HandshakeV10, SslRequest,
@@ -272,5 +273,71 @@ pub async fn finish_auth(
                 }
             }
         }
+    }
+}
+
+/// A connection of the router's own to a server, for one statement (KILL,
+/// fencing), as a user's backend user or the monitor's.
+pub struct SideConn {
+    conn: Greeted,
+    caps: CapabilityFlags,
+    limit: std::time::Duration,
+}
+
+impl std::fmt::Debug for SideConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SideConn")
+            .field("caps", &self.caps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SideConn {
+    /// Connects and logs in (each step bounded by the server's connect
+    /// timeout).
+    pub async fn open(endpoint: &Endpoint, user: &str, password: &[u8]) -> Result<SideConn> {
+        let mut conn = connect(endpoint).await?;
+        let caps = REQUIRED | CapabilityFlags::TRANSACTIONS | CapabilityFlags::DEPRECATE_EOF;
+        let login = Login {
+            user: Bytes::copy_from_slice(user.as_bytes()),
+            database: None,
+            charset: 255,
+            capabilities: caps,
+            max_packet_size: 1 << 24,
+            connect_attrs: Vec::new(),
+        };
+        let limit = endpoint.connect_timeout;
+        conn.io.set_write_timeout(Some(limit));
+        tokio::time::timeout(
+            limit,
+            self::login(&mut conn, &login, password, endpoint.tls.as_ref()),
+        )
+        .await
+        .map_err(|_| Error::backend_timeout("side connection login", limit))??;
+        Ok(SideConn { conn, caps, limit })
+    }
+
+    /// Runs `sql` (one statement without a result set) and quits; its ERR
+    /// is [`Error::BackendRefused`].
+    pub async fn run(mut self, sql: &str) -> Result<()> {
+        let mut buf = BytesMut::new();
+        ComQuery::new(sql.to_string())
+            .encode(self.caps, &mut buf)
+            .map_err(Error::BackendProtocol)?;
+        self.conn.io.write_packet(0, &buf).await?;
+        let reply = tokio::time::timeout(self.limit, self.conn.io.read_packet(64 * 1024))
+            .await
+            .map_err(|_| Error::backend_timeout(sql, self.limit))??;
+        self.quit().await;
+        if is_err(&reply.payload) {
+            let err = ErrPacket::decode(&reply.payload).map_err(Error::BackendProtocol)?;
+            return Err(Error::BackendRefused(err));
+        }
+        Ok(())
+    }
+
+    /// COM_QUIT.
+    pub async fn quit(mut self) {
+        let _ = self.conn.io.write_packet(0, &[0x01]).await;
     }
 }

@@ -3,14 +3,11 @@
 //! backend thread and issues the KILL on a separate backend connection, as
 //! the same user (MySQL lets a user kill its own threads).
 
-use bytes::{Bytes, BytesMut};
-use causeway_wire::command::ComQuery;
-use causeway_wire::generic::is_err;
-use causeway_wire::{CapabilityFlags, ErrPacket};
-
 use std::sync::Arc;
 
-use crate::backend::connect::{self, Endpoint, Login, REQUIRED};
+use causeway_wire::ErrPacket;
+
+use crate::backend::connect::{Endpoint, SideConn};
 use crate::error::{Error, Result};
 use crate::shared::Shared;
 
@@ -247,72 +244,6 @@ pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<
             Ok(())
         }
         other => other,
-    }
-}
-
-/// A connection of the router's own to a server, as a user's backend user,
-/// for one statement (KILL).
-pub struct SideConn {
-    conn: connect::Greeted,
-    caps: CapabilityFlags,
-    limit: std::time::Duration,
-}
-
-impl std::fmt::Debug for SideConn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SideConn")
-            .field("caps", &self.caps)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SideConn {
-    /// Connects and logs in (each step bounded by the server's connect
-    /// timeout).
-    pub async fn open(endpoint: &Endpoint, user: &str, password: &[u8]) -> Result<SideConn> {
-        let mut conn = connect::connect(endpoint).await?;
-        let caps = REQUIRED | CapabilityFlags::TRANSACTIONS | CapabilityFlags::DEPRECATE_EOF;
-        let login = Login {
-            user: Bytes::copy_from_slice(user.as_bytes()),
-            database: None,
-            charset: 255,
-            capabilities: caps,
-            max_packet_size: 1 << 24,
-            connect_attrs: Vec::new(),
-        };
-        let limit = endpoint.connect_timeout;
-        conn.io.set_write_timeout(Some(limit));
-        tokio::time::timeout(
-            limit,
-            connect::login(&mut conn, &login, password, endpoint.tls.as_ref()),
-        )
-        .await
-        .map_err(|_| Error::backend_timeout("KILL login", limit))??;
-        Ok(SideConn { conn, caps, limit })
-    }
-
-    /// Runs `sql` (one statement without a result set) and quits; its ERR
-    /// is [`Error::BackendRefused`].
-    pub async fn run(mut self, sql: &str) -> Result<()> {
-        let mut buf = BytesMut::new();
-        ComQuery::new(sql.to_string())
-            .encode(self.caps, &mut buf)
-            .map_err(Error::BackendProtocol)?;
-        self.conn.io.write_packet(0, &buf).await?;
-        let reply = tokio::time::timeout(self.limit, self.conn.io.read_packet(64 * 1024))
-            .await
-            .map_err(|_| Error::backend_timeout("KILL", self.limit))??;
-        self.quit().await;
-        if is_err(&reply.payload) {
-            let err = ErrPacket::decode(&reply.payload).map_err(Error::BackendProtocol)?;
-            return Err(Error::BackendRefused(err));
-        }
-        Ok(())
-    }
-
-    /// COM_QUIT.
-    pub async fn quit(mut self) {
-        let _ = self.conn.io.write_packet(0, &[0x01]).await;
     }
 }
 
