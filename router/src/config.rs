@@ -404,10 +404,13 @@ pub struct MonitorConfig {
     /// 1040 too many connections, ...), and back on the first check that
     /// succeeds. Refusals of the monitor's login or queries do not count.
     pub shun_after_errors: u32,
-    /// A server is also shunned once it has not answered for this long
-    /// (from the start of the first failed check in a row), whatever the
-    /// count; while its checks fail they come every `shun_after / 4`
-    /// (at most every `interval`). `0s`: only `shun_after_errors` counts.
+    /// A writable server is also shunned once it has not answered for this
+    /// long (from the start of the first failed check in a row), whatever
+    /// the count; while a server's checks fail they come every
+    /// `shun_after / 4` (at most every `interval`). `0s`: only
+    /// `shun_after_errors` counts. Read-only servers are shunned by count
+    /// only: their `SHOW REPLICA STATUS` may block while replication is
+    /// being reconfigured.
     #[serde(with = "humantime_serde")]
     pub shun_after: Duration,
     /// Read `read_only` and `super_read_only` (a server with either on does

@@ -253,8 +253,8 @@ impl CheckError {
 pub struct ShunRule {
     /// After this many in a row (0 counts as 1).
     pub errors: u32,
-    /// Or once the server has not answered for this long (zero: never by
-    /// time).
+    /// Or, for a writable server, once it has not answered for this long
+    /// (zero: never by time).
     pub after: Duration,
 }
 
@@ -279,7 +279,11 @@ pub fn observe(
                     next.consecutive_errors = next.consecutive_errors.saturating_add(1);
                     let since = *next.down_since.get_or_insert(error.started.min(now));
                     let silent = Duration::from_nanos(now.saturating_sub(since));
-                    let by_time = !shun.after.is_zero() && silent >= shun.after;
+                    // By time only a writer: a replica's check may block
+                    // for a while in SHOW REPLICA STATUS (STOP REPLICA).
+                    let by_time = !shun.after.is_zero()
+                        && next.read_only == Some(false)
+                        && silent >= shun.after;
                     if error.refused || by_time || next.consecutive_errors >= shun.errors.max(1) {
                         next.status = Status::Shunned {
                             reason: ShunReason::Unreachable,
@@ -686,7 +690,7 @@ mod tests {
     }
 
     #[test]
-    fn a_server_silent_for_shun_after_is_shunned_whatever_the_count() {
+    fn a_writer_silent_for_shun_after_is_shunned_whatever_the_count() {
         let ms = |n: u64| n * 1_000_000;
         let timed_out = |started: u64| {
             Observation::Failed(CheckError {
@@ -718,6 +722,18 @@ mod tests {
         // One good check forgets it.
         let h3 = observe(&h2, &ok(false, Lag::NotReplica), None, shun, ms(1200));
         assert_eq!((h3.status, h3.down_since), (Status::Up, None));
+        // A read-only server: by count only (its checks may block in SHOW
+        // REPLICA STATUS while replication is reconfigured).
+        let replica = observe(
+            &ServerHealth::default(),
+            &ok(true, Lag::Seconds(0)),
+            None,
+            shun,
+            ms(0),
+        );
+        let r1 = observe(&replica, &timed_out(ms(100)), None, shun, ms(900));
+        let r2 = observe(&r1, &timed_out(ms(1000)), None, shun, ms(5000));
+        assert_eq!(r2.status, Status::Up);
         // Zero: by count only.
         let off = ShunRule {
             errors: 10,

@@ -91,7 +91,17 @@ impl Session<'_> {
         server: ServerId,
     ) -> std::result::Result<usize, Failure> {
         if let Some(i) = self.held_index(server) {
-            return Ok(i);
+            // Nothing may arrive between statements: a held connection
+            // that has something to say was closed by its server (a crash,
+            // wait_timeout). It goes; a new one is taken, unless session
+            // state lived there (then the session ends).
+            if self.held[i].conn.io.quiet() {
+                return Ok(i);
+            }
+            self.lose(i, "the server closed the connection between statements")
+                .await
+                .map_err(Failure::Fatal)?;
+            self.shared.monitor.hurry();
         }
         let cur = self.cur.clone();
         let rt = &cur.rt;
