@@ -24,7 +24,7 @@
 //! `kill -9` runs it.
 //!
 //! Throughout, 8 sessions write rows and read their own latest row back
-//! (causal reads, `session` scope): every acknowledged row must be on the
+//! (causal reads, `session` scope; half with prepared statements): every acknowledged row must be on the
 //! writer afterwards, and no read may miss its session's latest row.
 //! A second router with the protection off (a failover window of 0 s:
 //! statements fail at once while there is no writer; a writer lacking
@@ -92,8 +92,16 @@ impl Load {
                 let mut n = first_n;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    let insert = format!("INSERT INTO causeway.failover VALUES ({s}, {n})");
-                    match c.query_drop(&insert).await {
+                    // Odd sessions use prepared statements (the binary
+                    // protocol), even ones text statements.
+                    let wrote = if s % 2 == 1 {
+                        c.exec_drop("INSERT INTO causeway.failover VALUES (?, ?)", (s, n))
+                            .await
+                    } else {
+                        let insert = format!("INSERT INTO causeway.failover VALUES ({s}, {n})");
+                        c.query_drop(&insert).await
+                    };
+                    match wrote {
                         Ok(()) => {
                             let mut t = tally.lock().unwrap();
                             t.acked.push((s, n));
@@ -108,8 +116,17 @@ impl Load {
                             continue;
                         }
                     }
-                    let read = format!("SELECT MAX(n) FROM causeway.failover WHERE s = {s}");
-                    match c.query_first::<Option<u32>, _>(&read).await {
+                    let got = if s % 2 == 1 {
+                        c.exec_first::<Option<u32>, _, _>(
+                            "SELECT MAX(n) FROM causeway.failover WHERE s = ?",
+                            (s,),
+                        )
+                        .await
+                    } else {
+                        let read = format!("SELECT MAX(n) FROM causeway.failover WHERE s = {s}");
+                        c.query_first::<Option<u32>, _>(&read).await
+                    };
+                    match got {
                         Ok(got) => {
                             let mut t = tally.lock().unwrap();
                             t.reads += 1;

@@ -116,6 +116,9 @@ pub struct Session<'a> {
     /// Until when the current command may wait for a writer (its
     /// cluster's failover window, from its first wait).
     pub(super) wait_until: Option<Instant>,
+    /// The writer refused the current EXECUTE for read_only (it ran
+    /// nothing): it may run again until then.
+    pub(super) refused_until: Option<Instant>,
     /// What of the current command's response reached the client:
     /// nothing, whole packets, or part of one (a packet over 16 MiB).
     pub(super) replied: Replied,
@@ -174,6 +177,7 @@ impl<'a> Session<'a> {
             replied: Replied::Nothing,
             backend_timeout: None,
             wait_until: None,
+            refused_until: None,
             silent: false,
             withheld: None,
             pinned_counted: Vec::new(),

@@ -139,6 +139,20 @@ impl Session<'_> {
                 return self.send_client_err(&err).await;
             }
         }
+        if op == StmtOp::Execute {
+            // A read-only refusal of the EXECUTE ran nothing: it runs again
+            // where the new writer is (see query()).
+            loop {
+                self.refused_until = None;
+                self.statement_of(first.clone(), op, id).await?;
+                match self.refused_until.take() {
+                    Some(until) => {
+                        self.wait_for_writer(until).await?;
+                    }
+                    None => return Ok(()),
+                }
+            }
+        }
         if op != StmtOp::SendLongData {
             return self.statement_of(first, op, id).await;
         }
@@ -167,6 +181,7 @@ impl Session<'_> {
             );
             return self.send_client_err(&err).await;
         };
+        let stmt_opaque = stmt.class.opaque;
         if op == StmtOp::Close {
             self.stmts.remove(&id);
             self.state.statement_closed(id);
@@ -252,7 +267,41 @@ impl Session<'_> {
             self.forward(first, i, None, false).await?;
             return Ok(());
         }
-        let out = self.forward(first, i, None, false).await?;
+        let whole = !first.more;
+        let window = self.failover_window(server);
+        let hold = op == StmtOp::Execute
+            && whole
+            && !stmt_opaque
+            && !self.state.pinned(server)
+            && self.cur.members.writer.contains(&Some(server))
+            && self
+                .wait_until
+                .is_none_or(|u| std::time::Instant::now() < u)
+            && !window.is_zero();
+        let out = match self.forward(first, i, None, hold).await {
+            Ok(out) => out,
+            // As for a text statement: 2013 "outcome unknown", the session
+            // goes on unless what it kept was there (a cursor, long data).
+            Err(e)
+                if op == StmtOp::Execute
+                    && e.side() == crate::error::Side::Backend
+                    && !matches!(e, Error::SessionLost(_)) =>
+            {
+                self.broke(i, e, false, whole).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if out.read_only_refused {
+            let name = self.cur.rt.servers[server].name.clone();
+            self.shared.monitor.saw_read_only(&name);
+            self.shared.metrics.read_only_retries.inc();
+            let until = *self
+                .wait_until
+                .get_or_insert_with(|| std::time::Instant::now() + window);
+            self.refused_until = Some(until);
+            return Ok(());
+        }
         if op == StmtOp::Reset {
             self.state.statement_done(id, true);
             return Ok(());
