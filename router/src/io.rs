@@ -236,6 +236,19 @@ impl PacketIo {
         matches!(read.as_mut().poll(&mut cx), Poll::Pending)
     }
 
+    /// Whether the peer closed the connection, as far as can be told
+    /// without waiting: the read is polled once, and what arrives is kept
+    /// for the next [`PacketIo::next_chunk`] (a client may send its next
+    /// command before the answer to this one).
+    pub fn peer_closed(&mut self) -> bool {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        self.rbuf.reserve(64);
+        let mut read = std::pin::pin!(self.stream.read_buf(&mut self.rbuf));
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(read.as_mut().poll(&mut cx), Poll::Ready(Ok(0) | Err(_)))
+    }
+
     /// Lets go of buffers that grew for a large packet, once they are
     /// empty (between commands).
     pub fn shrink(&mut self) {

@@ -308,6 +308,47 @@ async fn with_the_primary_stopped_logins_succeed_reads_go_on_writes_get_a_clear_
             }
             c.disconnect().await?;
         }
+        // At most one statement waits for a writer; a client that goes away
+        // while waiting gives its place back at once.
+        let mut cfg = config(&topo, 50)?;
+        cfg.hostgroups[0].failover.window = Duration::from_secs(60);
+        cfg.hostgroups[0].failover.max_waiting = 1;
+        let waiting = start_router(cfg).await?;
+        let write = "INSERT INTO causeway.nowhere VALUES (1)";
+        let mut a = Conn::new(opts(&topo, waiting.port, "APP", false)?).await?;
+        let a_waits = tokio::spawn(async move {
+            let _ = a.query_drop(write).await;
+        });
+        let full = || async {
+            let mut b = Conn::new(opts(&topo, waiting.port, "APP", false)?).await?;
+            let res = b.query_drop(write).await;
+            anyhow::Ok(matches!(res, Err(mysql_async::Error::Server(e))
+                if e.code == 9006 && e.message.contains("max_waiting")))
+        };
+        // Once a waits, b finds the place taken.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !full().await? {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "b never found the place taken"
+            );
+        }
+        a_waits.abort();
+        let _ = a_waits.await;
+        // a's connection is gone: c waits (its statement does not end at once).
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut c = Conn::new(opts(&topo, waiting.port, "APP", false)?).await?;
+            let waited =
+                tokio::time::timeout(Duration::from_millis(500), c.query_drop(write)).await;
+            if waited.is_err() {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the place of a client that went away was never given back: {waited:?}"
+            );
+        }
         Ok::<_, anyhow::Error>(())
     }
     .await;

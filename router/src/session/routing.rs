@@ -314,6 +314,12 @@ impl Session<'_> {
             _ = changed.changed() => {}
             _ = tokio::time::sleep(nap) => {}
         }
+        // A client that went away gives its place back now.
+        if self.client.peer_closed() {
+            return Err(Error::ClientIo(std::io::Error::from(
+                std::io::ErrorKind::UnexpectedEof,
+            )));
+        }
         self.refresh().await?;
         Ok(true)
     }
