@@ -42,6 +42,9 @@ pub const WRITER_WAITS: &str = "causeway_router_writer_waits";
 /// Statements a writer refused because it is read-only (ERR 1290 / 1836)
 /// that the router ran again on the new writer instead of failing them.
 pub const READ_ONLY_RETRIES: &str = "causeway_router_read_only_retries";
+/// Plain reads whose backend connection broke (or whose server was found
+/// unreachable) before they answered anything, run once more elsewhere.
+pub const READ_RETRIES: &str = "causeway_router_read_retries";
 /// Statements waiting for a writer now, per writer hostgroup (at scrape
 /// time).
 pub const WRITER_WAITING: &str = "causeway_router_writer_waiting";
@@ -194,6 +197,8 @@ pub struct Metrics {
     pub writer_waits: Family<KindLabels, Counter>,
     /// See [`READ_ONLY_RETRIES`].
     pub read_only_retries: Counter,
+    /// See [`READ_RETRIES`].
+    pub read_retries: Counter,
     /// See [`CAUSAL_READS`].
     pub causal_reads: Family<CausalLabels, Counter>,
     /// See [`CAUSAL_WAIT_SECONDS`].
@@ -243,6 +248,7 @@ impl Metrics {
             reload_failures: Counter::default(),
             writer_waits: Family::default(),
             read_only_retries: Counter::default(),
+            read_retries: Counter::default(),
             causal_reads: Family::default(),
             causal_wait_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             pinned_sessions: Family::default(),
@@ -308,6 +314,11 @@ impl Metrics {
             strip(WRITER_WAITS),
             "statements that waited for a writer, by outcome",
             m.writer_waits.clone(),
+        );
+        r.register(
+            strip(READ_RETRIES),
+            "plain reads run once more elsewhere after their backend broke",
+            m.read_retries.clone(),
         );
         r.register(
             strip(READ_ONLY_RETRIES),

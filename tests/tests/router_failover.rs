@@ -553,28 +553,43 @@ async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
     // 3b. A replica that stalls (SIGSTOP) under a read: once the monitor
     // finds it unreachable, the read waiting on it is released and runs
     // again elsewhere (here the writer: replica1 is the only reader left).
+    // One text read, one prepared.
     let mut reader = Conn::new(opts(&topo, router.port, "APP", false)?).await?;
+    let mut prepared = Conn::new(opts(&topo, router.port, "APP", false)?).await?;
+    const TEXT: &str = "/* causeway: consistency=eventual */ SELECT @@port";
+    const BINARY: &str = "/* causeway: consistency=eventual */ SELECT @@port + ?";
     for _ in 0..4 {
-        // A pooled connection to replica1 to be caught by the stall.
-        reader
-            .query_drop("/* causeway: consistency=eventual */ SELECT @@port")
-            .await?;
+        // Pooled connections to replica1 to be caught by the stall.
+        reader.query_drop(TEXT).await?;
+        prepared.exec_drop(BINARY, (0,)).await?;
     }
+    let retries_before = router.shared.metrics.read_retries.get();
     topo.sandbox(&["pause", "replica1"])?;
-    let read = tokio::time::timeout(
-        WAIT,
-        reader.query_first::<u16, _>("/* causeway: consistency=eventual */ SELECT @@port"),
-    )
-    .await;
+    let text = tokio::spawn(async move {
+        let port = tokio::time::timeout(WAIT, reader.query_first::<u16, _>(TEXT)).await;
+        (reader, port)
+    });
+    let binary = tokio::spawn(async move {
+        let port = tokio::time::timeout(WAIT, prepared.exec_first::<u16, _, _>(BINARY, (0,))).await;
+        (prepared, port)
+    });
+    let (text, binary) = (text.await, binary.await);
     topo.sandbox(&["resume", "replica1"])?;
-    let port = read
-        .context("the read on the stalled replica never ended")??
-        .context("no row")?;
+    for (what, joined) in [("text", text), ("prepared", binary)] {
+        let (conn, port) = joined?;
+        let port = port
+            .with_context(|| format!("the {what} read on the stalled replica never ended"))??
+            .context("no row")?;
+        ensure!(
+            port == p0,
+            "the {what} read was answered by {port}, not run again on the writer {p0}"
+        );
+        conn.disconnect().await?;
+    }
     ensure!(
-        port == p0,
-        "the read was answered by {port}, not run again on the writer {p0}"
+        router.shared.metrics.read_retries.get() >= retries_before + 2,
+        "the two reads did not both run again: they never reached the stalled replica"
     );
-    reader.disconnect().await?;
 
     // 4. A promotion while the writer is still writable (done in the wrong
     // order): the old writer is fenced at once, and a session whose

@@ -119,6 +119,9 @@ pub struct Session<'a> {
     /// The writer refused the current EXECUTE for read_only (it ran
     /// nothing): it may run again until then.
     pub(super) refused_until: Option<Instant>,
+    /// The current EXECUTE, a read, lost its connection to this server
+    /// before it answered anything: it may run once more elsewhere.
+    pub(super) read_broke: Option<ServerId>,
     /// What of the current command's response reached the client:
     /// nothing, whole packets, or part of one (a packet over 16 MiB).
     pub(super) replied: Replied,
@@ -178,6 +181,7 @@ impl<'a> Session<'a> {
             backend_timeout: None,
             wait_until: None,
             refused_until: None,
+            read_broke: None,
             silent: false,
             withheld: None,
             pinned_counted: Vec::new(),
@@ -638,7 +642,7 @@ impl<'a> Session<'a> {
 
     /// Plans the rest of this command without `server` (its connection
     /// just broke; the membership may not say so yet).
-    fn avoid(&mut self, server: ServerId) {
+    pub(super) fn avoid(&mut self, server: ServerId) {
         let cur = &self.cur;
         let mut members = cur.members.clone();
         for m in members.members.iter_mut() {
@@ -677,7 +681,10 @@ impl<'a> Session<'a> {
         match replied {
             _ if !whole => return Err(e),
             Replied::Tangled => return Err(e),
-            Replied::Nothing if read => return Ok(true),
+            Replied::Nothing if read => {
+                self.shared.metrics.read_retries.inc();
+                return Ok(true);
+            }
             _ => {}
         }
         let err = ErrPacket::new(

@@ -142,14 +142,22 @@ impl Session<'_> {
         if op == StmtOp::Execute {
             // A read-only refusal of the EXECUTE ran nothing: it runs again
             // where the new writer is (see query()).
+            let mut retried = false;
             loop {
                 self.refused_until = None;
+                self.read_broke = None;
                 self.statement_of(first.clone(), op, id).await?;
-                match self.refused_until.take() {
-                    Some(until) => {
+                match (self.refused_until.take(), self.read_broke.take()) {
+                    (Some(until), _) => {
                         self.wait_for_writer(until).await?;
                     }
-                    None => return Ok(()),
+                    // A read whose connection broke before it answered
+                    // anything: once more, elsewhere.
+                    (None, Some(server)) if !retried => {
+                        retried = true;
+                        self.avoid(server);
+                    }
+                    _ => return Ok(()),
                 }
             }
         }
@@ -200,6 +208,7 @@ impl Session<'_> {
         // RESET there, or to a held connection that has it, or answered
         // here; otherwise routed like its statement.
         let on = self.state.statement_on(id).and_then(|s| self.held_index(s));
+        let mut read = false;
         let target = match on {
             Some(i) => Some(i),
             None if op == StmtOp::Fetch => {
@@ -227,7 +236,10 @@ impl Session<'_> {
             None => {
                 let sql = stmt.text.clone();
                 let class = stmt.class.clone();
-                self.connection_for(&sql, &class).await?.map(|(i, _, _)| i)
+                self.connection_for(&sql, &class).await?.map(|(i, why, _)| {
+                    read = why == crate::route::Why::Read;
+                    i
+                })
             }
         };
         let Some(i) = target else {
@@ -287,7 +299,10 @@ impl Session<'_> {
                     && e.side() == crate::error::Side::Backend
                     && !matches!(e, Error::SessionLost(_)) =>
             {
-                self.broke(i, e, false, whole).await?;
+                let read = read && op == StmtOp::Execute && whole;
+                if self.broke(i, e, read, whole).await? {
+                    self.read_broke = Some(server);
+                }
                 return Ok(());
             }
             Err(e) => return Err(e),
