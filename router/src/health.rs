@@ -159,6 +159,10 @@ pub struct ServerHealth {
     /// While checks fail in a row: when the first of them started (the
     /// monitor's clock).
     pub down_since: Option<u64>,
+    /// When a session last reported on it (a refused connection, a
+    /// read-only refusal), on the monitor's clock: a check that started
+    /// before then does not overwrite what it reported.
+    pub reported_at: Option<u64>,
 }
 
 impl ServerHealth {

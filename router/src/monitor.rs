@@ -187,6 +187,15 @@ const HURRY_INTERVAL: Duration = Duration::from_millis(100);
 /// ...for this long after the last call to [`Monitor::hurry`].
 const HURRY_FOR: Duration = Duration::from_secs(2);
 
+/// What became of a check's result.
+enum Published {
+    Done,
+    /// A session reported since the check started: this is in force.
+    Older(ServerHealth),
+    /// The task was replaced: it stops.
+    Replaced,
+}
+
 /// What the tasks and the handle share.
 struct Shared {
     health: watch::Sender<Arc<HealthMap>>,
@@ -194,9 +203,6 @@ struct Shared {
     hurry: watch::Sender<Option<Instant>>,
     /// The monitor's clock starts here ([`Writable::Turned`]).
     epoch: Instant,
-    /// When a session last reported on each server (the monitor's clock):
-    /// a check that started before then is older news, and is dropped.
-    reported: Mutex<HashMap<String, u64>>,
     /// Held while publishing, so a replaced task cannot write after
     /// [`Monitor::retarget`] or [`Monitor::reconfigure`].
     targets: Mutex<Targets>,
@@ -229,15 +235,30 @@ impl Shared {
 
     /// Publishes `health` unless task `task_id` was replaced; returns
     /// whether it is still current.
-    fn publish(&self, name: &str, task_id: u64, health: &ServerHealth) -> bool {
+    /// A check that started at `started` is older news than a session's
+    /// report made since (see [`Monitor::saw_read_only`]): then the
+    /// published health stays, and is returned for the task to go on from.
+    fn publish(&self, name: &str, task_id: u64, health: &ServerHealth, started: u64) -> Published {
         let targets = self.lock();
         if targets.by_name.get(name).map(|w| w.task_id) != Some(task_id) {
-            return false;
+            return Published::Replaced;
         }
-        self.health.send_modify(|map| {
+        let mut kept = None;
+        self.health.send_if_modified(|map| {
+            if let Some(now) = map.get(name) {
+                if now.reported_at.is_some_and(|at| at >= started) {
+                    kept = Some(now.clone());
+                    return false;
+                }
+            }
             Arc::make_mut(map).insert(name.to_string(), health.clone());
+            true
         });
-        true
+        drop(targets);
+        match kept {
+            Some(h) => Published::Older(h),
+            None => Published::Done,
+        }
     }
 
     /// Starts checking `target` from `health` (no task when the monitor is
@@ -279,7 +300,6 @@ impl Monitor {
                 health,
                 hurry,
                 epoch: Instant::now(),
-                reported: Mutex::default(),
                 targets: Mutex::new(Targets {
                     by_name: HashMap::new(),
                     next_id: 0,
@@ -297,6 +317,18 @@ impl Monitor {
     /// the fields you use before acting on a change.
     pub fn subscribe(&self) -> watch::Receiver<Arc<HealthMap>> {
         self.shared.health.subscribe()
+    }
+
+    /// Whether `server` is shunned for not answering.
+    pub fn unreachable(&self, server: &str) -> bool {
+        self.shared.health.borrow().get(server).is_some_and(|h| {
+            matches!(
+                h.status,
+                Status::Shunned {
+                    reason: ShunReason::Unreachable
+                }
+            )
+        })
     }
 
     /// The current health of every server.
@@ -351,11 +383,7 @@ impl Monitor {
         if !self.shared.lock().config.enabled {
             return;
         }
-        self.shared
-            .reported
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(server.to_string(), self.shared.clock());
+        let now = self.shared.clock();
         self.shared.health.send_if_modified(|map| {
             let Some(h) = map.get(server) else {
                 return false;
@@ -365,6 +393,7 @@ impl Monitor {
             if next == *h {
                 return false;
             }
+            next.reported_at = Some(now);
             Arc::make_mut(map).insert(server.to_string(), next);
             true
         });
@@ -541,29 +570,19 @@ async fn watch_server(
                 Observation::Failed(CheckError { started, ..error })
             }
         };
-        // A session reported on the server while this check ran: the
-        // check may predate what it saw. Take the report; check again.
-        let newer = shared
-            .reported
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&name)
-            .is_some_and(|&at| at >= started);
-        if newer {
-            if let Some(h) = shared.health.borrow().get(&name) {
-                health = h.clone();
-            }
-            continue;
-        }
         let shun = ShunRule {
             errors: config.shun_after_errors,
             after: config.shun_after,
         };
         let next = observe(&health, &obs, target.max_lag, shun, shared.clock());
-        log_changes(&name, &config.user, &health, &next);
-        health = next;
-        if !shared.publish(&name, task_id, &health) {
-            return;
+        match shared.publish(&name, task_id, &next, started) {
+            Published::Done => {
+                log_changes(&name, &config.user, &health, &next);
+                health = next;
+            }
+            // A session's report since the check began: go on from it.
+            Published::Older(reported) => health = reported,
+            Published::Replaced => return,
         }
     }
 }

@@ -367,7 +367,7 @@ impl Runtime {
                 // operator) stays out until it replicates again: it missed
                 // the writer's writes.
                 (Some(true), _, _)
-                    if facts.fenced.contains(&s.name) && h.lag == Lag::NotReplica =>
+                    if facts.fenced.contains(&s.name) && !matches!(h.lag, Lag::Seconds(_)) =>
                 {
                     m.fenced.push(i)
                 }
@@ -435,7 +435,7 @@ pub struct Facts {
     pub seen: HashMap<String, GtidSet>,
     /// By writer group: its writer in force.
     pub writers: HashMap<String, String>,
-    /// Servers fenced now.
+    /// Servers fenced and not back in service since.
     pub fenced: std::collections::HashSet<String>,
     /// Writer groups where a writer that lacks acknowledged GTIDs is
     /// taken (their window ran out and their policy accepts it).

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::error;
 use crate::failover::MissingAcknowledged;
 use crate::global;
-use crate::health::HealthMap;
+use crate::health::{HealthMap, Lag};
 use crate::ids::{GroupId, IdVec, ServerId};
 use crate::metrics::Metrics;
 use crate::monitor::{Monitor, MonitorTarget};
@@ -246,7 +246,29 @@ impl Shared {
     /// Membership from `health` and what the router knows beyond it.
     fn elect(&self, health: &HealthMap, no_writer_since: &mut HashMap<String, Instant>) {
         let cur = self.current();
-        let facts = self.facts(&cur, no_writer_since);
+        let mut facts = self.facts(&cur, health, no_writer_since);
+        let rt = &cur.rt;
+        // Fenced stays fenced (through a shun, a restart, a monitor that
+        // cannot tell the lag) until elected or replicating again.
+        let replicating = |name: &str| {
+            health
+                .get(name)
+                .is_some_and(|h| h.read_only == Some(true) && matches!(h.lag, Lag::Seconds(_)))
+        };
+        let elected: Vec<&str> = cur
+            .members
+            .writer
+            .iter()
+            .flatten()
+            .map(|&s| rt.servers[s].name.as_str())
+            .collect();
+        facts.fenced = self.writers.fenced(
+            cur.members
+                .fenced
+                .iter()
+                .map(|&s| rt.servers[s].name.clone()),
+            |name| replicating(name) || elected.contains(&name),
+        );
         let members = cur.rt.members(health, &facts);
         for (g, missing) in &members.lost {
             self.writers.lose(&cur.rt.groups[*g].name, missing);
@@ -300,36 +322,49 @@ impl Shared {
     /// What the router knows beyond the monitor's view, as of `cur`: the
     /// acknowledged GTIDs, the views, the writers in force, and the
     /// clusters whose window for a lacking writer ran out.
-    fn facts(&self, cur: &Current, no_writer_since: &mut HashMap<String, Instant>) -> Facts {
+    fn facts(
+        &self,
+        cur: &Current,
+        health: &HealthMap,
+        no_writer_since: &mut HashMap<String, Instant>,
+    ) -> Facts {
         let rt = &cur.rt;
         let now = Instant::now();
         let mut facts = Facts {
             acked: self.writers.acknowledged(),
+            fenced: self.writers.fenced([], |_| false),
             ..Facts::default()
         };
         // Per cluster: what every server with a reader has applied (when
         // two or more have one), to fill the acknowledged set's holes.
+        // Per cluster: what every usable server has applied (its last
+        // check's gtid_executed and its view), to fill the acknowledged
+        // set's holes; with one server (none to fail over to), its own.
         let mut common: HashMap<GroupId, (usize, causeway_gtid::GtidSet)> = HashMap::new();
+        let mut servers: HashMap<GroupId, usize> = HashMap::new();
         {
             let views = self.views.read();
             for (i, s) in rt.servers.with_ids() {
-                let Some(v) = views.at(cur.views[i]) else {
-                    continue;
-                };
-                facts.seen.insert(s.name.clone(), v.set.clone());
-                if s.reader.is_some() {
-                    common
-                        .entry(s.cluster)
-                        .and_modify(|(n, c)| {
-                            *n += 1;
-                            *c = c.intersection(&v.set);
-                        })
-                        .or_insert_with(|| (1, v.set.clone()));
+                *servers.entry(s.cluster).or_default() += 1;
+                let mut known = health
+                    .get(&s.name)
+                    .map(|h| h.executed.clone())
+                    .unwrap_or_default();
+                if let Some(v) = views.at(cur.views[i]) {
+                    facts.seen.insert(s.name.clone(), v.set.clone());
+                    known.union_with(&v.set);
                 }
+                if !health.get(&s.name).is_some_and(|h| h.is_usable()) {
+                    continue;
+                }
+                common
+                    .entry(s.cluster)
+                    .and_modify(|(n, c)| {
+                        *n += 1;
+                        *c = c.intersection(&known);
+                    })
+                    .or_insert((1, known));
             }
-        }
-        for &s in &cur.members.fenced {
-            facts.fenced.insert(rt.servers[s].name.clone());
         }
         for (g, group) in rt.groups.with_ids() {
             if group.role != crate::config::Role::Writer {
@@ -338,9 +373,12 @@ impl Shared {
             match cur.members.writer[g] {
                 Some(w) => {
                     no_writer_since.remove(&group.name);
-                    if let Some((2.., everywhere)) = common.get(&g) {
-                        self.writers
-                            .compact(&group.name, everywhere, ACKED_INTERVALS);
+                    match (common.get(&g), servers.get(&g)) {
+                        (Some((2.., everywhere)), _) | (Some((1, everywhere)), Some(1)) => {
+                            self.writers
+                                .compact(&group.name, everywhere, ACKED_INTERVALS);
+                        }
+                        _ => {}
                     }
                     facts
                         .writers
@@ -396,7 +434,11 @@ impl Shared {
         self.monitor.retarget(monitor_targets(&runtime));
         retarget_views(&self.views, &runtime);
         // Writers in force stay so across the reload.
-        let facts = self.facts(&self.current(), &mut HashMap::new());
+        let facts = self.facts(
+            &self.current(),
+            &self.monitor.snapshot(),
+            &mut HashMap::new(),
+        );
         let next = current(
             Arc::new(runtime),
             &self.pools,

@@ -22,6 +22,8 @@ pub struct Writers {
     acked: Mutex<HashMap<String, GtidSet>>,
     /// Acknowledged GTIDs a writer lacked when it was taken by policy.
     lost: Mutex<HashMap<String, GtidSet>>,
+    /// Servers fenced and not back in service since (by name).
+    fenced: Mutex<std::collections::HashSet<String>>,
     waiting: Mutex<HashMap<String, usize>>,
     /// Bumped whenever the configuration in force or membership changes.
     changed: watch::Sender<u64>,
@@ -32,6 +34,7 @@ impl Default for Writers {
         Writers {
             acked: Mutex::default(),
             lost: Mutex::default(),
+            fenced: Mutex::default(),
             waiting: Mutex::default(),
             changed: watch::channel(0).0,
         }
@@ -57,10 +60,9 @@ impl Writers {
 
     /// Keeps `cluster`'s set a few intervals long: past `max` intervals
     /// (other clients' writes make holes in what this router saw), the
-    /// holes are filled with what every server of the cluster with a
-    /// reader has applied (`everywhere`). A new writer must then hold
-    /// those too, which it must anyway: they were committed and
-    /// replicated.
+    /// holes are filled with what every usable server of the cluster has
+    /// applied (`everywhere`). A new writer must then hold those too, which
+    /// it must anyway: they were committed and replicated.
     pub fn compact(&self, cluster: &str, everywhere: &GtidSet, max: usize) {
         if let Some(a) = lock(&self.acked).get_mut(cluster) {
             if a.interval_count() > max {
@@ -81,6 +83,19 @@ impl Writers {
     /// policy (since the router started).
     pub fn lost(&self) -> HashMap<String, GtidSet> {
         lock(&self.lost).clone()
+    }
+
+    /// The servers fenced and not back in service since, updated with
+    /// `add` (fenced now) and `back` (elected, or replicating again).
+    pub fn fenced(
+        &self,
+        add: impl IntoIterator<Item = String>,
+        back: impl Fn(&str) -> bool,
+    ) -> std::collections::HashSet<String> {
+        let mut f = lock(&self.fenced);
+        f.extend(add);
+        f.retain(|s| !back(s));
+        f.clone()
     }
 
     /// Every cluster's acknowledged set.

@@ -122,6 +122,8 @@ pub struct Session<'a> {
     /// The current EXECUTE, a read, lost its connection to this server
     /// before it answered anything: it may run once more elsewhere.
     pub(super) read_broke: Option<ServerId>,
+    /// The current EXECUTE ran once more already (see `read_broke`).
+    pub(super) read_retried: bool,
     /// What of the current command's response reached the client:
     /// nothing, whole packets, or part of one (a packet over 16 MiB).
     pub(super) replied: Replied,
@@ -182,6 +184,7 @@ impl<'a> Session<'a> {
             wait_until: None,
             refused_until: None,
             read_broke: None,
+            read_retried: false,
             silent: false,
             withheld: None,
             pinned_counted: Vec::new(),
@@ -234,6 +237,7 @@ impl<'a> Session<'a> {
             // applies from the next command on).
             self.refresh().await?;
             self.wait_until = None;
+            self.backend_timeout = None;
             self.shared.metrics.commands.inc();
             let Some(cmd) = command::decode(&first, self.caps) else {
                 return Err(Error::ClientUnexpected("empty command packet"));

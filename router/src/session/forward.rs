@@ -16,7 +16,7 @@ use causeway_wire::response::{PacketRole, ResponseTracker};
 use causeway_wire::{CapabilityFlags, Chunk, OkPacket, StatusFlags};
 use tracing::warn;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::driver::{next_chunk_of_command, Replied, Session};
 use super::track::{self, Tracked};
@@ -113,10 +113,13 @@ impl Session<'_> {
         let mut done = false;
         let mut first_packet = true;
         let mut started = false;
-        let deadline = self.backend_timeout.take().map(|t| (Instant::now() + t, t));
+        let mut timeout = self
+            .backend_timeout
+            .take()
+            .map(|t| (Box::pin(tokio::time::sleep(t)), t));
         loop {
             let mut c = self
-                .backend_chunk(i, started, deadline)
+                .backend_chunk(i, started, &mut timeout)
                 .await?
                 .ok_or_else(|| {
                     Error::BackendIo(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
@@ -184,79 +187,82 @@ impl Session<'_> {
     /// The next chunk of held connection `i`'s answer. Until the first
     /// one came (`started`), the wait also ends when the monitor finds the
     /// server unreachable (a stalled or dead server releases the sessions
-    /// waiting on it); at any point, at `deadline` (the statement's backend
-    /// timeout). Either ends with an error: the connection is then broken.
+    /// waiting on it); at any point, when `timeout` (the statement's
+    /// backend timeout, one timer per answer) fires, and the statement is
+    /// then killed on the server. Either ends with an error: the
+    /// connection is then broken.
     async fn backend_chunk(
         &mut self,
         i: usize,
         started: bool,
-        deadline: Option<(Instant, Duration)>,
+        timeout: &mut Option<(std::pin::Pin<Box<tokio::time::Sleep>>, Duration)>,
     ) -> Result<Option<Chunk>> {
-        if started && deadline.is_none() {
+        if started && timeout.is_none() {
             return self.held[i].conn.io.next_chunk().await;
+        }
+        enum Woke {
+            Chunk(Result<Option<Chunk>>),
+            Timeout(Duration),
+            Unreachable,
         }
         let server = self.held[i].conn.server.clone();
         let mut health = (!started).then(|| self.shared.monitor.subscribe());
-        let unreachable = |h: &crate::health::HealthMap| {
-            h.get(&*server).is_some_and(|h| {
-                matches!(
-                    h.status,
-                    Status::Shunned {
-                        reason: ShunReason::Unreachable
-                    }
-                )
-            })
-        };
-        let shunned = || {
-            Err(Error::BackendIo(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "the monitor found server '{server}' unreachable while it ran the statement"
-                ),
-            )))
-        };
-        let timeout = async {
-            match deadline {
-                Some((at, _)) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(timeout);
-        // To end the statement on the server when its timeout passes.
-        let kill = deadline.and_then(|_| {
-            let rt = &self.cur.rt;
-            let u = rt.users.get(&self.user)?;
-            let endpoint = rt.servers[self.held[i].server].endpoint.clone();
-            Some((endpoint, u.backend_user.clone(), u.backend_password.clone()))
-        });
-        let thread = self.held[i].conn.thread_id;
+        if let Some(h) = &mut health {
+            // Only a change seen after the statement was sent counts.
+            h.borrow_and_update();
+        }
         let io = &mut self.held[i].conn.io;
-        loop {
-            if let Some(h) = &mut health {
-                if unreachable(&h.borrow_and_update()) {
-                    return shunned();
-                }
-            }
+        let woke = loop {
             tokio::select! {
-                c = io.next_chunk() => return c,
-                _ = &mut timeout => {
-                    if let Some((endpoint, user, password)) = kill {
-                        super::kill::kill_abandoned(endpoint, user, password, thread);
+                biased;
+                c = io.next_chunk() => break Woke::Chunk(c),
+                _ = async {
+                    match timeout.as_mut() {
+                        Some((sleep, _)) => sleep.as_mut().await,
+                        None => std::future::pending().await,
                     }
-                    let t = deadline.map(|(_, t)| t).unwrap_or_default();
-                    return Err(Error::backend_timeout("the statement (backend_timeout)", t));
-                }
+                } => break Woke::Timeout(timeout.as_ref().map(|(_, t)| *t).unwrap_or_default()),
                 r = async {
                     match &mut health {
                         Some(h) => h.changed().await,
                         None => std::future::pending().await,
                     }
                 } => {
+                    let Some(h) = &mut health else { continue };
                     if r.is_err() {
                         health = None;
+                        continue;
+                    }
+                    let gone = h.borrow_and_update().get(&*server).is_some_and(|h| {
+                        matches!(h.status, Status::Shunned { reason: ShunReason::Unreachable })
+                    });
+                    if gone {
+                        break Woke::Unreachable;
                     }
                 }
             }
+        };
+        match woke {
+            Woke::Chunk(c) => c,
+            Woke::Timeout(t) => {
+                // To end the statement on the server.
+                let rt = &self.cur.rt;
+                if let Some(u) = rt.users.get(&self.user) {
+                    super::kill::kill_abandoned(
+                        rt.servers[self.held[i].server].endpoint.clone(),
+                        u.backend_user.clone(),
+                        u.backend_password.clone(),
+                        self.held[i].conn.thread_id,
+                    );
+                }
+                Err(Error::backend_timeout("the statement (backend_timeout)", t))
+            }
+            Woke::Unreachable => Err(Error::BackendIo(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the monitor found server '{server}' unreachable while it ran the statement"
+                ),
+            ))),
         }
     }
 

@@ -142,7 +142,7 @@ impl Session<'_> {
         if op == StmtOp::Execute {
             // A read-only refusal of the EXECUTE ran nothing: it runs again
             // where the new writer is (see query()).
-            let mut retried = false;
+            self.read_retried = false;
             loop {
                 self.refused_until = None;
                 self.read_broke = None;
@@ -153,8 +153,8 @@ impl Session<'_> {
                     }
                     // A read whose connection broke before it answered
                     // anything: once more, elsewhere.
-                    (None, Some(server)) if !retried => {
-                        retried = true;
+                    (None, Some(server)) => {
+                        self.read_retried = true;
                         self.avoid(server);
                     }
                     _ => return Ok(()),
@@ -299,7 +299,7 @@ impl Session<'_> {
                     && e.side() == crate::error::Side::Backend
                     && !matches!(e, Error::SessionLost(_)) =>
             {
-                let read = read && op == StmtOp::Execute && whole;
+                let read = read && op == StmtOp::Execute && whole && !self.read_retried;
                 if self.broke(i, e, read, whole).await? {
                     self.read_broke = Some(server);
                 }

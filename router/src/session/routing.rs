@@ -259,6 +259,23 @@ impl Session<'_> {
             |s| cur.pool(s).in_use(),
             self.turn,
         );
+        // What the session keeps on a server the monitor finds unreachable
+        // is lost: the statement is not sent there.
+        if let (Target::Conn(s, _), Plan::Held(..) | Plan::Borrow(..)) = (target, &p) {
+            let name = &cur.rt.servers[s].name;
+            if self.shared.monitor.unreachable(name) {
+                let err = ErrPacket::new(
+                    2013,
+                    *b"HY000",
+                    format!(
+                        "Lost connection to MySQL server during query (Causeway: server '{name}' \
+                         does not answer; the statement was not sent, and what the session kept \
+                         on that server is lost)"
+                    ),
+                );
+                return (Err(Failure::Fatal(Error::SessionLost(err))), None);
+            }
+        }
         let got = match p {
             // A fenced server gets nothing: what the session kept there (a
             // transaction, locks, variables) is gone with it.
