@@ -1,6 +1,7 @@
-//! The tiny HTTP endpoint that serves Prometheus text: `GET /metrics` (any
-//! path, in fact), one request per connection, bounded request size and
-//! time. The metrics themselves (names, registration) stay with each
+//! The tiny HTTP endpoint that serves Prometheus text: `GET /metrics` (and
+//! `HEAD`), 404 for any other path, 405 for any other method, 400 for a
+//! request line that is not HTTP; one request per connection, bounded
+//! request size and time. The metrics themselves (names, registration) stay with each
 //! program; this module only needs something that renders them, see
 //! [`Render`] (implemented for a prometheus-client [`Registry`]).
 
@@ -97,11 +98,37 @@ async fn answer<R: Render + ?Sized>(
     if !matches!(read, Ok(Ok(()))) {
         return Err(());
     }
-    let body = metrics.render();
+    let (status, extra, body, with_body) = match request_line(&buf[..n]) {
+        Some((method, "/metrics")) if method == "GET" || method == "HEAD" => (
+            "200 OK",
+            "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n",
+            metrics.render(),
+            method == "GET",
+        ),
+        Some((_, "/metrics")) => (
+            "405 Method Not Allowed",
+            "Allow: GET, HEAD\r\nContent-Type: text/plain; charset=utf-8\r\n",
+            "only GET and HEAD are served here\n".to_string(),
+            true,
+        ),
+        Some((method, _)) => (
+            "404 Not Found",
+            "Content-Type: text/plain; charset=utf-8\r\n",
+            "not found; the metrics are at /metrics\n".to_string(),
+            method != "HEAD",
+        ),
+        None => (
+            "400 Bad Request",
+            "Content-Type: text/plain; charset=utf-8\r\n",
+            "not an HTTP request\n".to_string(),
+            true,
+        ),
+    };
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
+    let body = if with_body { body } else { String::new() };
     // A scraper that stops reading must not hold the task (and its socket)
     // forever.
     let _ = tokio::time::timeout(write_timeout, async {
@@ -111,6 +138,24 @@ async fn answer<R: Render + ?Sized>(
     })
     .await;
     Ok(())
+}
+
+/// The method and the path (without its query string) of an HTTP/1.x
+/// request line; `None` when the head does not start with one.
+fn request_line(head: &[u8]) -> Option<(&str, &str)> {
+    let end = head.iter().position(|&b| b == b'\r' || b == b'\n')?;
+    let line = std::str::from_utf8(&head[..end]).ok()?;
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some()
+        || !version.starts_with("HTTP/1.")
+        || method.is_empty()
+        || !method.bytes().all(|b| b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    Some((method, path))
 }
 
 #[cfg(test)]
@@ -189,8 +234,8 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let metrics: Arc<dyn Render> = Arc::new(Count(0.into()));
         let task = tokio::spawn(serve(listener, metrics));
-        let first = get(addr, b"GET / HTTP/1.0\r\n\r\n").await;
-        let second = get(addr, b"GET / HTTP/1.0\r\n\r\n").await;
+        let first = get(addr, b"GET /metrics HTTP/1.0\r\n\r\n").await;
+        let second = get(addr, b"GET /metrics?x=1 HTTP/1.0\r\n\r\n").await;
         task.abort();
         assert!(first.ends_with("n 0\n"), "{first}");
         assert!(second.ends_with("n 1\n"), "{second}");
@@ -202,11 +247,49 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(serve(listener, Arc::new(|| "x\n".to_string())));
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /").await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
         s.shutdown().await.unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).await.unwrap();
         task.abort();
         assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+    }
+
+    #[tokio::test]
+    async fn other_paths_methods_and_garbage_are_refused() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(serve(listener, Arc::new(|| "m 1\n".to_string())));
+        let cases: [(&[u8], &str); 7] = [
+            (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 404 Not Found\r\n"),
+            (
+                b"GET /metricsx HTTP/1.1\r\n\r\n",
+                "HTTP/1.1 404 Not Found\r\n",
+            ),
+            (
+                b"POST /metrics HTTP/1.1\r\n\r\n",
+                "HTTP/1.1 405 Method Not Allowed\r\n",
+            ),
+            (
+                b"DELETE /metrics HTTP/1.1\r\n\r\n",
+                "HTTP/1.1 405 Method Not Allowed\r\n",
+            ),
+            (
+                b"\x16\x03\x01garbage\r\n\r\n",
+                "HTTP/1.1 400 Bad Request\r\n",
+            ),
+            (b"GET /metrics\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"),
+            (b"HEAD /metrics HTTP/1.1\r\n\r\n", "HTTP/1.1 200 OK\r\n"),
+        ];
+        for (request, status) in cases {
+            let resp = get(addr, request).await;
+            assert!(resp.starts_with(status), "{request:?}: {resp}");
+            assert!(!resp.contains("m 1"), "{request:?}: {resp}");
+        }
+        let resp = get(addr, b"POST /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(resp.contains("Allow: GET, HEAD\r\n"), "{resp}");
+        let resp = get(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(resp.contains("Content-Length: 4\r\n"), "{resp}");
+        task.abort();
     }
 }

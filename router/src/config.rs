@@ -64,9 +64,34 @@ pub struct FrontendConfig {
     /// and closing either connection.
     #[serde(with = "humantime_serde")]
     pub net_write_timeout: Duration,
-    /// At most this many client sessions at once; more are refused with
-    /// ERR 1040 "Too many connections".
+    /// Once a command has begun to arrive, the rest of each of its packets
+    /// must arrive within this time, like MySQL's `net_read_timeout`
+    /// (ERR 1159 and the session ends).
+    #[serde(with = "humantime_serde")]
+    pub net_read_timeout: Duration,
+    /// At most this many logged-in client sessions at once; more are
+    /// refused with ERR 1040 "Too many connections". Logins in progress
+    /// do not count: they have their own limits below.
     pub max_connections: usize,
+    /// At most this many connections in the login phase at once (ERR 1040
+    /// past it), so that silent or slow sockets never lock out real use.
+    pub max_handshakes: usize,
+    /// At most this many of those from one client address.
+    pub max_handshakes_per_address: usize,
+    /// After this many failed logins in a row for a user from one client
+    /// address, each further attempt's answer is delayed, as MySQL's
+    /// `connection_control` does (0: never).
+    pub failed_login_threshold: u32,
+    /// The first such delay; each further failure adds as much again.
+    #[serde(with = "humantime_serde")]
+    pub failed_login_delay: Duration,
+    /// The delay never exceeds this.
+    #[serde(with = "humantime_serde")]
+    pub failed_login_max_delay: Duration,
+    /// Bytes of partly received client packets held across all sessions
+    /// (each session holds at most one chunk of 16 MiB); a session whose
+    /// packet would take more gets ERR 1153 and is closed.
+    pub max_buffered: usize,
     /// Largest logical packet accepted from a client, in bytes (MySQL's
     /// `max_allowed_packet` upper bound is 1 GiB).
     pub max_packet_size: usize,
@@ -90,7 +115,8 @@ pub enum FullAuth {
     FirstLogin,
     /// Every login.
     Always,
-    /// Never (the router knows the passwords, so the fast path always works).
+    /// Only when the fast scramble does not match (the router knows the
+    /// passwords, so a right scramble always passes the fast path).
     Never,
 }
 
@@ -515,7 +541,14 @@ impl Default for FrontendConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(8 * 3600),
             net_write_timeout: Duration::from_secs(60),
+            net_read_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            max_handshakes: 256,
+            max_handshakes_per_address: 32,
+            failed_login_threshold: 3,
+            failed_login_delay: Duration::from_secs(1),
+            failed_login_max_delay: Duration::from_secs(30),
+            max_buffered: 256 << 20,
             max_packet_size: 1 << 30,
             caching_sha2_full_auth: FullAuth::FirstLogin,
             rsa_private_key_file: None,
@@ -653,6 +686,25 @@ impl Config {
         }
         if f.max_connections == 0 {
             errors.push("frontend.max_connections must be > 0".to_string());
+        }
+        if f.net_read_timeout.is_zero() {
+            errors.push("frontend.net_read_timeout must be > 0".to_string());
+        }
+        if f.max_handshakes == 0 || f.max_handshakes_per_address == 0 {
+            errors.push(
+                "frontend.max_handshakes and max_handshakes_per_address must be > 0".to_string(),
+            );
+        }
+        if f.failed_login_max_delay < f.failed_login_delay {
+            errors.push(
+                "frontend.failed_login_max_delay must be at least failed_login_delay".to_string(),
+            );
+        }
+        if f.max_buffered < (16 << 20) + 1024 {
+            errors.push(
+                "frontend.max_buffered must hold at least one whole 16 MiB chunk (16778240)"
+                    .to_string(),
+            );
         }
         if f.max_packet_size < 1024 {
             errors.push("frontend.max_packet_size must be at least 1024".to_string());

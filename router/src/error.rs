@@ -55,9 +55,16 @@ pub enum Error {
     /// The client did not switch to TLS though the router requires it.
     #[error("client did not use tls")]
     InsecureTransport,
+    /// The client legs together hold `frontend.max_buffered` bytes of
+    /// partly received packets already.
+    #[error("client packet buffers full ({0} bytes)")]
+    ClientBuffersFull(usize),
     /// Too many sessions.
     #[error("too many connections")]
     TooManyConnections,
+    /// Too many logins in progress (in all, or from the client's address).
+    #[error("too many logins in progress ({0:?})")]
+    TooManyLogins(crate::frontend::gate::Crowded),
     /// The user has `max_connections` sessions already.
     #[error("user {0:?} has too many sessions")]
     UserLimit(String),
@@ -111,6 +118,7 @@ impl Error {
             | Self::BadHandshake(_)
             | Self::ClientTimeout(_)
             | Self::ClientReadTimeout(_)
+            | Self::ClientBuffersFull(_)
             | Self::ClientTls(_)
             | Self::AccessDenied { .. }
             | Self::ClientAuthUnsupported(_)
@@ -122,7 +130,10 @@ impl Error {
             | Self::BackendRefused(_)
             | Self::BackendUnsupported(_)
             | Self::SessionLost(_) => Side::Backend,
-            Self::TooManyConnections | Self::UserLimit(_) | Self::Internal(_) => Side::Internal,
+            Self::TooManyConnections
+            | Self::TooManyLogins(_)
+            | Self::UserLimit(_)
+            | Self::Internal(_) => Side::Internal,
         }
     }
 
@@ -171,6 +182,14 @@ impl Error {
             Self::ClientTimeout(_) | Self::BadHandshake(_) => {
                 ErrPacket::new(1043, *b"08S01", "Bad handshake")
             }
+            Self::ClientBuffersFull(limit) => ErrPacket::new(
+                1041,
+                *b"HY000",
+                format!(
+                    "Out of memory: the router holds {limit} bytes of partly received packets \
+                     (Causeway frontend.max_buffered); this connection is closed"
+                ),
+            ),
             Self::ClientReadTimeout(_) => ErrPacket::new(
                 1159,
                 *b"08S01",
@@ -199,6 +218,19 @@ impl Error {
                 "Connections using insecure transport are prohibited while --require_secure_transport=ON.",
             ),
             Self::TooManyConnections => ErrPacket::new(1040, *b"08004", "Too many connections"),
+            Self::TooManyLogins(crowded) => ErrPacket::new(
+                1040,
+                *b"08004",
+                match crowded {
+                    crate::frontend::gate::Crowded::All(n) => format!(
+                        "Too many connections: {n} logins in progress (Causeway max_handshakes)"
+                    ),
+                    crate::frontend::gate::Crowded::Address(n) => format!(
+                        "Too many connections: {n} logins in progress from {client_host} \
+                         (Causeway max_handshakes_per_address)"
+                    ),
+                },
+            ),
             Self::UserLimit(user) => ErrPacket::new(
                 1226,
                 *b"42000",

@@ -7,6 +7,8 @@
 //! command phase   : next_chunk / queue_* / flush  buffered, chunk by chunk
 //! ```
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -44,6 +46,43 @@ const IDLE_READ: usize = 1024;
 /// costs little memory whatever its last result was.
 const KEEP_AT_MOST: usize = 8 * 1024;
 
+/// Bytes of partly received packets that all client legs together may
+/// hold (`frontend.max_buffered`): a leg whose read buffer would take more
+/// fails with [`Error::ClientBuffersFull`].
+#[derive(Debug)]
+pub struct Budget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Budget {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, n: usize) -> bool {
+        let before = self.used.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > self.limit {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
 /// A framed leg of a session.
 pub struct PacketIo {
     stream: BoxStream,
@@ -56,6 +95,11 @@ pub struct PacketIo {
     /// A write timed out: the peer is not reading, so closing skips the
     /// writes (drop closes the socket).
     write_timed_out: bool,
+    /// Bound on each read while part of a packet is buffered (`None`:
+    /// unbounded); reads between packets are the caller's to bound.
+    read_timeout: Option<Duration>,
+    /// Where the read buffer's size is counted, and how much of it is.
+    budget: Option<(Arc<Budget>, usize)>,
     /// Whether the stream is TLS.
     pub tls: bool,
 }
@@ -81,8 +125,40 @@ impl PacketIo {
             chunks: ChunkDecoder::new(max_packet),
             write_timeout: None,
             write_timed_out: false,
+            read_timeout: None,
+            budget: None,
             tls: false,
         }
+    }
+
+    /// Bounds the wait for the rest of a packet once part of it came
+    /// (MySQL's `net_read_timeout`), and counts the read buffer, when it
+    /// grows past what an idle leg keeps, against `budget`.
+    pub fn set_read_limits(&mut self, timeout: Duration, budget: Arc<Budget>) {
+        self.read_timeout = Some(timeout);
+        self.budget = Some((budget, 0));
+    }
+
+    /// Counts the read buffer's size against the budget; fails (and lets
+    /// the buffer go) when the budget has no room for it.
+    fn account(&mut self) -> Result<()> {
+        let Some((budget, charged)) = &mut self.budget else {
+            return Ok(());
+        };
+        let cap = self.rbuf.capacity();
+        let now = if cap > KEEP_AT_MOST { cap } else { 0 };
+        if now > *charged {
+            if !budget.take(now - *charged) {
+                self.rbuf = BytesMut::new();
+                budget.give(*charged);
+                *charged = 0;
+                return Err(Error::ClientBuffersFull(budget.limit));
+            }
+        } else {
+            budget.give(*charged - now);
+        }
+        *charged = now;
+        Ok(())
     }
 
     /// Bounds every later flush (and so every write) and the shutdown: a
@@ -200,16 +276,30 @@ impl PacketIo {
             {
                 return Ok(Some(chunk));
             }
-            let at_least = match (self.side, self.rbuf.is_empty()) {
-                (Side::Client, true) => IDLE_READ,
+            let partial = !self.rbuf.is_empty() || self.chunks.mid_packet();
+            let at_least = match (self.side, partial) {
+                (Side::Client, false) => IDLE_READ,
                 _ => READ_AT_LEAST,
             };
-            self.rbuf.reserve(at_least);
-            let n = self
-                .stream
-                .read_buf(&mut self.rbuf)
-                .await
-                .map_err(|e| self.io_err(e))?;
+            // A chunk whose header came is given its whole room at once:
+            // counted once, and never doubled by growing step by step.
+            let room = match self.rbuf.get(..HEADER_LEN) {
+                Some(h) => {
+                    let (len, _) = parse_header([h[0], h[1], h[2], h[3]]);
+                    (HEADER_LEN + len).saturating_sub(self.rbuf.len())
+                }
+                None => 0,
+            };
+            self.rbuf.reserve(room.max(at_least));
+            self.account()?;
+            let read = self.stream.read_buf(&mut self.rbuf);
+            let n = match self.read_timeout.filter(|_| partial) {
+                Some(limit) => tokio::time::timeout(limit, read)
+                    .await
+                    .map_err(|_| Error::ClientReadTimeout("the rest of a packet"))?,
+                None => read.await,
+            }
+            .map_err(|e| self.io_err(e))?;
             if n == 0 {
                 if self.rbuf.is_empty() && !self.chunks.mid_packet() {
                     return Ok(None);
@@ -254,6 +344,8 @@ impl PacketIo {
     pub fn shrink(&mut self) {
         if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_AT_MOST {
             self.rbuf = BytesMut::new();
+            // Giving back never fails.
+            let _ = self.account();
         }
         if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_AT_MOST {
             self.wbuf = BytesMut::new();
@@ -351,9 +443,64 @@ impl PacketIo {
     }
 }
 
+impl Drop for PacketIo {
+    fn drop(&mut self) {
+        if let Some((budget, charged)) = &self.budget {
+            budget.give(*charged);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rest_of_a_packet_must_come_within_the_read_timeout() {
+        use tokio::io::AsyncWriteExt;
+        let (ours, mut peer) = tokio::io::duplex(1 << 16);
+        let mut io = PacketIo::new(Box::new(ours), Side::Client, 1 << 20);
+        let budget = Arc::new(Budget::new(1 << 20));
+        io.set_read_limits(Duration::from_secs(30), budget);
+        // Nothing sent: the wait between packets is not bounded here.
+        let idle = tokio::time::timeout(Duration::from_secs(3600), io.next_chunk()).await;
+        assert!(idle.is_err(), "{idle:?}");
+        // Half a header, then silence: ERR 1159 after net_read_timeout.
+        peer.write_all(&[10, 0]).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let e = io.next_chunk().await.unwrap_err();
+        assert!(matches!(e, Error::ClientReadTimeout(_)), "{e:?}");
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn partly_received_packets_are_bounded_across_legs() {
+        use tokio::io::AsyncWriteExt;
+        // Room for two announced 1 MiB packets, not three.
+        let budget = Arc::new(Budget::new(5 << 19));
+        let mut legs = Vec::new();
+        let mut failed = 0;
+        for _ in 0..4 {
+            let (ours, mut peer) = tokio::io::duplex(1 << 20);
+            let mut io = PacketIo::new(Box::new(ours), Side::Client, 1 << 24);
+            io.set_read_limits(Duration::from_secs(30), budget.clone());
+            // The header of a 1 MiB packet and 400 KiB of it.
+            let mut head = vec![0x00, 0x00, 0x10, 0x00];
+            head.resize(4 + 400 * 1024, b'x');
+            peer.write_all(&head).await.unwrap();
+            let got = tokio::time::timeout(Duration::from_millis(200), io.next_chunk()).await;
+            match got {
+                Ok(Err(Error::ClientBuffersFull(_))) => failed += 1,
+                Err(_) => {}
+                other => panic!("{other:?}"),
+            }
+            legs.push((io, peer));
+        }
+        assert_eq!(failed, 2);
+        assert!(budget.used() <= 5 << 19, "{}", budget.used());
+        drop(legs);
+        assert_eq!(budget.used(), 0, "legs give back what they held");
+    }
 
     #[tokio::test]
     async fn a_peer_that_stops_reading_times_the_write_out() {

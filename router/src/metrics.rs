@@ -13,8 +13,12 @@ use prometheus_client::registry::Registry;
 
 /// Client connections accepted.
 pub const CONNECTIONS: &str = "causeway_router_client_connections";
-/// Client sessions open now (handshake included).
+/// Client sessions open now (logged in; logins in progress are
+/// `causeway_router_logins_in_progress`).
 pub const SESSIONS: &str = "causeway_router_client_sessions";
+/// Logins whose answer was delayed after repeated failures of the same
+/// user from the same address (`frontend.failed_login_threshold`).
+pub const LOGIN_DELAYS: &str = "causeway_router_login_delays";
 /// Handshakes that failed (bad packets, timeouts, TLS, backend refusals).
 pub const HANDSHAKE_FAILURES: &str = "causeway_router_handshake_failures";
 /// Logins refused because of a wrong user or password.
@@ -179,6 +183,8 @@ pub struct Metrics {
     pub handshake_failures: Counter,
     /// See [`AUTH_FAILURES`].
     pub auth_failures: Counter,
+    /// See [`LOGIN_DELAYS`].
+    pub login_delays: Counter,
     /// See [`BACKEND_CONNECT_ERRORS`].
     pub backend_connect_errors: Counter,
     /// See [`COMMANDS`].
@@ -239,6 +245,7 @@ impl Metrics {
             sessions: Gauge::default(),
             handshake_failures: Counter::default(),
             auth_failures: Counter::default(),
+            login_delays: Counter::default(),
             backend_connect_errors: Counter::default(),
             commands: Counter::default(),
             queries: Family::default(),
@@ -278,6 +285,11 @@ impl Metrics {
             strip(AUTH_FAILURES),
             "refused logins",
             m.auth_failures.clone(),
+        );
+        r.register(
+            strip(LOGIN_DELAYS),
+            "login answers delayed after repeated failures",
+            m.login_delays.clone(),
         );
         r.register(
             strip(BACKEND_CONNECT_ERRORS),

@@ -50,6 +50,22 @@ pub struct Membership {
     pub lost: Vec<(GroupId, GtidSet)>,
 }
 
+impl Membership {
+    /// The group `server` serves in force: the writer group that elected
+    /// it, else the first group it is a member of, else `configured` (its
+    /// group in the configuration). A promoted replica serves its writer
+    /// group; a demoted writer its cluster's reader group.
+    pub fn serving(&self, server: ServerId, configured: GroupId) -> GroupId {
+        if let Some((g, _)) = self.writer.with_ids().find(|(_, w)| **w == Some(server)) {
+            return g;
+        }
+        self.members
+            .with_ids()
+            .find(|(_, m)| m.contains(&server))
+            .map_or(configured, |(g, _)| g)
+    }
+}
+
 /// Where the session's state lives, by server.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Lives {
@@ -320,6 +336,23 @@ mod tests {
                 "{sql}"
             );
         }
+    }
+
+    #[test]
+    fn a_server_serves_the_group_of_its_role_in_force() {
+        let m = Membership {
+            members: vec![vec![REPLICA1], vec![PRIMARY, S2], vec![]].into(),
+            split: vec![false; 3].into(),
+            writer: vec![Some(REPLICA1), None, None].into(),
+            ..Membership::default()
+        };
+        // Promoted: configured as a reader, serving the writer group.
+        assert_eq!(m.serving(REPLICA1, R), W);
+        // Demoted: configured as the writer, now a reader.
+        assert_eq!(m.serving(PRIMARY, W), R);
+        assert_eq!(m.serving(S2, R), R);
+        // Out of every group (shunned, fenced): its configured group.
+        assert_eq!(m.serving(S3, OTHER), OTHER);
     }
 
     #[test]

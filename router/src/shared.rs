@@ -108,6 +108,10 @@ pub struct Shared {
     pub rsa: tokio::sync::OnceCell<Arc<RsaKeyPair>>,
     /// Users whose caching_sha2 full authentication succeeded since start.
     pub full_auth_done: Mutex<HashSet<String>>,
+    /// Logins in progress and failed logins.
+    pub gate: crate::frontend::gate::Gate,
+    /// Partly received client packets, counted across sessions.
+    pub client_buffers: Arc<crate::io::Budget>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Live sessions by router connection id.
@@ -173,6 +177,7 @@ impl Shared {
             &views,
             &Facts::default(),
         );
+        let client_buffers = Arc::new(crate::io::Budget::new(config.frontend.max_buffered));
         Ok(Shared {
             config,
             current: RwLock::new(Arc::new(current)),
@@ -180,6 +185,8 @@ impl Shared {
             tls_acceptor,
             rsa,
             full_auth_done: Mutex::new(HashSet::new()),
+            gate: Default::default(),
+            client_buffers,
             metrics,
             sessions: Mutex::new(HashMap::new()),
             pools,

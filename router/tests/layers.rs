@@ -33,6 +33,7 @@ const GROUND: &[&str] = &[
     "session::replay",
     "session::plan",
     "backend::stmts",
+    "frontend::gate",
 ];
 
 const STATE: &[&str] = &[

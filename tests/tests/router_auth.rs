@@ -95,6 +95,67 @@ async fn first_login_does_full_authentication_then_the_fast_path() -> Result<()>
     Ok(())
 }
 
+/// A caching_sha2 login whose fast scramble is wrong (computed over another
+/// nonce, as some client libraries do after an auth switch), then the right
+/// password over RSA; returns the server's packets from the first answer on.
+async fn wrong_scramble_then_rsa(port: u16, user: &str, password: &str) -> Result<Vec<Vec<u8>>> {
+    use causeway_wire::auth::{caching_sha2_scramble, rsa_encrypt_password};
+    use causeway_wire::handshake::HandshakeResponse;
+    let (mut raw, g) = Raw::greet(port).await?;
+    let resp = HandshakeResponse {
+        capabilities: causeway_e2e::router::RAW_CAPS & g.capabilities,
+        max_packet_size: 1 << 24,
+        charset: 255,
+        username: user.as_bytes().to_vec().into(),
+        auth_response: caching_sha2_scramble(password.as_bytes(), b"not the greeting's nonce!")
+            .into(),
+        database: None,
+        auth_plugin_name: Some("caching_sha2_password".as_bytes().to_vec().into()),
+        ..HandshakeResponse::default()
+    };
+    let mut out = bytes::BytesMut::new();
+    resp.encode(&mut out)?;
+    raw.send(1, &out).await?;
+    let mut seen = Vec::new();
+    loop {
+        let Some(p) = raw.read().await? else {
+            anyhow::bail!("closed after {seen:?}");
+        };
+        seen.push(p.payload.to_vec());
+        match &p.payload[..] {
+            [0x01, 0x04] => raw.send(p.seq + 1, &[0x02]).await?,
+            [0x01, pem @ ..] => {
+                let nonce = &g.auth_plugin_data[..20];
+                let secret = rsa_encrypt_password(password.as_bytes(), nonce, pem)?;
+                raw.send(p.seq + 1, &secret).await?;
+            }
+            _ => return Ok(seen),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_fast_scramble_falls_back_to_full_authentication() -> Result<()> {
+    let topo = Topology::get()?;
+    let mut cfg = topo.router_config()?;
+    // Even a router that never asks for full authentication by itself
+    // answers a scramble that does not match by asking, as MySQL does.
+    cfg.frontend.caching_sha2_full_auth = FullAuth::Never;
+    let router = start_router(cfg).await?;
+    let app = topo.user("APP")?;
+    for port in [topo.primary_port, router.port] {
+        let seen = wrong_scramble_then_rsa(port, &app.user, &app.password).await?;
+        assert_eq!(seen[0], [0x01, 0x04], "port {port}: {seen:?}");
+        assert_eq!(seen.last().unwrap()[0], 0x00, "port {port}: {seen:?}");
+        // And the wrong password is still refused after the same steps.
+        let seen = wrong_scramble_then_rsa(port, &app.user, "not-it").await?;
+        let last = seen.last().unwrap();
+        assert_eq!(last[0], 0xff, "port {port}: {seen:?}");
+        assert_eq!(u16::from_le_bytes([last[1], last[2]]), 1045, "port {port}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn native_password_users_log_in_through_an_auth_switch() -> Result<()> {
     let topo = Topology::get()?;
@@ -253,6 +314,55 @@ async fn backend_tls_modes_and_full_authentication_towards_the_backend() -> Resu
         .await
         .unwrap_err();
     assert_eq!(server_code(&err), Some(2026), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrong_backend_password_is_told_in_the_client_s_terms() -> Result<()> {
+    let topo = Topology::get()?;
+    let mut cfg = topo.router_config()?;
+    let app = topo.user("APP")?;
+    cfg.users.push(UserConfig {
+        name: "cw_front".to_string(),
+        password: Some(Secret("front-pw".into())),
+        backend_user: Some(app.user.clone()),
+        backend_password: Some(Secret("not-the-backend-password".into())),
+        ..UserConfig::default()
+    });
+    let router = start_router(cfg).await?;
+    let front = |db: Option<&str>| {
+        OptsBuilder::from_opts(opts(&topo, router.port, "APP", true).unwrap())
+            .user(Some("cw_front"))
+            .pass(Some("front-pw"))
+            .db_name(db.map(str::to_string))
+    };
+    let check = |e: &mysql_async::Error| match e {
+        mysql_async::Error::Server(s) => {
+            assert_eq!(s.code, 9007, "{e}");
+            assert_eq!(s.state, "28000", "{e}");
+            for part in [
+                "'cw_front'",
+                &format!("'{}'", app.user),
+                "Access denied",
+                "(1045)",
+            ] {
+                assert!(s.message.contains(part), "{part} not in {e}");
+            }
+        }
+        _ => panic!("not a server error: {e}"),
+    };
+    // The client's own login is right: its first statement (mysql_async's
+    // settings query) says what failed, and so does a login naming a
+    // schema (checked at login).
+    check(&Conn::new(front(None)).await.unwrap_err());
+    check(&Conn::new(front(Some("causeway"))).await.unwrap_err());
+    let text = causeway_common::metrics_http::Render::render(&causeway_router::scrape::Live(
+        router.shared.clone(),
+    ));
+    assert!(
+        text.contains("causeway_router_errors_total{kind=\"backend_login\"} 2"),
+        "{text}"
+    );
     Ok(())
 }
 

@@ -270,6 +270,7 @@ async fn a_command_stalled_between_its_chunks_is_ended_with_err_1159() -> Result
     let mut cfg = topo.router_config()?;
     cfg.frontend.caching_sha2_full_auth = FullAuth::Never;
     cfg.frontend.handshake_timeout = Duration::from_millis(300);
+    cfg.frontend.net_read_timeout = Duration::from_millis(300);
     let router = start_router(cfg).await?;
     let app = topo.user("APP")?;
     let mut raw = Raw::login_as(router.port, &app).await?;
@@ -315,5 +316,229 @@ async fn a_change_user_stalled_in_authentication_is_ended() -> Result<()> {
     assert!(start.elapsed() < Duration::from_secs(8));
     assert_eq!(errs.first().map(|e| e.0), Some(1043), "{errs:?}");
     assert!(sessions_gone(&router, Duration::from_secs(5)).await);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_command_whose_first_packet_stalls_is_ended_after_net_read_timeout() -> Result<()> {
+    let topo = Topology::get()?;
+    let mut cfg = topo.router_config()?;
+    cfg.frontend.caching_sha2_full_auth = FullAuth::Never;
+    cfg.frontend.net_read_timeout = Duration::from_millis(300);
+    let router = start_router(cfg).await?;
+    let app = topo.user("APP")?;
+    // Part of a header, and part of a packet: both end with ERR 1159, not
+    // after idle_timeout (8 h).
+    for partial in [&b"\x20\x00"[..], &b"\x20\x00\x00\x00\x03SELECT"[..]] {
+        let mut raw = Raw::login_as(router.port, &app).await?;
+        raw.send_bytes(partial).await?;
+        let start = Instant::now();
+        let errs = errors_until_close(&mut raw).await?;
+        assert!(start.elapsed() >= Duration::from_millis(250));
+        assert_eq!(errs.first().map(|e| e.0), Some(1159), "{errs:?}");
+    }
+    assert!(sessions_gone(&router, Duration::from_secs(5)).await);
+    Ok(())
+}
+
+#[tokio::test]
+async fn partly_sent_packets_cannot_take_the_router_s_memory() -> Result<()> {
+    let topo = Topology::get()?;
+    let mut cfg = topo.router_config()?;
+    cfg.frontend.caching_sha2_full_auth = FullAuth::Never;
+    // Room for one whole 16 MiB chunk and a little more.
+    cfg.frontend.max_buffered = 20 << 20;
+    let router = start_router(cfg).await?;
+    let app = topo.user("APP")?;
+    let mut bystander = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
+    // A session announces a 16 MiB chunk, sends 12 MiB of it and stops; a
+    // second one announcing as much cannot be held too and is closed with
+    // ERR 1041; the first still finishes its command once it sends the rest.
+    let mut chunk = vec![0xff, 0xff, 0xff, 0x00, 0x03];
+    chunk.extend_from_slice(b"SELECT LENGTH('");
+    chunk.resize(4 + 0xff_ffff, b'x');
+    let mut first = Raw::login_as(router.port, &app).await?;
+    first.send_bytes(&chunk[..12 << 20]).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The room a chunk needs is taken when its header comes.
+    let mut second = Raw::login_as(router.port, &app).await?;
+    second.send_bytes(&chunk[..4096]).await?;
+    let errs = errors_until_close(&mut second).await?;
+    assert_eq!(errs.first().map(|e| e.0), Some(1041), "{errs:?}");
+    assert!(errs[0].1.contains("max_buffered"), "{errs:?}");
+    first.send_bytes(&chunk[12 << 20..]).await?;
+    // The 16 MiB chunk is followed by the last one, which ends the string.
+    first.send(1, b"')").await?;
+    let mut answer = Vec::new();
+    while answer.len() < 4 {
+        let p = first.read().await?.context("closed")?;
+        answer.push(p.payload);
+    }
+    assert!(
+        answer.iter().any(|p| p.ends_with(b"16777199")),
+        "{answer:?}"
+    );
+    let one: Option<i64> = bystander.query_first("SELECT 1").await?;
+    assert_eq!(one, Some(1));
+    Ok(())
+}
+
+/// A TCP connection to `port` from the local address `from` (any of
+/// 127.0.0.0/8 on Linux), which reads the greeting and then says nothing.
+async fn silent_from(from: [u8; 4], port: u16) -> Result<tokio::net::TcpStream> {
+    use tokio::io::AsyncReadExt;
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind((std::net::Ipv4Addr::from(from), 0).into())?;
+    let mut s = sock.connect(([127, 0, 0, 1], port).into()).await?;
+    let mut greeting = [0u8; 4];
+    s.read_exact(&mut greeting).await?;
+    Ok(s)
+}
+
+/// The first packet `s` reads, as an ERR code and message.
+async fn err_from(s: &mut tokio::net::TcpStream) -> Result<(u16, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).await?;
+    let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await?;
+    let e = ErrPacket::decode(&bytes::Bytes::from(payload))?;
+    Ok((e.code, String::from_utf8_lossy(&e.message).into_owned()))
+}
+
+#[tokio::test]
+async fn logins_in_progress_never_lock_out_real_use() -> Result<()> {
+    let topo = Topology::get()?;
+    let mut cfg = topo.router_config()?;
+    cfg.frontend.max_connections = 2;
+    cfg.frontend.max_handshakes = 12;
+    cfg.frontend.max_handshakes_per_address = 8;
+    cfg.frontend.handshake_timeout = Duration::from_secs(30);
+    let router = start_router(cfg).await?;
+    // Eight silent sockets from another address: its share is full...
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(silent_from([127, 0, 0, 2], router.port).await?);
+    }
+    let mut refused = silent_from_raw([127, 0, 0, 2], router.port).await?;
+    let (code, msg) = err_from(&mut refused).await?;
+    assert_eq!(code, 1040, "{msg}");
+    assert!(msg.contains("logins in progress from 127.0.0.2"), "{msg}");
+    // ...and they count against neither max_connections nor this address:
+    // two real sessions log in and work.
+    let mut a = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
+    let mut b = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
+    a.ping().await?;
+    b.ping().await?;
+    // A third real session is over max_connections.
+    let err = Conn::new(opts(&topo, router.port, "APP", true)?)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1040"), "{err}");
+    drop(b);
+    let start = Instant::now();
+    while router.shared.metrics.sessions.get() > 1 {
+        assert!(start.elapsed() < Duration::from_secs(10), "b still counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Past max_handshakes in all, from yet other addresses: refused too.
+    for _ in 0..4 {
+        silent.push(silent_from([127, 0, 0, 3], router.port).await?);
+    }
+    let mut refused = silent_from_raw([127, 0, 0, 4], router.port).await?;
+    let (code, msg) = err_from(&mut refused).await?;
+    assert_eq!(code, 1040, "{msg}");
+    assert!(msg.contains("max_handshakes)"), "{msg}");
+    // Once the silent sockets go, logins are counted down again.
+    drop(silent);
+    let start = Instant::now();
+    while router.shared.gate.in_progress() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "logins still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut c = Conn::new(opts(&topo, router.port, "APP", true)?).await?;
+    c.ping().await?;
+    Ok(())
+}
+
+/// A TCP connection to `port` from `from`, nothing read yet.
+async fn silent_from_raw(from: [u8; 4], port: u16) -> Result<tokio::net::TcpStream> {
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind((std::net::Ipv4Addr::from(from), 0).into())?;
+    Ok(sock.connect(([127, 0, 0, 1], port).into()).await?)
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_are_slowed_down() -> Result<()> {
+    let topo = Topology::get()?;
+    let mut cfg = topo.router_config()?;
+    cfg.frontend.failed_login_threshold = 3;
+    cfg.frontend.failed_login_delay = Duration::from_millis(200);
+    cfg.frontend.failed_login_max_delay = Duration::from_millis(500);
+    let router = start_router(cfg).await?;
+    let attempt = |pass: &'static str| {
+        let o = mysql_async::OptsBuilder::from_opts(opts(&topo, router.port, "APP", true).unwrap())
+            .pass(Some(pass));
+        async move {
+            let start = Instant::now();
+            let res = Conn::new(o).await;
+            (res, start.elapsed())
+        }
+    };
+    let delays = || router.shared.metrics.login_delays.get();
+    for _ in 0..3 {
+        let (res, _) = attempt("wrong").await;
+        assert!(res.is_err());
+    }
+    assert_eq!(delays(), 0, "the first three failures are answered at once");
+    // Then 200 ms, 400 ms, 500 ms (the cap), 500 ms...
+    for wait in [200, 400, 500, 500] {
+        let (res, took) = attempt("wrong").await;
+        let err = res.unwrap_err();
+        assert!(err.to_string().contains("1045"), "{err}");
+        assert!(took >= Duration::from_millis(wait), "{took:?} < {wait} ms");
+    }
+    assert_eq!(delays(), 4);
+    // The right password works, after the same delay...
+    let app = topo.user("APP")?;
+    let (res, took) = attempt(Box::leak(app.password.clone().into_boxed_str())).await;
+    res?.disconnect().await?;
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert_eq!(delays(), 5);
+    // ...and resets the count: the next login is not delayed.
+    Conn::new(opts(&topo, router.port, "APP", true)?)
+        .await?
+        .disconnect()
+        .await?;
+    assert_eq!(delays(), 5);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_oversized_login_gets_its_err_in_sequence() -> Result<()> {
+    let topo = Topology::get()?;
+    let router = router(&topo).await?;
+    use causeway_wire::handshake::HandshakeResponse;
+    let (mut raw, _) = Raw::greet(router.port).await?;
+    let resp = HandshakeResponse {
+        capabilities: causeway_e2e::router::RAW_CAPS,
+        max_packet_size: 1 << 24,
+        charset: 255,
+        username: vec![b'u'; 70_000].into(),
+        auth_response: vec![0u8; 32].into(),
+        auth_plugin_name: Some("caching_sha2_password".as_bytes().to_vec().into()),
+        ..HandshakeResponse::default()
+    };
+    let mut out = bytes::BytesMut::new();
+    resp.encode(&mut out)?;
+    raw.send(1, &out).await?;
+    let p = raw.read().await?.context("closed without an ERR")?;
+    let e = ErrPacket::decode(&p.payload)?;
+    assert_eq!(e.code, 1153);
+    assert_eq!(p.seq, 2, "the ERR follows the client's packet 1");
     Ok(())
 }

@@ -416,6 +416,8 @@ async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
     repoint(&topo, r1, &[p0, r2]).await?;
 
     // 1. Planned switchover to replica2.
+    let writes = |group: &str| router.shared.metrics.route_counter("write", group).get();
+    let (writer_writes, reader_writes) = (writes("primary"), writes("replicas"));
     let load = Load::start(&topo, &router, 0, 100_000)?;
     let counter = Load::start(&topo, &unprotected, 100, 100_000)?;
     tokio::time::sleep(SETTLE).await;
@@ -437,6 +439,14 @@ async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
         "switchover: no write went through after the promotion"
     );
     none_lost(&topo, r2, &t, "switchover").await?;
+    // Metrics label by the role in force: replica2's writes count for the
+    // writer group, none for the group it is configured in.
+    ensure!(
+        writes("primary") > writer_writes && writes("replicas") == reader_writes,
+        "writes by hostgroup: primary {writer_writes} -> {}, replicas {reader_writes} -> {}",
+        writes("primary"),
+        writes("replicas")
+    );
     ensure!(
         !c.errors.is_empty(),
         "switchover: the router without a window saw no error either; the test cannot tell"

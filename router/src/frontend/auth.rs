@@ -4,7 +4,8 @@
 //! client plugin != user's plugin --> AuthSwitchRequest (fresh nonce) <-- response
 //! mysql_native_password : verify SHA1 scramble                      --> OK | ERR 1045
 //! caching_sha2_password : fast path: verify SHA256 scramble --> 01 03 --> OK
-//!                         full auth (first login / always): 01 04
+//!                         full auth (first login / always / the scramble
+//!                         did not match, as in MySQL): 01 04
 //!                           <-- TLS: password NUL
 //!                           <-- plain: 02 --> 01 public key PEM <-- RSA(password ^ nonce)
 //! ```
@@ -90,7 +91,17 @@ fn denied(user: &str, reason: &'static str, using_password: bool) -> Error {
 
 /// Reads the client's next auth packet, checking its sequence id.
 pub(crate) async fn read(client: &mut PacketIo, seq: &mut u8) -> Result<Bytes> {
-    let p = client.read_packet(MAX_AUTH_PACKET).await?;
+    let p = match client.read_packet(MAX_AUTH_PACKET).await {
+        Ok(p) => p,
+        Err(e) => {
+            // A packet too large was still sent: the ERR that answers it
+            // follows it in sequence.
+            if matches!(e, Error::ClientProtocol(CodecError::TooLarge { .. })) {
+                *seq = seq.wrapping_add(1);
+            }
+            return Err(e);
+        }
+    };
     if p.seq != *seq {
         return Err(Error::ClientProtocol(CodecError::OutOfSequence {
             expected: *seq,
@@ -190,11 +201,10 @@ async fn caching_sha2(
             .map(|done| done.contains(name))
             .unwrap_or(false),
     };
-    if !full {
-        let cached = caching_sha2_digest(&user.password);
-        if !caching_sha2_verify(response, nonce, &cached) {
-            return Ok(false);
-        }
+    // A fast scramble that does not match is not a refusal: MySQL answers
+    // it as it answers a cache miss, by asking for the password (over TLS
+    // or RSA), and some clients rely on that after an auth switch.
+    if !full && caching_sha2_verify(response, nonce, &caching_sha2_digest(&user.password)) {
         let mut buf = BytesMut::new();
         AuthMoreData::fast_auth_success().encode(&mut buf);
         // Queued: it leaves with the OK (or ERR) that follows, in one write.

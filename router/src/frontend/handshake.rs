@@ -21,11 +21,13 @@ use causeway_wire::auth::{generate_nonce, CACHING_SHA2_PASSWORD};
 use causeway_wire::handshake::{ClientHandshake, HandshakeResponse, HandshakeV10};
 use causeway_wire::{CapabilityFlags as C, StatusFlags};
 use tokio::net::TcpStream;
+use tracing::warn;
 
 use crate::backend::connect::{self, Login, REQUIRED};
 use crate::config::Role;
 use crate::error::{Error, Result, Side};
 use crate::frontend::auth::{self, Attempt};
+use crate::frontend::gate::Limits;
 use crate::io::PacketIo;
 use crate::shared::{Greeting, Shared};
 
@@ -96,6 +98,22 @@ pub async fn establish(
         Ok(r) => r,
         Err(_) => Err(Error::ClientTimeout("handshake")),
     };
+    // Repeated failures of a user from one address slow down the answer to
+    // its next attempts, right or wrong (outside the handshake timeout).
+    let ip = peer.ip();
+    match &res {
+        Ok((_, user, _)) => {
+            pace(shared, user, peer).await;
+            shared.gate.succeeded(user.as_bytes(), ip);
+        }
+        Err(Error::AccessDenied { user, .. }) => {
+            pace(shared, user, peer).await;
+            shared
+                .gate
+                .failed(user.as_bytes(), ip, std::time::Instant::now());
+        }
+        Err(_) => {}
+    }
     match res {
         Ok((caps, user, login)) => Ok(Established {
             client,
@@ -109,6 +127,18 @@ pub async fn establish(
             Err(e)
         }
     }
+}
+
+/// Waits as long as `user`'s failed logins from `peer` call for.
+async fn pace(shared: &Shared, user: &str, peer: SocketAddr) {
+    let limits = Limits::of(&shared.config.frontend);
+    let (failures, delay) = shared.gate.delay(user.as_bytes(), peer.ip(), &limits);
+    if delay.is_zero() {
+        return;
+    }
+    shared.metrics.login_delays.inc();
+    warn!(user, failures, delay = ?delay, "failed logins in a row from this address; the answer is delayed");
+    tokio::time::sleep(delay).await;
 }
 
 /// What clients are greeted with: learned once from a backend greeting (a

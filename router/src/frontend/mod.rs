@@ -2,5 +2,6 @@
 //! authentication against the configured users.
 
 pub mod auth;
+pub mod gate;
 pub mod handshake;
 pub mod listener;

@@ -266,8 +266,31 @@ impl Session<'_> {
                 pool.server_full(FULL_HOLD);
                 return Ok(None);
             }
-            // The server answered and said no (unknown database, access
-            // denied): the client sees that ERR as it is.
+            // The router's own login was refused: the client's credentials
+            // were right, so it is told the router's backend account failed
+            // (in its own user's terms), and the operator reads it in the log.
+            Err(Error::BackendRefused(err)) if backend_login_refused(err.code) => {
+                self.shared.metrics.error("backend_login");
+                warn!(server = %srv.name, user = %self.user, backend_user = %user.backend_user,
+                    code = err.code, message = %String::from_utf8_lossy(&err.message),
+                    "the server refused the router's backend login");
+                return Err(Failure::Client(ErrPacket::new(
+                    9007,
+                    *b"28000",
+                    format!(
+                        "Causeway: server '{}' refused the router's login for user '{}' (backend \
+                         account '{}'): {} ({}); the backend credentials in the router's \
+                         configuration need fixing",
+                        srv.name,
+                        self.user,
+                        user.backend_user,
+                        String::from_utf8_lossy(&err.message),
+                        err.code
+                    ),
+                )));
+            }
+            // The server answered and said no (unknown database, no access
+            // to it): the client sees that ERR as it is.
             Err(Error::BackendRefused(err)) => {
                 if err.code == 1049 && self.schema_unverified {
                     return Err(Failure::Fatal(Error::SessionLost(err)));
@@ -690,6 +713,13 @@ pub(super) fn answer_row_info(sql: &str, state: &SessionState) -> Option<String>
         return None;
     }
     Some(format!("SELECT CAST({value} AS SIGNED) AS `{name}`"))
+}
+
+/// MySQL errors that refuse a login itself (the account, not the request):
+/// access denied, an authentication method the router cannot answer, an
+/// expired password, a locked account.
+fn backend_login_refused(code: u16) -> bool {
+    matches!(code, 1045 | 1251 | 1862 | 3118)
 }
 
 #[cfg(test)]

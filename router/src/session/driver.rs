@@ -154,6 +154,10 @@ impl<'a> Session<'a> {
     ) -> Self {
         let mut client = est.client;
         client.set_write_timeout(Some(shared.config.frontend.net_write_timeout));
+        client.set_read_limits(
+            shared.config.frontend.net_read_timeout,
+            shared.client_buffers.clone(),
+        );
         let wanted = Wanted {
             schema: est.login.database.clone(),
             multi_statements: est.caps.contains(CapabilityFlags::MULTI_STATEMENTS),
@@ -426,7 +430,7 @@ impl<'a> Session<'a> {
     /// forwarded (refused, or without a target), so that its chunks are not
     /// taken for commands; a reply then follows its last chunk's sequence.
     pub(super) async fn skip_rest(&mut self) -> Result<()> {
-        let limit = self.shared.config.frontend.handshake_timeout;
+        let limit = self.shared.config.frontend.net_read_timeout;
         while self.unread {
             let c = next_chunk_of_command(&mut self.client, limit).await?;
             self.client_seq = c.seq.wrapping_add(1);

@@ -79,7 +79,7 @@ impl Session<'_> {
         let backend = &mut self.held[i].conn.io;
         backend.queue_chunk(&first);
         let mut more = first.more;
-        let limit = self.shared.config.frontend.handshake_timeout;
+        let limit = self.shared.config.frontend.net_read_timeout;
         self.unread = false;
         while more {
             let c = next_chunk_of_command(&mut self.client, limit).await?;

@@ -41,6 +41,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use crate::error::Error;
+use crate::frontend::gate;
 use crate::frontend::handshake::{self, establish};
 use crate::io::PacketIo;
 use crate::shared::Shared;
@@ -80,14 +81,33 @@ fn sessions_of(shared: &Shared, user: &str) -> usize {
 pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>) {
     let shared = &*shared;
     shared.metrics.connections.inc();
-    let _registered = Registered::new(shared, id);
-    if shared.metrics.sessions.get() > shared.config.frontend.max_connections as i64 {
-        warn!("too many connections; refused");
-        let mut client = PacketIo::new(Box::new(tcp), crate::error::Side::Client, 1024);
-        handshake::send_err(&mut client, 0, &Error::TooManyConnections, peer).await;
-        return;
-    }
-    let mut est = match establish(tcp, peer, id, shared).await {
+    let max = shared.config.frontend.max_connections as i64;
+    // Full already: refused before any work, as MySQL does.
+    let entered = if shared.metrics.sessions.get() >= max {
+        Err(Error::TooManyConnections)
+    } else {
+        let limits = gate::Limits::of(&shared.config.frontend);
+        shared
+            .gate
+            .enter(peer.ip(), &limits)
+            .map_err(Error::TooManyLogins)
+    };
+    let handshaking = match entered {
+        Ok(h) => h,
+        Err(e) => {
+            warn!(error = %e, "refused before login");
+            shared.metrics.error(match e {
+                Error::TooManyLogins(_) => "login_limit",
+                _ => "max_connections",
+            });
+            let mut client = PacketIo::new(Box::new(tcp), crate::error::Side::Client, 1024);
+            handshake::send_err(&mut client, 0, &e, peer).await;
+            return;
+        }
+    };
+    let est = establish(tcp, peer, id, shared).await;
+    drop(handshaking);
+    let mut est = match est {
         Ok(est) => est,
         Err(e) => {
             shared.metrics.handshake_failures.inc();
@@ -105,6 +125,14 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>)
             return;
         }
     };
+    // Logins in progress do not count; logged-in sessions do.
+    let _registered = Registered::new(shared, id);
+    if shared.metrics.sessions.get() > max {
+        warn!("too many connections; refused");
+        shared.metrics.error("max_connections");
+        handshake::send_err(&mut est.client, est.seq, &Error::TooManyConnections, peer).await;
+        return;
+    }
     let limit = shared
         .runtime()
         .users

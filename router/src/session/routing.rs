@@ -411,9 +411,12 @@ impl Session<'_> {
         }
     }
 
+    /// Counts a statement routed to held connection `i`, labelled with the
+    /// group its server serves in force (a promoted replica's writes count
+    /// for the writer group).
     fn count_route(&self, why: Why, i: usize) {
         let s = self.held[i].server;
-        let g = self.cur.rt.servers[s].group;
+        let g = self.cur.members.serving(s, self.cur.rt.servers[s].group);
         if let Some(c) = self.cur.routed[g].get(why.index()) {
             c.inc();
         }
