@@ -55,6 +55,43 @@ pub struct SessionInfo {
     pub active: Arc<std::sync::atomic::AtomicU32>,
     /// Wakes the session to close it (KILL CONNECTION).
     pub kill: Arc<tokio::sync::Notify>,
+    /// Interrupts its statement while no backend runs it (KILL QUERY).
+    pub interrupt: Arc<Interrupt>,
+}
+
+/// KILL QUERY for a statement no backend runs yet (it waits for a pooled
+/// connection, a replica that has its GTIDs, or a writer): counted, so a
+/// wait that starts after the KILL still sees it, and woken.
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    fired: std::sync::atomic::AtomicU64,
+    wake: tokio::sync::Notify,
+}
+
+impl Interrupt {
+    /// Interrupts what waits now or will wait before the command ends.
+    pub fn fire(&self) {
+        self.fired.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    /// Interrupts so far; a command remembers it when it begins.
+    pub fn count(&self) -> u64 {
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Returns once an interrupt comes after `seen` (at once if one did).
+    pub async fn after(&self, seen: u64) {
+        loop {
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.count() != seen {
+                return;
+            }
+            woken.await;
+        }
+    }
 }
 
 /// What the router greets clients with: learned from a backend greeting, so

@@ -34,6 +34,7 @@ const GROUND: &[&str] = &[
     "session::plan",
     "backend::stmts",
     "frontend::gate",
+    "session::connid",
 ];
 
 const STATE: &[&str] = &[

@@ -352,7 +352,7 @@ impl Session<'_> {
                         }
                         return Ok(i);
                     }
-                    Err(Failure::Client(err)) => {
+                    Err(Failure::Client(err)) if err.code != 1317 => {
                         debug!(server = %rt.servers[m].name, code = err.code, "causal read: server unreachable; trying the others");
                         members.retain(|&c| c != m);
                     }
@@ -360,7 +360,13 @@ impl Session<'_> {
                 },
                 Route::Wait(left) => {
                     waited = true;
-                    let _ = tokio::time::timeout(left, changes.changed()).await;
+                    let interrupt = self.interrupt.clone();
+                    tokio::select! {
+                        _ = tokio::time::timeout(left, changes.changed()) => {}
+                        _ = interrupt.after(self.interrupts_seen) => {
+                            return Err(Failure::Client(super::kill::interrupted()));
+                        }
+                    }
                 }
                 Route::Primary(why) => {
                     let reason = match why {

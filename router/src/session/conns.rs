@@ -143,7 +143,15 @@ impl Session<'_> {
                     self.release_held(super::leave::Release::Unpinned)
                         .await
                         .map_err(Failure::Fatal)?;
-                    pool.acquire(&want, b.queue_timeout, &mut evicted).await
+                    let interrupt = self.interrupt.clone();
+                    tokio::select! {
+                        got = pool.acquire(&want, b.queue_timeout, &mut evicted) => got,
+                        // KILL QUERY: the queue is left (a connection
+                        // granted meanwhile goes to the next waiter).
+                        _ = interrupt.after(self.interrupts_seen) => {
+                            return Err(Failure::Client(super::kill::interrupted()));
+                        }
+                    }
                 }
             };
             if let Some(c) = evicted {

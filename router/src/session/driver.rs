@@ -87,6 +87,11 @@ pub struct Session<'a> {
     pub(super) next_stmt: u32,
     pub(super) turn: u64,
     pub(super) kill: Arc<tokio::sync::Notify>,
+    /// KILL QUERY while no backend runs the statement (it waits for a
+    /// connection, a replica or a writer).
+    pub(super) interrupt: Arc<crate::shared::Interrupt>,
+    /// [`crate::shared::Interrupt::count`] when the command began.
+    pub(super) interrupts_seen: u64,
     pub(super) causal: Causal,
     /// Status flags of the last response (for OKs the router makes).
     pub(super) status: StatusFlags,
@@ -180,6 +185,8 @@ impl<'a> Session<'a> {
             next_stmt: 1,
             turn: u64::from(id),
             kill,
+            interrupt: Arc::default(),
+            interrupts_seen: 0,
             causal: Causal::default(),
             status: StatusFlags::AUTOCOMMIT,
             unread: false,
@@ -246,52 +253,21 @@ impl<'a> Session<'a> {
             let Some(cmd) = command::decode(&first, self.caps) else {
                 return Err(Error::ClientUnexpected("empty command packet"));
             };
-            let started = Instant::now();
-            self.causal.writer_read = None;
-            self.unread = first.more;
-            match cmd {
-                Cmd::Quit => {
-                    self.close().await;
+            let (first, cmd) = own_connection_id(first, cmd, self.id);
+            self.interrupts_seen = self.interrupt.count();
+            // KILL CONNECTION from another session ends this one at once,
+            // whatever the command is doing (its work is dropped, never
+            // given back to a pool), as MySQL does.
+            let kill = self.kill.clone();
+            let goes_on = tokio::select! {
+                r = self.dispatch(first, cmd) => r?,
+                _ = kill.notified() => {
+                    self.killed().await;
                     return Ok(());
                 }
-                Cmd::Kill(target) => {
-                    if !self.kill(target).await? {
-                        return Ok(());
-                    }
-                }
-                // Like MySQL: an ERR, and the session goes on.
-                Cmd::BadKill => {
-                    let err = ErrPacket::new(1835, *b"HY000", "Malformed communication packet.");
-                    self.send_client_err(&err).await?;
-                }
-                Cmd::UntranslatableKill => self.refuse_kill().await?,
-                Cmd::Query { sql } => {
-                    self.query(first, &sql).await?;
-                    self.shared
-                        .metrics
-                        .query_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                }
-                Cmd::Prepare => self.prepare(first).await?,
-                Cmd::Stmt(op, id) => {
-                    self.statement(first, op, id).await?;
-                    if op == StmtOp::Execute {
-                        self.shared
-                            .metrics
-                            .query_seconds
-                            .observe(started.elapsed().as_secs_f64());
-                    }
-                }
-                Cmd::ChangeUser => {
-                    if !self.change_user(first).await? {
-                        return Ok(());
-                    }
-                }
-                Cmd::Ping if self.held.is_empty() => self.local_ok().await?,
-                Cmd::ResetConnection => self.reset_connection(first).await?,
-                Cmd::InitDb => self.init_db(first).await?,
-                Cmd::SetOption(on) => self.set_option(first, on).await?,
-                Cmd::Ping | Cmd::Other => self.on_home(first).await?,
+            };
+            if !goes_on {
+                return Ok(());
             }
             self.skip_rest().await?;
             self.active.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -301,11 +277,92 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Serves one command. False: the session is over.
+    async fn dispatch(&mut self, first: Chunk, cmd: Cmd) -> Result<bool> {
+        let started = Instant::now();
+        self.causal.writer_read = None;
+        self.unread = first.more;
+        match cmd {
+            Cmd::Quit => {
+                self.close().await;
+                return Ok(false);
+            }
+            Cmd::Kill(target) => {
+                if !self.kill(target).await? {
+                    return Ok(false);
+                }
+            }
+            // Like MySQL: an ERR, and the session goes on.
+            Cmd::BadKill => {
+                let err = ErrPacket::new(1835, *b"HY000", "Malformed communication packet.");
+                self.send_client_err(&err).await?;
+            }
+            Cmd::UntranslatableKill => self.refuse_kill().await?,
+            Cmd::Query { sql } => {
+                self.query(first, &sql).await?;
+                self.shared
+                    .metrics
+                    .query_seconds
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            Cmd::Prepare => self.prepare(first).await?,
+            Cmd::Stmt(op, id) => {
+                self.statement(first, op, id).await?;
+                if op == StmtOp::Execute {
+                    self.shared
+                        .metrics
+                        .query_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                }
+            }
+            Cmd::ChangeUser => {
+                if !self.change_user(first).await? {
+                    return Ok(false);
+                }
+            }
+            Cmd::Ping if self.held.is_empty() => self.local_ok().await?,
+            Cmd::ResetConnection => self.reset_connection(first).await?,
+            Cmd::InitDb => self.init_db(first).await?,
+            Cmd::SetOption(on) => self.set_option(first, on).await?,
+            Cmd::Ping | Cmd::Other => self.on_home(first).await?,
+        }
+        Ok(true)
+    }
+
+    /// Killed (KILL CONNECTION) in the middle of a command: a statement
+    /// running on a backend is killed there too (its connection is
+    /// dropped, so the server would otherwise run it to its end), every
+    /// connection is closed, and so is the client's, with no answer: the
+    /// client sees the connection lost, as with MySQL.
+    async fn killed(&mut self) {
+        info!("killed during a command");
+        let running = self.active.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if running != 0 {
+            let cur = self.cur.clone();
+            let on = self
+                .held
+                .iter()
+                .find(|h| h.conn.thread_id == running)
+                .map(|h| h.server);
+            if let (Some(s), Some(u)) = (on, cur.rt.users.get(&self.user)) {
+                super::kill::kill_abandoned(
+                    cur.rt.servers[s].endpoint.clone(),
+                    u.backend_user.clone(),
+                    u.backend_password.clone(),
+                    running,
+                );
+            }
+        }
+        self.held.clear();
+        self.count_pins();
+        self.client.shutdown().await;
+    }
+
     /// Waits for the client's next command, giving unpinned connections
     /// back to their pools once the session has been idle for
     /// `multiplex_delay`. `None`: the session is over.
     async fn next_command(&mut self) -> Result<Option<Chunk>> {
-        let idle = self.shared.config.frontend.idle_timeout;
+        let idle = self.idle_timeout();
         let now = tokio::time::Instant::now();
         let deadline = now + idle;
         let releasable = self.held.iter().any(|h| !self.state.pinned(h.server));
@@ -316,11 +373,16 @@ impl<'a> Session<'a> {
             self.timer.as_mut().reset(wake);
             let next = tokio::select! {
                 r = self.client.next_chunk() => Some(r),
+                (k, said) = held_speaks(&mut self.held) => {
+                    if self.held_spoke(k, said).await? {
+                        continue;
+                    }
+                    return Ok(None);
+                }
                 _ = &mut self.timer => None,
                 _ = self.kill.notified() => {
+                    // As MySQL: an idle session killed is closed, unanswered.
                     info!("killed");
-                    let err = router_err(1317, "Query execution was interrupted");
-                    let _ = self.send_client_err(&err).await;
                     self.close().await;
                     return Ok(None);
                 }
@@ -337,6 +399,8 @@ impl<'a> Session<'a> {
                         *b"HY000",
                         "The client was disconnected by the server because of inactivity.",
                     );
+                    // As MySQL: sequence 0, no command is being answered.
+                    self.client_seq = 0;
                     let _ = self.send_client_err(&err).await;
                     self.close().await;
                     return Ok(None);
@@ -352,6 +416,49 @@ impl<'a> Session<'a> {
                 },
             }
         }
+    }
+
+    /// How long the session may stay idle: `frontend.idle_timeout`, or
+    /// less when the client set its own `wait_timeout`, as MySQL does.
+    fn idle_timeout(&self) -> Duration {
+        let configured = self.shared.config.frontend.idle_timeout;
+        self.state
+            .wanted
+            .vars
+            .get(b"wait_timeout")
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
+            .filter(|&secs| secs > 0)
+            .map_or(configured, |secs| configured.min(Duration::from_secs(secs)))
+    }
+
+    /// Held connection `k` said something (or closed) while the session
+    /// was idle: its server closed it (`wait_timeout`, a shutdown, KILL).
+    /// It goes; when session state lived there the session ends as a
+    /// direct client's would: the server's ERR (4031 ...) is forwarded as
+    /// it came, then the client is closed. True: the session goes on.
+    async fn held_spoke(&mut self, k: usize, said: Result<Option<Chunk>>) -> Result<bool> {
+        let server = self.held[k].conn.server.clone();
+        let err = match said {
+            Ok(Some(c)) if c.payload.first() == Some(&0xff) && !c.more => Some(c),
+            _ => None,
+        };
+        let why = match &err {
+            Some(c) => format!(
+                "the server sent ERR {} and closed it",
+                ErrPacket::decode(&c.payload).map_or(0, |e| e.code)
+            ),
+            None => "the server closed it".to_string(),
+        };
+        debug!(server = %server, why, "a held connection spoke while the session was idle");
+        if self.lose(k, &why).await.is_ok() {
+            return Ok(true);
+        }
+        if let Some(c) = err {
+            self.client.queue_chunk(&c);
+            let _ = self.client.flush().await;
+        }
+        self.close().await;
+        Ok(false)
     }
 
     /// Keeps `causeway_router_pinned_sessions` true for this session.
@@ -514,6 +621,7 @@ impl<'a> Session<'a> {
                     threads: self.threads.clone(),
                     active: self.active.clone(),
                     kill: self.kill.clone(),
+                    interrupt: self.interrupt.clone(),
                 },
             );
         }
@@ -742,6 +850,58 @@ impl<'a> Session<'a> {
 }
 
 /// The next chunk of a client command over 16 MiB, within `limit`.
+/// A statement (or one to prepare) that calls `CONNECTION_ID()` gets the
+/// session's id in its place (see `connid`).
+fn own_connection_id(first: Chunk, cmd: Cmd, id: u32) -> (Chunk, Cmd) {
+    let sql_at = match &cmd {
+        Cmd::Query { sql } if !first.more => first.payload.len() - sql.len(),
+        Cmd::Prepare if !first.more => 1,
+        _ => return (first, cmd),
+    };
+    let Some(sql) = super::connid::rewrite(&first.payload[sql_at..], id) else {
+        return (first, cmd);
+    };
+    if sql_at + sql.len() >= causeway_wire::packet::MAX_CHUNK {
+        return (first, cmd);
+    }
+    let mut payload = BytesMut::with_capacity(sql_at + sql.len());
+    payload.extend_from_slice(&first.payload[..sql_at]);
+    payload.extend_from_slice(&sql);
+    let payload = payload.freeze();
+    let cmd = match cmd {
+        Cmd::Query { .. } => Cmd::Query {
+            sql: payload.slice(sql_at..),
+        },
+        other => other,
+    };
+    (Chunk { payload, ..first }, cmd)
+}
+
+/// The first held connection that has something to say (or closes)
+/// while the session is idle, and what; never, when none does. Nothing may
+/// arrive on a held connection between statements.
+async fn held_speaks(held: &mut [Held]) -> (usize, Result<Option<Chunk>>) {
+    use std::future::Future;
+    use std::task::Poll;
+    if held.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut reads: Vec<_> = held
+        .iter_mut()
+        .enumerate()
+        .map(|(k, h)| Box::pin(async move { (k, h.conn.io.next_chunk().await) }))
+        .collect();
+    std::future::poll_fn(|cx| {
+        for r in reads.iter_mut() {
+            if let Poll::Ready(out) = r.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 pub(super) async fn next_chunk_of_command(client: &mut PacketIo, limit: Duration) -> Result<Chunk> {
     tokio::time::timeout(limit, client.next_chunk())
         .await

@@ -29,6 +29,11 @@ impl KillTarget {
     }
 }
 
+/// What a statement interrupted by KILL QUERY answers, as in MySQL.
+pub fn interrupted() -> ErrPacket {
+    ErrPacket::new(1317, *b"70100", "Query execution was interrupted")
+}
+
 /// Recognises `KILL [QUERY | CONNECTION] <id>` (any case, optional `;`),
 /// with comments and whitespace before and after it.
 pub fn parse(sql: &[u8]) -> Option<KillTarget> {
@@ -186,9 +191,10 @@ fn scan_words(sql: &[u8], backslash_escapes: bool, word: &[u8]) -> bool {
 }
 
 /// Kills `target` for a session logged in as `user`. An ERR to relay to the
-/// client is [`Error::BackendRefused`]. `KILL QUERY` stops the statement on
-/// the server the session used last; `KILL CONNECTION` wakes the session to
-/// close and also kills that statement, so a running query stops at once.
+/// client is [`Error::BackendRefused`]. `KILL QUERY` stops the statement
+/// where it runs (KILL QUERY on that backend thread), or interrupts its
+/// wait when it runs nowhere yet; `KILL CONNECTION` wakes the session,
+/// which ends at once and kills what it ran.
 pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<()> {
     let id = target.id();
     let info = shared
@@ -205,9 +211,17 @@ pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<
         return Err(Error::BackendRefused(ErrPacket::new(1095, *b"HY000", msg)));
     }
     if matches!(target, KillTarget::Connection(_)) {
+        // The session ends at once, and kills what it ran on a backend.
         info.kill.notify_one();
+        return Ok(());
     }
     let running = info.active.load(std::sync::atomic::Ordering::Relaxed);
+    if running == 0 {
+        // Nothing runs on a backend: what waits is interrupted (nothing,
+        // when the session is idle: a KILL QUERY then does nothing).
+        info.interrupt.fire();
+        return Ok(());
+    }
     let active = (running != 0)
         .then(|| {
             info.threads
@@ -234,15 +248,9 @@ pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<
         side.quit().await;
         return Ok(());
     }
-    // The session itself closes its connections for KILL CONNECTION.
     match side.run(&format!("KILL QUERY {thread}")).await {
-        // The statement may have finished meanwhile; for KILL CONNECTION the
-        // session is closing either way.
-        Err(Error::BackendRefused(err))
-            if matches!(target, KillTarget::Connection(_)) && err.code == 1094 =>
-        {
-            Ok(())
-        }
+        // The backend connection went meanwhile: nothing to stop.
+        Err(Error::BackendRefused(err)) if err.code == 1094 => Ok(()),
         other => other,
     }
 }

@@ -9,6 +9,7 @@
 //! | [`replay`] | what brings a connection to the session's settings (pure) |
 //! | [`plan`] | which connection serves a statement (pure) |
 //! | [`command`] | a client command, decoded once (pure) |
+//! | `connid` | `CONNECTION_ID()` answered with the session's id (pure) |
 //! | [`driver`] | the command loop: decode, plan, connection, replay, forward, fold |
 //! | `routing` | hints, rules, the planner's answer turned into a connection |
 //! | `commands` | INIT_DB, SET_OPTION, RESET_CONNECTION, CHANGE_USER, KILL, the rest |
@@ -22,6 +23,7 @@
 mod causal;
 pub mod command;
 mod commands;
+mod connid;
 mod conns;
 pub mod driver;
 mod forward;

@@ -181,6 +181,9 @@ impl Session<'_> {
                     let until = *self
                         .wait_until
                         .get_or_insert_with(|| Instant::now() + f.window);
+                    if self.interrupted() {
+                        break (Err(Failure::Client(super::kill::interrupted())), sticky);
+                    }
                     if !self.wait_for_writer(until).await? {
                         shared
                             .metrics
@@ -327,9 +330,12 @@ impl Session<'_> {
         }
         self.shared.monitor.hurry();
         let nap = (until - now).min(Duration::from_millis(250));
+        let interrupt = self.interrupt.clone();
         tokio::select! {
             _ = changed.changed() => {}
             _ = tokio::time::sleep(nap) => {}
+            // KILL QUERY: the caller plans again and finds it.
+            _ = interrupt.after(self.interrupts_seen) => {}
         }
         // A client that went away gives its place back now.
         if self.client.peer_closed() {
@@ -339,6 +345,11 @@ impl Session<'_> {
         }
         self.refresh().await?;
         Ok(true)
+    }
+
+    /// Whether a KILL QUERY came for the command under way.
+    pub(super) fn interrupted(&self) -> bool {
+        self.interrupt.count() != self.interrupts_seen
     }
 
     /// The failover window of `server`'s cluster.

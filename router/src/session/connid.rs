@@ -1,0 +1,321 @@
+//! `CONNECTION_ID()` answers the session's id, not a backend's.
+//!
+//! A session has no single backend connection, and the id its client was
+//! given (in the handshake, and the one `KILL` takes) is the router's. Every
+//! call `CONNECTION_ID()` in code (not in literals or comments) becomes that
+//! id as a literal; where the call is a whole item of a select list with no
+//! alias, the item keeps MySQL's column name (the call as written):
+//!
+//! ```text
+//! SELECT CONNECTION_ID()                 -> SELECT 7 AS `CONNECTION_ID()`
+//! SELECT connection_id() AS me, 1        -> SELECT 7 AS me, 1
+//! KILL QUERY ... WHERE id = CONNECTION_ID() -> ... WHERE id = 7
+//! ```
+//! Pure; `None` when the text has no such call (the common case, found by
+//! one pass over the bytes).
+
+/// The text with every `CONNECTION_ID()` call replaced by `id`, or `None`
+/// when it has none.
+pub fn rewrite(sql: &[u8], id: u32) -> Option<Vec<u8>> {
+    if !sql
+        .windows(13)
+        .any(|w| w.eq_ignore_ascii_case(b"CONNECTION_ID"))
+    {
+        return None;
+    }
+    let calls = find_calls(sql);
+    if calls.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(sql.len() + 32 * calls.len());
+    let mut at = 0;
+    for c in calls {
+        out.extend_from_slice(&sql[at..c.start]);
+        out.extend_from_slice(id.to_string().as_bytes());
+        if c.whole_item {
+            out.extend_from_slice(b" AS `");
+            out.extend_from_slice(&sql[c.start..c.end]);
+            out.push(b'`');
+        }
+        at = c.end;
+    }
+    out.extend_from_slice(&sql[at..]);
+    Some(out)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Call {
+    start: usize,
+    end: usize,
+    /// A whole select-list item without an alias.
+    whole_item: bool,
+}
+
+/// A code token, as far as this scan needs to tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    Word(usize, usize),
+    Comma,
+    Open,
+    Close,
+    Semi,
+    Other,
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+/// The code tokens of `sql` with their start offsets: literals, quoted
+/// identifiers and comments (optimizer hints `/*+ */` included) are
+/// skipped; `/*! */` bodies are code.
+fn tokens(sql: &[u8]) -> Vec<(usize, Tok)> {
+    let mut out = Vec::new();
+    let n = sql.len();
+    let mut i = 0;
+    while i < n {
+        let c = sql[i];
+        match c {
+            b'\'' | b'"' | b'`' => {
+                let start = i;
+                i += 1;
+                while i < n {
+                    let b = sql[i];
+                    if b == b'\\' && c != b'`' {
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    if b == c {
+                        if sql.get(i) == Some(&c) {
+                            i += 1;
+                            continue;
+                        }
+                        break;
+                    }
+                }
+                out.push((start, Tok::Other));
+            }
+            b'#' => {
+                while i < n && sql[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'-' if sql.get(i + 1) == Some(&b'-')
+                && sql.get(i + 2).is_none_or(|b| b.is_ascii_whitespace()) =>
+            {
+                while i < n && sql[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if sql.get(i + 1) == Some(&b'*') => {
+                if sql.get(i + 2) == Some(&b'!') {
+                    // Executable comment: its body is code; skip the opener
+                    // and a version number after `/*!`.
+                    i += 3;
+                    while i < n && sql[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                } else {
+                    i += 2;
+                    while i < n && !(sql[i] == b'*' && sql.get(i + 1) == Some(&b'/')) {
+                        i += 1;
+                    }
+                    i += 2;
+                }
+            }
+            b'*' if sql.get(i + 1) == Some(&b'/') => i += 2,
+            b',' => {
+                out.push((i, Tok::Comma));
+                i += 1;
+            }
+            b'(' => {
+                out.push((i, Tok::Open));
+                i += 1;
+            }
+            b')' => {
+                out.push((i, Tok::Close));
+                i += 1;
+            }
+            b';' => {
+                out.push((i, Tok::Semi));
+                i += 1;
+            }
+            _ if c.is_ascii_whitespace() => i += 1,
+            _ if is_word_byte(c) => {
+                let start = i;
+                while i < n && is_word_byte(sql[i]) {
+                    i += 1;
+                }
+                out.push((start, Tok::Word(start, i)));
+            }
+            _ => {
+                out.push((i, Tok::Other));
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn word_is(sql: &[u8], t: Tok, w: &str) -> bool {
+    matches!(t, Tok::Word(a, b) if sql[a..b].eq_ignore_ascii_case(w.as_bytes()))
+}
+
+/// Words that end a select list at its depth.
+const AFTER_LIST: &[&str] = &[
+    "FROM",
+    "INTO",
+    "WHERE",
+    "GROUP",
+    "HAVING",
+    "ORDER",
+    "LIMIT",
+    "UNION",
+    "WINDOW",
+    "FOR",
+    "EXCEPT",
+    "INTERSECT",
+];
+
+fn find_calls(sql: &[u8]) -> Vec<Call> {
+    let toks = tokens(sql);
+    let mut calls = Vec::new();
+    // Per parenthesis depth: whether a select list is open there.
+    let mut in_list = vec![false];
+    let mut k = 0;
+    while k < toks.len() {
+        let (start, t) = toks[k];
+        let depth = in_list.len() - 1;
+        match t {
+            Tok::Open => in_list.push(false),
+            Tok::Close if depth > 0 => {
+                in_list.pop();
+            }
+            Tok::Semi => in_list = vec![false],
+            _ if word_is(sql, t, "SELECT") => in_list[depth] = true,
+            _ if AFTER_LIST.iter().any(|w| word_is(sql, t, w)) => in_list[depth] = false,
+            _ if word_is(sql, t, "CONNECTION_ID")
+                && matches!(toks.get(k + 1), Some((_, Tok::Open)))
+                && matches!(toks.get(k + 2), Some((_, Tok::Close))) =>
+            {
+                let end = toks[k + 2].0 + 1;
+                let before = k.checked_sub(1).map(|p| toks[p].1);
+                let after = toks.get(k + 3).map(|x| x.1);
+                let starts_item = matches!(before, Some(Tok::Comma))
+                    || before
+                        .is_some_and(|b| word_is(sql, b, "SELECT") || word_is(sql, b, "DISTINCT"));
+                let ends_item = match after {
+                    None | Some(Tok::Comma | Tok::Semi | Tok::Close) => true,
+                    Some(a) => AFTER_LIST.iter().any(|w| word_is(sql, a, w)),
+                };
+                calls.push(Call {
+                    start,
+                    end,
+                    whole_item: in_list[depth] && starts_item && ends_item,
+                });
+                k += 3;
+                continue;
+            }
+            _ => {}
+        }
+        k += 1;
+    }
+    calls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rw(sql: &str) -> Option<String> {
+        rewrite(sql.as_bytes(), 7).map(|v| String::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn select_items_keep_mysql_s_column_name() {
+        assert_eq!(
+            rw("SELECT CONNECTION_ID()").unwrap(),
+            "SELECT 7 AS `CONNECTION_ID()`"
+        );
+        assert_eq!(
+            rw("select connection_id( ), 1;").unwrap(),
+            "select 7 AS `connection_id( )`, 1;"
+        );
+        assert_eq!(
+            rw("SELECT 1, CONNECTION_ID() FROM dual").unwrap(),
+            "SELECT 1, 7 AS `CONNECTION_ID()` FROM dual"
+        );
+        assert_eq!(
+            rw("SELECT (SELECT CONNECTION_ID())").unwrap(),
+            "SELECT (SELECT 7 AS `CONNECTION_ID()`)"
+        );
+        assert_eq!(
+            rw("SELECT CONNECTION_ID() INTO @me").unwrap(),
+            "SELECT 7 AS `CONNECTION_ID()` INTO @me"
+        );
+    }
+
+    #[test]
+    fn other_calls_become_the_literal() {
+        assert_eq!(
+            rw("SELECT CONNECTION_ID() AS me").unwrap(),
+            "SELECT 7 AS me"
+        );
+        assert_eq!(rw("SELECT CONNECTION_ID() me").unwrap(), "SELECT 7 me");
+        assert_eq!(
+            rw("SELECT * FROM t WHERE id = CONNECTION_ID()").unwrap(),
+            "SELECT * FROM t WHERE id = 7"
+        );
+        assert_eq!(
+            rw("SELECT a FROM t WHERE id IN (1, CONNECTION_ID(), 2)").unwrap(),
+            "SELECT a FROM t WHERE id IN (1, 7, 2)"
+        );
+        assert_eq!(
+            rw("SELECT CONCAT('x', CONNECTION_ID())").unwrap(),
+            "SELECT CONCAT('x', 7)"
+        );
+        assert_eq!(rw("SELECT CONNECTION_ID() + 1").unwrap(), "SELECT 7 + 1");
+        assert_eq!(rw("SET @me = CONNECTION_ID()").unwrap(), "SET @me = 7");
+        assert_eq!(
+            rw("INSERT INTO t VALUES (CONNECTION_ID())").unwrap(),
+            "INSERT INTO t VALUES (7)"
+        );
+        assert_eq!(
+            rw("SELECT /*+ x */ CONNECTION_ID()").unwrap(),
+            "SELECT /*+ x */ 7 AS `CONNECTION_ID()`"
+        );
+        assert_eq!(
+            rw("SELECT /*!80000 CONNECTION_ID() */").unwrap(),
+            "SELECT /*!80000 7 AS `CONNECTION_ID()` */"
+        );
+    }
+
+    #[test]
+    fn literals_comments_and_other_names_are_left_alone() {
+        for sql in [
+            "SELECT 1",
+            "SELECT 'CONNECTION_ID()'",
+            "SELECT \"connection_id()\"",
+            "SELECT `CONNECTION_ID` FROM t",
+            "SELECT 1 /* CONNECTION_ID() */",
+            "SELECT 1 -- CONNECTION_ID()",
+            "SELECT 1 # CONNECTION_ID()",
+            "SELECT MY_CONNECTION_ID()",
+            "SELECT CONNECTION_ID_X()",
+            "SELECT CONNECTION_ID",
+            "SELECT 'it\\'s CONNECTION_ID()'",
+        ] {
+            assert_eq!(rw(sql), None, "{sql}");
+        }
+        // Garbage never panics.
+        for sql in [
+            "CONNECTION_ID(",
+            "CONNECTION_ID)",
+            "((((CONNECTION_ID()",
+            ")))",
+        ] {
+            let _ = rw(sql);
+        }
+    }
+}
