@@ -73,8 +73,9 @@ pub struct FrontendConfig {
     /// refused with ERR 1040 "Too many connections". Logins in progress
     /// do not count: they have their own limits below.
     pub max_connections: usize,
-    /// At most this many connections in the login phase at once (ERR 1040
-    /// past it), so that silent or slow sockets never lock out real use.
+    /// At most this many connections in the login phase at once, so that
+    /// silent or slow sockets never lock out real use: more wait for their
+    /// turn (up to `handshake_timeout`, then ERR 1040).
     pub max_handshakes: usize,
     /// At most this many of those from one client address.
     pub max_handshakes_per_address: usize,
@@ -544,7 +545,7 @@ impl Default for FrontendConfig {
             net_read_timeout: Duration::from_secs(30),
             max_connections: 4096,
             max_handshakes: 256,
-            max_handshakes_per_address: 32,
+            max_handshakes_per_address: 64,
             failed_login_threshold: 3,
             failed_login_delay: Duration::from_secs(1),
             failed_login_max_delay: Duration::from_secs(30),

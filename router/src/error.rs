@@ -16,6 +16,15 @@ pub enum Side {
 }
 
 /// Everything that ends a session or a handshake.
+/// Why a login may not start now (see `frontend::gate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crowded {
+    /// `max_handshakes` logins are in progress.
+    All(usize),
+    /// `max_handshakes_per_address` logins are in progress from this address.
+    Address(usize),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading from or writing to the client failed.
@@ -64,7 +73,7 @@ pub enum Error {
     TooManyConnections,
     /// Too many logins in progress (in all, or from the client's address).
     #[error("too many logins in progress ({0:?})")]
-    TooManyLogins(crate::frontend::gate::Crowded),
+    TooManyLogins(Crowded),
     /// The user has `max_connections` sessions already.
     #[error("user {0:?} has too many sessions")]
     UserLimit(String),
@@ -222,10 +231,10 @@ impl Error {
                 1040,
                 *b"08004",
                 match crowded {
-                    crate::frontend::gate::Crowded::All(n) => format!(
+                    Crowded::All(n) => format!(
                         "Too many connections: {n} logins in progress (Causeway max_handshakes)"
                     ),
-                    crate::frontend::gate::Crowded::Address(n) => format!(
+                    Crowded::Address(n) => format!(
                         "Too many connections: {n} logins in progress from {client_host} \
                          (Causeway max_handshakes_per_address)"
                     ),

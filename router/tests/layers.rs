@@ -33,11 +33,11 @@ const GROUND: &[&str] = &[
     "session::replay",
     "session::plan",
     "backend::stmts",
-    "frontend::gate",
     "session::connid",
 ];
 
 const STATE: &[&str] = &[
+    "frontend::gate",
     "io",
     "tls",
     "backend",

@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! accept ──enter(ip)──> Handshaking guard ──login──> guard dropped
-//!            │ over max_handshakes / per address: ERR 1040, closed
+//!            │ over max_handshakes / per address: waits for a turn (a
+//!            │ burst of logins is smoothed, not refused); none within
+//!            │ handshake_timeout: ERR 1040, closed
 //! auth outcome ──> delay(user, ip): failures so far ≥ threshold → sleep
 //!              ──> failed(user, ip) +1 | succeeded(user, ip) forgets
 //! ```
@@ -15,6 +17,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+pub use crate::error::Crowded;
 
 /// Bytes of a user name kept in a failure record (MySQL names are at
 /// most 32 characters).
@@ -53,15 +57,6 @@ impl Limits {
     }
 }
 
-/// Why a login may not start now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Crowded {
-    /// `max_handshakes` logins are in progress.
-    All(usize),
-    /// `max_handshakes_per_address` logins are in progress from this address.
-    Address(usize),
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Failures {
     count: u32,
@@ -79,6 +74,8 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Gate {
     inner: Mutex<Inner>,
+    /// Woken when a login ends (a turn may be free).
+    turn: tokio::sync::Notify,
 }
 
 /// A login in progress; counted until dropped.
@@ -90,14 +87,17 @@ pub struct Handshaking<'a> {
 
 impl Drop for Handshaking<'_> {
     fn drop(&mut self) {
-        let mut inner = self.gate.lock();
-        inner.in_progress = inner.in_progress.saturating_sub(1);
-        if let Some(n) = inner.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                inner.per_ip.remove(&self.ip);
+        {
+            let mut inner = self.gate.lock();
+            inner.in_progress = inner.in_progress.saturating_sub(1);
+            if let Some(n) = inner.per_ip.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    inner.per_ip.remove(&self.ip);
+                }
             }
         }
+        self.gate.turn.notify_waiters();
     }
 }
 
@@ -122,8 +122,32 @@ impl Gate {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts a login from `ip` in progress, or says why it may not start.
-    pub fn enter(&self, ip: IpAddr, limits: &Limits) -> Result<Handshaking<'_>, Crowded> {
+    /// Counts a login from `ip` in progress, waiting for a turn while the
+    /// limits are reached; says why it may not start when none came before
+    /// `until`.
+    pub async fn enter(
+        &self,
+        ip: IpAddr,
+        limits: &Limits,
+        until: tokio::time::Instant,
+    ) -> Result<Handshaking<'_>, Crowded> {
+        loop {
+            let turn = self.turn.notified();
+            tokio::pin!(turn);
+            turn.as_mut().enable();
+            let crowded = match self.try_enter(ip, limits) {
+                Ok(h) => return Ok(h),
+                Err(c) => c,
+            };
+            if tokio::time::timeout_at(until, turn).await.is_err() {
+                return Err(crowded);
+            }
+        }
+    }
+
+    /// Counts a login from `ip` in progress, or says why it may not start
+    /// now.
+    pub fn try_enter(&self, ip: IpAddr, limits: &Limits) -> Result<Handshaking<'_>, Crowded> {
         let mut inner = self.lock();
         if inner.in_progress >= limits.max_handshakes {
             return Err(Crowded::All(limits.max_handshakes));
@@ -211,14 +235,14 @@ mod tests {
             IpAddr::from([10, 0, 0, 3]),
         );
         let l = limits();
-        let a1 = g.enter(a, &l).unwrap();
-        let a2 = g.enter(a, &l).unwrap();
-        assert_eq!(g.enter(a, &l).unwrap_err(), Crowded::Address(2));
-        let b1 = g.enter(b, &l).unwrap();
-        assert_eq!(g.enter(c, &l).unwrap_err(), Crowded::All(3));
+        let a1 = g.try_enter(a, &l).unwrap();
+        let a2 = g.try_enter(a, &l).unwrap();
+        assert_eq!(g.try_enter(a, &l).unwrap_err(), Crowded::Address(2));
+        let b1 = g.try_enter(b, &l).unwrap();
+        assert_eq!(g.try_enter(c, &l).unwrap_err(), Crowded::All(3));
         drop(a1);
         assert_eq!(g.in_progress(), 2);
-        let c1 = g.enter(c, &l).unwrap();
+        let c1 = g.try_enter(c, &l).unwrap();
         drop((a2, b1, c1));
         assert_eq!(g.in_progress(), 0);
         assert!(g.lock().per_ip.is_empty());
@@ -227,7 +251,35 @@ mod tests {
             per_address: 3,
             ..l
         };
-        let _held: Vec<_> = (0..3).map(|_| g.enter(a, &wider).unwrap()).collect();
+        let _held: Vec<_> = (0..3).map(|_| g.try_enter(a, &wider).unwrap()).collect();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_login_over_the_limits_waits_for_a_turn_then_gives_up() {
+        let g = std::sync::Arc::new(Gate::default());
+        let a = IpAddr::from([10, 0, 0, 1]);
+        let l = limits();
+        let first = g.try_enter(a, &l).unwrap();
+        let second = g.try_enter(a, &l).unwrap();
+        let now = tokio::time::Instant::now();
+        // Nothing ends: the third gives up when its time is out.
+        let e = g
+            .enter(a, &l, now + Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!(e, Crowded::Address(2));
+        assert_eq!(now.elapsed(), Duration::from_secs(10));
+        // A login that ends gives its turn to one that waits.
+        let g2 = g.clone();
+        let waiter = tokio::spawn(async move {
+            let until = tokio::time::Instant::now() + Duration::from_secs(10);
+            g2.enter(a, &l, until).await.map(|_| ())
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(first);
+        assert_eq!(waiter.await.unwrap(), Ok(()));
+        drop(second);
+        assert_eq!(g.in_progress(), 0);
     }
 
     #[test]

@@ -85,13 +85,17 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>)
     shared.metrics.connections.inc();
     let max = shared.config.frontend.max_connections as i64;
     // Full already: refused before any work, as MySQL does.
+    // Over the login limits, a login waits for its turn (unread: the
+    // client gets its greeting then), up to handshake_timeout.
     let entered = if shared.metrics.sessions.get() >= max {
         Err(Error::TooManyConnections)
     } else {
         let limits = gate::Limits::of(&shared.config.frontend);
+        let until = tokio::time::Instant::now() + shared.config.frontend.handshake_timeout;
         shared
             .gate
-            .enter(peer.ip(), &limits)
+            .enter(peer.ip(), &limits, until)
+            .await
             .map_err(Error::TooManyLogins)
     };
     let handshaking = match entered {
