@@ -1,13 +1,16 @@
-//! What a client sees when the server ends its connection, through the
-//! router and directly against MySQL, side by side: a backend connection
-//! the server closes while the session idles, and the session's own
-//! `wait_timeout`.
+//! What a client sees when its session is ended or interrupted, through
+//! the router and directly against MySQL, side by side: a backend
+//! connection the server closes while the session idles, the session's own
+//! `wait_timeout`, `KILL CONNECTION` / `KILL QUERY` by the id the client was
+//! given (which `CONNECTION_ID()` answers), also while the statement waits
+//! for a connection or for a replica.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use causeway_e2e::router::{opts, start_router, Raw};
 use causeway_e2e::Topology;
+use causeway_router::causal::Scope;
 use causeway_router::config::FullAuth;
 use causeway_wire::ErrPacket;
 use mysql_async::prelude::*;
@@ -233,5 +236,35 @@ async fn a_statement_waiting_for_a_connection_is_interrupted_or_ended() -> Resul
     let mut after = conn().await?;
     let one: Option<i64> = after.query_first("SELECT 1 FOR UPDATE").await?;
     assert_eq!(one, Some(1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_read_waiting_for_a_replica_is_interrupted_by_kill_query() -> Result<()> {
+    let topo = Topology::get()?;
+    let mut cfg = topo.causal_config(Scope::Token)?;
+    cfg.consistent_pairs[0].max_wait = Duration::from_secs(60);
+    let router = start_router(cfg).await?;
+    let conn = || mysql_async::Conn::new(opts(&topo, router.port, "APP", false).unwrap());
+    let mut killer = conn().await?;
+    let mut reader = conn().await?;
+    // A token no server has yet: the read waits for a replica to have it.
+    reader
+        .query_drop("SET @causeway_min_gtid = '3e11fa47-71ca-11e1-9e33-c80aa9429562:1-999999999'")
+        .await?;
+    let started = Instant::now();
+    let ended = killed_while(
+        reader,
+        &mut killer,
+        "SELECT 1",
+        "KILL QUERY",
+        Duration::from_millis(500),
+    )
+    .await?;
+    assert_eq!(ended, "ERR 1317");
+    ensure!(
+        started.elapsed() < Duration::from_secs(60),
+        "the read waited out max_wait"
+    );
     Ok(())
 }
