@@ -160,6 +160,17 @@ async fn kill_connection_and_kill_query_act_at_once_as_in_mysql() -> Result<()> 
             Some(u64::from(me.id())),
             "port {port}"
         );
+        // SHOW PROCESSLIST shows the session's own row under that id.
+        let rows: Vec<mysql_async::Row> = me.query("SHOW FULL PROCESSLIST").await?;
+        let own = rows
+            .iter()
+            .find(|r| r.get::<u64, _>(0) == Some(u64::from(me.id())))
+            .with_context(|| format!("port {port}: no row with id {}", me.id()))?;
+        assert_eq!(
+            own.get::<String, _>("Info").as_deref(),
+            Some("SHOW FULL PROCESSLIST"),
+            "port {port}"
+        );
         let started = Instant::now();
         let by_connection = killed_while(
             me,

@@ -12,7 +12,8 @@
 //! KILL QUERY ... WHERE id = CONNECTION_ID() -> ... WHERE id = 7
 //! ```
 //! Pure; `None` when the text has no such call (the common case, found by
-//! one pass over the bytes).
+//! one pass over the bytes). Likewise `SHOW PROCESSLIST`'s row for the
+//! session's own backend connection shows the session's id.
 
 /// The text with every `CONNECTION_ID()` call replaced by `id`, or `None`
 /// when it has none.
@@ -44,6 +45,51 @@ pub fn rewrite(sql: &[u8], id: u32) -> Option<Vec<u8>> {
     }
     out.extend_from_slice(&sql[at..]);
     Some(out)
+}
+
+/// Whether `sql` is `SHOW [FULL] PROCESSLIST`, whose row for the session's
+/// own backend connection gets the session's id.
+pub fn is_show_processlist(sql: &[u8]) -> bool {
+    // Checked for every statement: most are told apart without lexing.
+    const NAME: &[u8] = b"processlist";
+    if sql.len() > 512
+        || !sql
+            .windows(NAME.len())
+            .any(|w| w[0] | 0x20 == b'p' && w.eq_ignore_ascii_case(NAME))
+    {
+        return false;
+    }
+    let toks = tokens(sql);
+    let words: Vec<Tok> = toks.iter().map(|t| t.1).collect();
+    match words.as_slice() {
+        [a, b, rest @ ..] if word_is(sql, *a, "SHOW") => {
+            let (list, rest) = if word_is(sql, *b, "FULL") {
+                match rest {
+                    [c, rest @ ..] => (*c, rest),
+                    [] => return false,
+                }
+            } else {
+                (*b, rest)
+            };
+            word_is(sql, list, "PROCESSLIST") && rest.iter().all(|t| *t == Tok::Semi)
+        }
+        _ => false,
+    }
+}
+
+/// A text-protocol row of `SHOW PROCESSLIST` whose `Id` (the first
+/// column) is `backend`, with `id` in its place; `None` for other rows.
+pub fn own_row(row: &[u8], backend: u32, id: u32) -> Option<Vec<u8>> {
+    use causeway_wire::buf::{put_lenenc_bytes, read_lenenc_int};
+    let (len, at) = read_lenenc_int(row, "Id").ok()?;
+    let end = at.checked_add(usize::try_from(len).ok()?)?;
+    if row.get(at..end)? != backend.to_string().as_bytes() {
+        return None;
+    }
+    let mut out = bytes::BytesMut::with_capacity(row.len());
+    put_lenenc_bytes(&mut out, id.to_string().as_bytes());
+    out.extend_from_slice(&row[end..]);
+    Some(out.to_vec())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -292,6 +338,31 @@ mod tests {
             rw("SELECT /*!80000 CONNECTION_ID() */").unwrap(),
             "SELECT /*!80000 7 AS `CONNECTION_ID()` */"
         );
+    }
+
+    #[test]
+    fn the_session_s_own_processlist_row_gets_its_id() {
+        for sql in [
+            "SHOW PROCESSLIST",
+            "show full processlist;",
+            "/* x */ SHOW  PROCESSLIST",
+        ] {
+            assert!(is_show_processlist(sql.as_bytes()), "{sql}");
+        }
+        for sql in [
+            "SHOW TABLES",
+            "SELECT * FROM PROCESSLIST",
+            "SHOW PROCESSLIST x",
+            "SHOW",
+        ] {
+            assert!(!is_show_processlist(sql.as_bytes()), "{sql}");
+        }
+        // Id 23, User "app", NULL.
+        let row = b"\x0223\x03app\xfb";
+        assert_eq!(own_row(row, 23, 7).unwrap(), b"\x017\x03app\xfb");
+        assert_eq!(own_row(row, 24, 7), None);
+        assert_eq!(own_row(b"", 23, 7), None);
+        assert_eq!(own_row(b"\x09", 23, 7), None);
     }
 
     #[test]

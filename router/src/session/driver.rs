@@ -92,6 +92,9 @@ pub struct Session<'a> {
     pub(super) interrupt: Arc<crate::shared::Interrupt>,
     /// [`crate::shared::Interrupt::count`] when the command began.
     pub(super) interrupts_seen: u64,
+    /// The command is `SHOW PROCESSLIST`: the row of the backend
+    /// connection it runs on shows the session's id.
+    pub(super) own_row: bool,
     pub(super) causal: Causal,
     /// Status flags of the last response (for OKs the router makes).
     pub(super) status: StatusFlags,
@@ -187,6 +190,7 @@ impl<'a> Session<'a> {
             kill,
             interrupt: Arc::default(),
             interrupts_seen: 0,
+            own_row: false,
             causal: Causal::default(),
             status: StatusFlags::AUTOCOMMIT,
             unread: false,
@@ -282,6 +286,8 @@ impl<'a> Session<'a> {
         let started = Instant::now();
         self.causal.writer_read = None;
         self.unread = first.more;
+        self.own_row =
+            matches!(&cmd, Cmd::Query { sql } if super::connid::is_show_processlist(sql));
         match cmd {
             Cmd::Quit => {
                 self.close().await;
@@ -849,7 +855,6 @@ impl<'a> Session<'a> {
     }
 }
 
-/// The next chunk of a client command over 16 MiB, within `limit`.
 /// A statement (or one to prepare) that calls `CONNECTION_ID()` gets the
 /// session's id in its place (see `connid`).
 fn own_connection_id(first: Chunk, cmd: Cmd, id: u32) -> (Chunk, Cmd) {
@@ -902,6 +907,7 @@ async fn held_speaks(held: &mut [Held]) -> (usize, Result<Option<Chunk>>) {
     .await
 }
 
+/// The next chunk of a client command over 16 MiB, within `limit`.
 pub(super) async fn next_chunk_of_command(client: &mut PacketIo, limit: Duration) -> Result<Chunk> {
     tokio::time::timeout(limit, client.next_chunk())
         .await

@@ -147,6 +147,12 @@ impl Session<'_> {
                             c.payload = p;
                         }
                     }
+                    PacketRole::Row if self.own_row && !c.more => {
+                        let backend = self.held[i].conn.thread_id;
+                        if let Some(p) = super::connid::own_row(&c.payload, backend, self.id) {
+                            c.payload = p.into();
+                        }
+                    }
                     PacketRole::PrepareOk(ok) => {
                         out.prepared = Some((ok.statement_id, ok.num_params));
                         if let Some(id) = prepare_id {
