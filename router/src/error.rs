@@ -162,6 +162,9 @@ impl Error {
                 *b"08S01",
                 "Got a packet bigger than 'max_allowed_packet' bytes",
             ),
+            Self::ClientProtocol(CodecError::Uncompress(_)) => {
+                ErrPacket::new(1157, *b"08S01", "Couldn't uncompress communication packet")
+            }
             Self::ClientProtocol(CodecError::OutOfSequence { .. }) => {
                 ErrPacket::new(1156, *b"08S01", "Got packets out of order")
             }

@@ -1,0 +1,344 @@
+//! The compressed protocol: a second framing layer under the packet framing,
+//! in force after a handshake that negotiated `COMPRESS` (zlib) or
+//! `ZSTD_COMPRESSION_ALGORITHM` (zstd, with the level the client asked for).
+//!
+//! ```text
+//! frame  = int<3> payload length, int<1> compressed sequence id,
+//!          int<3> uncompressed length (0: the payload is stored as is),
+//!          payload
+//! packet bytes (headers included) --compress--> frames; a frame holds any
+//! slice of the packet stream: several packets or a part of one
+//! ```
+//!
+//! As MySQL's `net_serv.cc` (`compress_packet`, `my_net_read`) and
+//! `mysys/my_compress.cc` do: less than [`MIN_COMPRESS_LENGTH`] bytes, or a
+//! compressed form that is not smaller, are stored; a frame carries at most
+//! [`MAX_FRAME`] uncompressed bytes.
+//!
+//! [`CompressedStream`] keeps the sequence ids of one leg the way MySQL's
+//! `NET` does (`pkt_nr`, `compress_pkt_nr`), plus the ids the same exchange
+//! would have carried uncompressed, so the rest of a proxy can keep
+//! forwarding packets with plain sequence ids whatever each leg speaks:
+//!
+//! ```text
+//! reset()                 command start: every counter 0
+//! frame read (seq s)      checked against `comp` when armed; comp = pkt = s + 1
+//! packet read             its id becomes `plain`, plain += 1 (the peer's inner
+//!                         ids are not checked, as MySQL does not check them)
+//! packet written (id p)   its id becomes `pkt`, pkt += 1; plain = p + 1
+//! frames written          each takes `comp`, comp += 1; then pkt = comp
+//!                         (MySQL's net_flush: "sync packet number")
+//! ```
+
+use bytes::{Buf, BufMut, BytesMut};
+use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
+
+use crate::error::{CodecError, Result};
+use crate::flags::CapabilityFlags;
+use crate::packet::{parse_header, HEADER_LEN};
+
+/// Size of a frame header.
+pub const FRAME_HEADER_LEN: usize = 7;
+/// The most uncompressed bytes one frame carries (the lengths are 3 bytes).
+pub const MAX_FRAME: usize = 0xff_ffff;
+/// Payloads shorter than this are stored, not compressed (MySQL's
+/// `MIN_COMPRESS_LENGTH`).
+pub const MIN_COMPRESS_LENGTH: usize = 50;
+/// zstd level when the client gives none (MySQL's default).
+pub const DEFAULT_ZSTD_LEVEL: u8 = 3;
+/// zlib level MySQL compresses with (zlib's default).
+const ZLIB_LEVEL: u32 = 6;
+
+/// A compression algorithm with its level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// zlib (`CLIENT_COMPRESS`).
+    Zlib,
+    /// zstd at a level 1..=22 (`CLIENT_ZSTD_COMPRESSION_ALGORITHM`).
+    Zstd(u8),
+}
+
+impl Algorithm {
+    /// What a server that offered `offered` runs with a client whose
+    /// response carried `client` and `zstd_level`; `None`: uncompressed.
+    ///
+    /// As MySQL: zlib when the client asks for it (also when it sets both
+    /// flags), else zstd at the client's level.
+    pub fn negotiate(
+        offered: CapabilityFlags,
+        client: CapabilityFlags,
+        zstd_level: Option<u8>,
+    ) -> Option<Algorithm> {
+        let both = offered & client;
+        if both.contains(CapabilityFlags::COMPRESS) {
+            Some(Algorithm::Zlib)
+        } else if both.contains(CapabilityFlags::ZSTD_COMPRESSION_ALGORITHM) {
+            Some(Algorithm::Zstd(zstd_level.unwrap_or(DEFAULT_ZSTD_LEVEL)))
+        } else {
+            None
+        }
+    }
+
+    /// The capability flag that asks for this algorithm.
+    pub fn flag(self) -> CapabilityFlags {
+        match self {
+            Algorithm::Zlib => CapabilityFlags::COMPRESS,
+            Algorithm::Zstd(_) => CapabilityFlags::ZSTD_COMPRESSION_ALGORITHM,
+        }
+    }
+
+    /// The name MySQL shows in `Compression_algorithm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Zlib => "zlib",
+            Algorithm::Zstd(_) => "zstd",
+        }
+    }
+}
+
+/// Whether a packet payload read on an *uncompressed* leg is really a
+/// compressed frame (a client compressing without having negotiated it):
+/// its first 3 bytes are an uncompressed length followed by a zlib or
+/// zstd stream, or 0 followed by exactly one whole packet with sequence id 0.
+pub fn looks_like_frame(payload: &[u8]) -> bool {
+    let Some(&[a, b, c]) = payload.get(..3) else {
+        return false;
+    };
+    let declared = usize::from(a) | usize::from(b) << 8 | usize::from(c) << 16;
+    let rest = &payload[3..];
+    if declared == 0 {
+        return match rest.get(..HEADER_LEN) {
+            Some(&[x, y, z, seq]) => {
+                let (len, _) = parse_header([x, y, z, seq]);
+                seq == 0 && len + HEADER_LEN == rest.len()
+            }
+            _ => false,
+        };
+    }
+    let zlib = matches!(rest, [0x78, second, ..] if (0x7800u16 | u16::from(*second)) % 31 == 0);
+    let zstd = rest.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    zlib || zstd
+}
+
+/// The compressing and decompressing state of one leg.
+pub struct CompressedStream {
+    algorithm: Algorithm,
+    zlib_in: Option<Decompress>,
+    zlib_out: Option<Compress>,
+    zstd_in: Option<zstd::bulk::Decompressor<'static>>,
+    zstd_out: Option<zstd::bulk::Compressor<'static>>,
+    /// Largest uncompressed frame accepted.
+    max_frame: usize,
+    /// Frame sequence ids are checked against `comp`.
+    check: bool,
+    /// The last packet handled was written (not read).
+    writing: bool,
+    comp: u8,
+    pkt: u8,
+    plain: u8,
+}
+
+impl std::fmt::Debug for CompressedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompressedStream")
+            .field("algorithm", &self.algorithm)
+            .field("comp", &self.comp)
+            .field("pkt", &self.pkt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompressedStream {
+    /// A stream compressing with `algorithm` and refusing frames of more
+    /// than `max_frame` uncompressed bytes (capped at [`MAX_FRAME`]).
+    pub fn new(algorithm: Algorithm, max_frame: usize) -> Self {
+        Self {
+            algorithm,
+            zlib_in: None,
+            zlib_out: None,
+            zstd_in: None,
+            zstd_out: None,
+            max_frame: max_frame.min(MAX_FRAME),
+            check: false,
+            writing: false,
+            comp: 0,
+            pkt: 0,
+            plain: 0,
+        }
+    }
+
+    /// The algorithm in force.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Command start: every sequence counter back to 0.
+    pub fn reset(&mut self) {
+        self.writing = false;
+        self.comp = 0;
+        self.pkt = 0;
+        self.plain = 0;
+    }
+
+    /// Arms or disarms the check of incoming frame sequence ids.
+    pub fn check_sequence(&mut self, on: bool) {
+        self.check = on;
+    }
+
+    /// The plain sequence id of the next packet read.
+    pub fn next_read_id(&mut self) -> u8 {
+        self.writing = false;
+        let id = self.plain;
+        self.plain = self.plain.wrapping_add(1);
+        id
+    }
+
+    /// The sequence id to put on the wire for a packet the caller numbered
+    /// `plain`. A packet numbered 0 written after a read (or first) starts a
+    /// command: counters reset. (Written after a write, it is a pipelined
+    /// command or an id that wrapped around.)
+    pub fn next_write_id(&mut self, plain: u8) -> u8 {
+        if plain == 0 && !self.writing {
+            self.reset();
+        }
+        self.writing = true;
+        self.plain = plain.wrapping_add(1);
+        let id = self.pkt;
+        self.pkt = self.pkt.wrapping_add(1);
+        id
+    }
+
+    /// Decodes one whole frame from `src`, appending its uncompressed bytes
+    /// to `dst`; `Ok(false)` when `src` holds no whole frame yet.
+    pub fn decode(&mut self, src: &mut BytesMut, dst: &mut BytesMut) -> Result<bool> {
+        let Some(h) = src.get(..FRAME_HEADER_LEN) else {
+            return Ok(false);
+        };
+        let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+        let seq = h[3];
+        let declared = usize::from(h[4]) | usize::from(h[5]) << 8 | usize::from(h[6]) << 16;
+        let limit = self.max_frame;
+        if declared > limit || (declared == 0 && len > limit) {
+            let len = declared.max(len);
+            return Err(CodecError::TooLarge { len, max: limit });
+        }
+        if src.len() < FRAME_HEADER_LEN + len {
+            src.reserve(FRAME_HEADER_LEN + len - src.len());
+            return Ok(false);
+        }
+        if self.check && seq != self.comp {
+            return Err(CodecError::OutOfSequence {
+                expected: self.comp,
+                got: seq,
+            });
+        }
+        self.comp = seq.wrapping_add(1);
+        self.pkt = self.comp;
+        self.writing = false;
+        src.advance(FRAME_HEADER_LEN);
+        let payload = src.split_to(len);
+        if declared == 0 {
+            dst.extend_from_slice(&payload);
+            return Ok(true);
+        }
+        let out = self.uncompress(&payload, declared)?;
+        dst.extend_from_slice(&out);
+        Ok(true)
+    }
+
+    fn uncompress(&mut self, payload: &[u8], declared: usize) -> Result<Vec<u8>> {
+        // Never more than the declared length is produced: a frame whose
+        // data inflates further is refused, not followed.
+        let mut out = Vec::with_capacity(declared);
+        match self.algorithm {
+            Algorithm::Zlib => {
+                let z = self.zlib_in.get_or_insert_with(|| Decompress::new(true));
+                z.reset(true);
+                let status = z
+                    .decompress_vec(payload, &mut out, FlushDecompress::Finish)
+                    .map_err(|_| CodecError::Uncompress("corrupt zlib data"))?;
+                if status != Status::StreamEnd {
+                    return Err(CodecError::Uncompress(
+                        "zlib data longer than its declared length or truncated",
+                    ));
+                }
+            }
+            Algorithm::Zstd(_) => {
+                let z = match &mut self.zstd_in {
+                    Some(z) => z,
+                    None => self.zstd_in.insert(
+                        zstd::bulk::Decompressor::new()
+                            .map_err(|_| CodecError::Uncompress("zstd context"))?,
+                    ),
+                };
+                z.decompress_to_buffer(payload, &mut out)
+                    .map_err(|_| CodecError::Uncompress("corrupt zstd data or length"))?;
+            }
+        }
+        if out.len() != declared {
+            return Err(CodecError::Uncompress(
+                "uncompressed length differs from the frame header",
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Frames all of `src` into `dst` (frames of at most [`MAX_FRAME`]
+    /// uncompressed bytes), then syncs the packet counter as MySQL's
+    /// `net_flush` does.
+    pub fn encode(&mut self, src: &[u8], dst: &mut BytesMut) {
+        for piece in src.chunks(MAX_FRAME) {
+            let compressed = if piece.len() < MIN_COMPRESS_LENGTH {
+                None
+            } else {
+                self.compress(piece)
+            };
+            let (body, declared) = match &compressed {
+                Some(c) => (&c[..], piece.len()),
+                None => (piece, 0),
+            };
+            dst.reserve(FRAME_HEADER_LEN + body.len());
+            put_u24(dst, body.len());
+            dst.put_u8(self.comp);
+            put_u24(dst, declared);
+            dst.put_slice(body);
+            self.comp = self.comp.wrapping_add(1);
+        }
+        self.pkt = self.comp;
+    }
+
+    /// The compressed form of `piece`, if smaller.
+    fn compress(&mut self, piece: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(piece.len() - 1);
+        match self.algorithm {
+            Algorithm::Zlib => {
+                let z = self.zlib_out.get_or_insert_with(|| {
+                    Compress::new(flate2::Compression::new(ZLIB_LEVEL), true)
+                });
+                z.reset();
+                let status = z
+                    .compress_vec(piece, &mut out, FlushCompress::Finish)
+                    .ok()?;
+                (status == Status::StreamEnd).then_some(out)
+            }
+            Algorithm::Zstd(level) => {
+                let z = match &mut self.zstd_out {
+                    Some(z) => z,
+                    None => self
+                        .zstd_out
+                        .insert(zstd::bulk::Compressor::new(i32::from(level)).ok()?),
+                };
+                z.compress_to_buffer(piece, &mut out).ok()?;
+                Some(out)
+            }
+        }
+    }
+}
+
+fn put_u24(dst: &mut BytesMut, n: usize) {
+    let b = (n as u32).to_le_bytes();
+    dst.put_slice(&b[..3]);
+}
+
+#[cfg(test)]
+mod tests;
