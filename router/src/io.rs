@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use causeway_wire::compress::{Algorithm, CompressedStream};
-use causeway_wire::packet::{encode_packet, parse_header, put_header, HEADER_LEN, MAX_CHUNK};
+use causeway_wire::packet::{encode_packet, parse_header, HEADER_LEN, MAX_CHUNK};
 use causeway_wire::{Chunk, ChunkDecoder, CodecError, Packet};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -129,15 +129,19 @@ impl PacketIo {
             let n = self.stream.read_buf(&mut self.rbuf).await;
             return n.map_err(|e| io_err(side, e));
         };
+        // One frame at a time: the next may belong to the next command,
+        // whose sequence ids start over only once it is reached.
         loop {
             let before = self.rbuf.len();
-            while c
+            let decoded = c
                 .codec
                 .decode(&mut c.raw, &mut self.rbuf)
-                .map_err(|e| codec_err(side, e))?
-            {}
+                .map_err(|e| codec_err(side, e))?;
             if self.rbuf.len() > before {
                 return Ok(self.rbuf.len() - before);
+            }
+            if decoded {
+                continue;
             }
             c.raw.reserve(at_least);
             let n = self.stream.read_buf(&mut c.raw).await;
@@ -361,15 +365,13 @@ impl PacketIo {
         }
     }
 
-    /// Queues a chunk for writing, unchanged (compressed: with the id the
-    /// compressed protocol gives it).
+    /// Queues a chunk for writing, unchanged (compressed: the id is set
+    /// when it is flushed).
     pub fn queue_chunk(&mut self, chunk: &Chunk) {
         match self.compressed.as_mut() {
             Some(c) => {
-                let id = c.codec.next_write_id(chunk.seq);
-                self.wbuf.reserve(HEADER_LEN + chunk.payload.len());
-                put_header(&mut self.wbuf, chunk.payload.len(), id);
-                self.wbuf.extend_from_slice(&chunk.payload);
+                c.codec.note_write(chunk.seq, self.side == Side::Backend);
+                chunk.encode(&mut self.wbuf);
             }
             None => chunk.encode(&mut self.wbuf),
         }
@@ -377,24 +379,17 @@ impl PacketIo {
 
     /// Queues a logical packet starting at `seq`; returns the next sequence id.
     pub fn queue_packet(&mut self, seq: u8, payload: &[u8]) -> u8 {
-        let Some(c) = self.compressed.as_mut() else {
-            return encode_packet(seq, payload, &mut self.wbuf);
-        };
-        // Chunks as encode_packet cuts them, each numbered by the codec.
-        let mut rest = payload;
-        let mut plain = seq;
-        loop {
-            let n = rest.len().min(MAX_CHUNK);
-            let id = c.codec.next_write_id(plain);
-            self.wbuf.reserve(HEADER_LEN + n);
-            put_header(&mut self.wbuf, n, id);
-            self.wbuf.extend_from_slice(&rest[..n]);
-            rest = &rest[n..];
-            plain = plain.wrapping_add(1);
-            if n < MAX_CHUNK {
-                return plain;
+        let commands = self.side == Side::Backend;
+        let next = encode_packet(seq, payload, &mut self.wbuf);
+        if let Some(c) = self.compressed.as_mut() {
+            // One note per chunk, as encode_packet numbered them.
+            let mut id = seq;
+            while id != next {
+                c.codec.note_write(id, commands);
+                id = id.wrapping_add(1);
             }
         }
+        next
     }
 
     /// Whether enough is queued that it should be written now.
@@ -426,7 +421,7 @@ impl PacketIo {
         let out = match self.compressed.as_mut() {
             Some(c) => {
                 if !self.wbuf.is_empty() {
-                    c.codec.encode(&self.wbuf, &mut c.out);
+                    c.codec.encode_packets(&mut self.wbuf, &mut c.out);
                     self.wbuf.clear();
                 }
                 &mut c.out

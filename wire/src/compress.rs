@@ -25,10 +25,16 @@
 //! frame read (seq s)      checked against `comp` when armed; comp = pkt = s + 1
 //! packet read             its id becomes `plain`, plain += 1 (the peer's inner
 //!                         ids are not checked, as MySQL does not check them)
-//! packet written (id p)   its id becomes `pkt`, pkt += 1; plain = p + 1
-//! frames written          each takes `comp`, comp += 1; then pkt = comp
-//!                         (MySQL's net_flush: "sync packet number")
+//! packet written (id p)   plain = p + 1
+//!                         (towards a server, p = 0 starts a command: reset())
+//! packets flushed         the first takes `comp` (MySQL's net_flush syncs
+//!                         pkt_nr to compress_pkt_nr), the others pkt, pkt + 1..
+//! frames written          each takes `comp`, comp += 1
 //! ```
+//! A proxy cannot tell the end of a server's turn from a flush for space,
+//! so it syncs at every flush; a client that checks ids (mysql_common)
+//! accepts there either a continuing id or the id of the frame the packet
+//! ended in, which is what the first packet of a flush gets.
 
 use bytes::{Buf, BufMut, BytesMut};
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
@@ -97,9 +103,11 @@ impl Algorithm {
 }
 
 /// Whether a packet payload read on an *uncompressed* leg is really a
-/// compressed frame (a client compressing without having negotiated it):
-/// its first 3 bytes are an uncompressed length followed by a zlib or
-/// zstd stream, or 0 followed by exactly one whole packet with sequence id 0.
+/// compressed frame (a client compressing without having negotiated it).
+/// Read that way, a frame's 7-byte header is a 4-byte packet header and the
+/// payload is the uncompressed length (3 bytes) then the frame's body less
+/// its last 3 bytes: a zlib or zstd stream, or (length 0) one packet with
+/// sequence id 0 that ends 3 bytes past the payload.
 pub fn looks_like_frame(payload: &[u8]) -> bool {
     let Some(&[a, b, c]) = payload.get(..3) else {
         return false;
@@ -110,12 +118,13 @@ pub fn looks_like_frame(payload: &[u8]) -> bool {
         return match rest.get(..HEADER_LEN) {
             Some(&[x, y, z, seq]) => {
                 let (len, _) = parse_header([x, y, z, seq]);
-                seq == 0 && len + HEADER_LEN == rest.len()
+                seq == 0 && len + HEADER_LEN == rest.len() + 3
             }
             _ => false,
         };
     }
-    let zlib = matches!(rest, [0x78, second, ..] if (0x7800u16 | u16::from(*second)) % 31 == 0);
+    let zlib =
+        matches!(rest, [0x78, second, ..] if (0x7800u16 | u16::from(*second)).is_multiple_of(31));
     let zstd = rest.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
     zlib || zstd
 }
@@ -131,7 +140,8 @@ pub struct CompressedStream {
     max_frame: usize,
     /// Frame sequence ids are checked against `comp`.
     check: bool,
-    /// The last packet handled was written (not read).
+    /// The last packet handled was written (not read); `plain` is then the
+    /// id after the written one.
     writing: bool,
     comp: u8,
     pkt: u8,
@@ -193,19 +203,19 @@ impl CompressedStream {
         id
     }
 
-    /// The sequence id to put on the wire for a packet the caller numbered
-    /// `plain`. A packet numbered 0 written after a read (or first) starts a
-    /// command: counters reset. (Written after a write, it is a pipelined
-    /// command or an id that wrapped around.)
-    pub fn next_write_id(&mut self, plain: u8) -> u8 {
-        if plain == 0 && !self.writing {
+    /// Notes a packet the caller numbered `plain` written (its id on the
+    /// wire is set when it is flushed, by [`Self::encode_packets`]). On a
+    /// leg where the caller sends commands (`commands`), a packet numbered
+    /// 0 starts one, and the counters reset, unless it follows a written
+    /// 255 (an id that wrapped around, as in a long LOCAL INFILE). On the
+    /// other legs commands start at [`Self::reset`].
+    pub fn note_write(&mut self, plain: u8, commands: bool) {
+        let wrapped = self.writing && self.plain == 0;
+        if commands && plain == 0 && !wrapped {
             self.reset();
         }
         self.writing = true;
         self.plain = plain.wrapping_add(1);
-        let id = self.pkt;
-        self.pkt = self.pkt.wrapping_add(1);
-        id
     }
 
     /// Decodes one whole frame from `src`, appending its uncompressed bytes
@@ -283,9 +293,30 @@ impl CompressedStream {
         Ok(out)
     }
 
+    /// Numbers the whole packets (chunks) in `packets` as MySQL's `NET`
+    /// would, then frames them into `dst`: the first takes the id of the
+    /// frame it starts (MySQL's `net_flush` sets `pkt_nr` to
+    /// `compress_pkt_nr`, and clients such as mysql_common expect that at
+    /// a frame boundary between result sets), unless it is too large to end
+    /// in that frame; the others follow on.
+    pub fn encode_packets(&mut self, packets: &mut [u8], dst: &mut BytesMut) {
+        let mut at = 0;
+        while let Some(&[a, b, c, _]) = packets.get(at..at + HEADER_LEN) {
+            let (len, _) = parse_header([a, b, c, 0]);
+            let id = if at == 0 && HEADER_LEN + len <= MAX_FRAME {
+                self.comp
+            } else {
+                self.pkt
+            };
+            packets[at + 3] = id;
+            self.pkt = id.wrapping_add(1);
+            at += HEADER_LEN + len;
+        }
+        self.encode(packets, dst);
+    }
+
     /// Frames all of `src` into `dst` (frames of at most [`MAX_FRAME`]
-    /// uncompressed bytes), then syncs the packet counter as MySQL's
-    /// `net_flush` does.
+    /// uncompressed bytes).
     pub fn encode(&mut self, src: &[u8], dst: &mut BytesMut) {
         for piece in src.chunks(MAX_FRAME) {
             let compressed = if piece.len() < MIN_COMPRESS_LENGTH {
@@ -304,7 +335,6 @@ impl CompressedStream {
             dst.put_slice(body);
             self.comp = self.comp.wrapping_add(1);
         }
-        self.pkt = self.comp;
     }
 
     /// The compressed form of `piece`, if smaller.

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use causeway_wire::command::ComQuery;
 use causeway_wire::compress::{looks_like_frame, Algorithm};
-use causeway_wire::{CapabilityFlags, Chunk, CodecError, ErrPacket, OkPacket, StatusFlags};
+use causeway_wire::{CapabilityFlags, Chunk, ErrPacket, OkPacket, StatusFlags};
 use tracing::{debug, info, warn};
 
 use super::causal::Causal;
@@ -357,9 +357,12 @@ impl<'a> Session<'a> {
                 Some(chunk) => match chunk? {
                     Some(c) if c.first && self.uncompressed_frame(&c) => {
                         warn!("compressed frame from a client that did not negotiate compression");
-                        return Err(Error::ClientProtocol(CodecError::Uncompress(
+                        // MySQL answers 1047 (the frame's first byte taken
+                        // for a command); the router also closes, as the
+                        // client cannot read an uncompressed answer.
+                        return Err(Error::ClientUnexpected(
                             "compressed frame without compression negotiated",
-                        )));
+                        ));
                     }
                     Some(c) => return Ok(Some(c)),
                     None => {

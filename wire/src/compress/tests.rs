@@ -165,6 +165,23 @@ fn frame_sequence_is_checked_when_armed() {
     assert!(rx.decode(&mut src, &mut BytesMut::new()).unwrap());
 }
 
+/// The ids of the packets in frames `wire` (all stored or compressed).
+fn ids_in(algorithm: Algorithm, wire: &mut BytesMut) -> (Vec<u8>, Vec<u8>) {
+    let mut frames = Vec::new();
+    let mut rx = CompressedStream::new(algorithm, MAX_FRAME);
+    let mut plain = BytesMut::new();
+    while let Some(&seq) = wire.get(3) {
+        frames.push(seq);
+        assert!(rx.decode(wire, &mut plain).unwrap());
+    }
+    let mut packets = Vec::new();
+    let mut codec = crate::packet::ChunkDecoder::default();
+    while let Some(c) = codec.decode(&mut plain).unwrap() {
+        packets.push(c.seq);
+    }
+    (frames, packets)
+}
+
 #[test]
 fn sequence_ids_follow_mysqls_net() {
     let mut s = CompressedStream::new(Algorithm::Zlib, MAX_FRAME);
@@ -173,17 +190,57 @@ fn sequence_ids_follow_mysqls_net() {
     let mut src = frame(0, 0, b"\x01\x00\x00\x00\x0e");
     s.decode(&mut src, &mut BytesMut::new()).unwrap();
     assert_eq!(s.next_read_id(), 0);
-    assert_eq!((s.next_write_id(1), s.next_write_id(2)), (1, 2));
+    let mut answer = BytesMut::new();
+    for (id, row) in [(1u8, &b"\x01"[..]), (2, b"\x03def"), (3, b"\x011")] {
+        s.note_write(id, false);
+        encode_packet(id, row, &mut answer);
+    }
     let mut wire = BytesMut::new();
-    s.encode(&[0; 10], &mut wire);
-    assert_eq!(wire[3], 1);
-    // After a flush the packet counter follows the frames (net_flush).
-    assert_eq!(s.next_write_id(3), 2);
-    // A packet numbered 0 written after a read starts a command; after a
-    // write it does not (a pipelined command, or an id that wrapped).
-    let _ = s.next_read_id();
-    assert_eq!(s.next_write_id(0), 0);
-    assert_eq!(s.next_write_id(0), 1);
+    s.encode_packets(&mut answer, &mut wire);
+    assert_eq!(ids_in(Algorithm::Zlib, &mut wire), (vec![1], vec![1, 2, 3]));
+    // The next flush starts with the id of its frame, as after net_flush.
+    let mut more = BytesMut::new();
+    encode_packet(4, b"\xfe\x00\x00\x02\x00\x00\x00", &mut more);
+    encode_packet(5, b"\x01", &mut more);
+    let mut wire = BytesMut::new();
+    s.encode_packets(&mut more, &mut wire);
+    assert_eq!(ids_in(Algorithm::Zlib, &mut wire), (vec![2], vec![2, 3]));
+    // A 16 MiB chunk cannot end in its first frame: its id follows on.
+    let mut big = BytesMut::new();
+    encode_packet(6, &vec![7u8; MAX_FRAME + 10], &mut big);
+    let mut wire = BytesMut::new();
+    s.encode_packets(&mut big, &mut wire);
+    assert_eq!(ids_in(Algorithm::Zlib, &mut wire), (vec![3, 4], vec![4, 5]));
+}
+
+#[test]
+fn towards_a_server_a_packet_numbered_0_starts_a_command() {
+    let mut s = CompressedStream::new(Algorithm::Zlib, MAX_FRAME);
+    let frame_of = |s: &mut CompressedStream| {
+        let mut p = BytesMut::new();
+        encode_packet(0, b"\x0e", &mut p);
+        let mut wire = BytesMut::new();
+        s.encode_packets(&mut p, &mut wire);
+        wire[3]
+    };
+    s.note_write(0, true);
+    assert_eq!(frame_of(&mut s), 0);
+    // Also right after another command (one without an answer).
+    s.note_write(0, true);
+    assert_eq!(frame_of(&mut s), 0);
+    // Not after a written 255: the id wrapped, the command goes on.
+    for plain in 1..=255u8 {
+        s.note_write(plain, true);
+    }
+    assert_eq!(frame_of(&mut s), 1);
+    s.note_write(0, true);
+    assert_eq!(frame_of(&mut s), 2);
+    // Towards a client, never.
+    let mut c = CompressedStream::new(Algorithm::Zlib, MAX_FRAME);
+    c.note_write(0, false);
+    assert_eq!(frame_of(&mut c), 0);
+    c.note_write(0, false);
+    assert_eq!(frame_of(&mut c), 1);
 }
 
 #[test]
@@ -222,8 +279,12 @@ fn frames_on_an_uncompressed_leg_are_recognised() {
             let mut wire = BytesMut::new();
             tx.reset();
             tx.encode(plain, &mut wire);
-            // What the uncompressed reader takes for a packet's payload.
-            assert!(looks_like_frame(&wire[4..]), "{algorithm:?} {plain:?}");
+            // What an uncompressed reader takes for a packet's payload.
+            let (len, _) = crate::packet::parse_header([wire[0], wire[1], wire[2], wire[3]]);
+            assert!(
+                looks_like_frame(&wire[4..4 + len]),
+                "{algorithm:?} {plain:?}"
+            );
         }
     }
     assert!(!looks_like_frame(b"\x03SELECT 1"));
