@@ -75,7 +75,7 @@ impl RawCompressed {
                     raw.send(p.seq + 1, &answer).await?;
                 }
                 Some(0x01) => {}
-                _ => bail!("login failed: {:?}", p.payload),
+                _ => bail!("login failed: {:?}", p.payload.to_vec()),
             }
         }
         let (stream, raw) = raw.into_parts();
@@ -370,6 +370,10 @@ async fn mysql_async_transcript(conn: &mut Conn, table: &str) -> Result<Vec<Stri
     conn.reset().await?;
     let after: Option<i64> = conn.query_first("SELECT 41 + 1").await?;
     out.push(format!("after reset: {after:?}"));
+    conn.change_user(mysql_async::ChangeUserOpts::default())
+        .await?;
+    let after: Option<String> = conn.query_first("SELECT CURRENT_USER()").await?;
+    out.push(format!("after change user: {}", after.is_some()));
     conn.query_drop(format!("DROP TABLE {table}")).await?;
     Ok(out)
 }
@@ -503,5 +507,38 @@ fn node_mysql2_compressed_sees_the_same_as_direct() -> Result<()> {
     let routed = run(plain.port, "rnc_routed")?;
     assert_eq!(direct, routed);
     assert_eq!(routed["binary"]["rows"].as_array().map(Vec::len), Some(40));
+    Ok(())
+}
+
+/// The ERR code a login asking for zstd at `level` gets (`None`: logged in).
+async fn zstd_login_err(topo: &Topology, port: u16, level: u8) -> Result<Option<u16>> {
+    match RawCompressed::login(topo, port, C::ZSTD_COMPRESSION_ALGORITHM, Some(level)).await {
+        Ok(_) => Ok(None),
+        Err(e) => {
+            let text = format!("{e:#}");
+            let Some(at) = text.find("[255, ") else {
+                bail!("{text}");
+            };
+            let rest: Vec<u16> = text[at + 6..]
+                .split(", ")
+                .take(2)
+                .filter_map(|n| n.trim_end_matches(']').parse().ok())
+                .collect();
+            Ok(Some(rest[0] | rest[1] << 8))
+        }
+    }
+}
+
+#[tokio::test]
+async fn zstd_levels_are_checked_as_mysql_checks_them() -> Result<()> {
+    let topo = Topology::get()?;
+    let router = background_router(config(&topo)?)?;
+    for level in [0u8, 1, 22, 23] {
+        let direct = zstd_login_err(&topo, topo.primary_port, level).await?;
+        let routed = zstd_login_err(&topo, router.port, level).await?;
+        assert_eq!(direct, routed, "level {level}");
+        let refused = !(1..=22).contains(&level);
+        assert_eq!(direct.is_some(), refused, "level {level}: {direct:?}");
+    }
     Ok(())
 }

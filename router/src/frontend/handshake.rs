@@ -221,10 +221,7 @@ async fn steps(
     let compression = Algorithm::negotiate(offered, resp.capabilities, resp.zstd_level);
     if let Some(Algorithm::Zstd(level)) = compression {
         if !(1..=22).contains(&level) {
-            // MySQL refuses the login the same way.
-            return Err(Error::ClientUnexpected(
-                "zstd compression level out of range",
-            ));
+            return Err(Error::BadCompressionLevel(level));
         }
     }
     let caps = resp.capabilities & offered & !LEG_ONLY;
