@@ -508,6 +508,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn compressed_legs_carry_packets_with_plain_ids() {
+        use causeway_wire::compress::Algorithm;
+        for algorithm in [Algorithm::Zlib, Algorithm::Zstd(3)] {
+            let (a, b) = tokio::io::duplex(1 << 20);
+            let mut router = PacketIo::new(Box::new(a), Side::Backend, usize::MAX);
+            let mut server = PacketIo::new(Box::new(b), Side::Client, 64 << 20);
+            router.start_compression(algorithm, 64 << 20);
+            server.start_compression(algorithm, 64 << 20);
+            let big: Vec<u8> = (0..(17 << 20)).map(|i: usize| (i % 91) as u8).collect();
+            let sender = tokio::spawn(async move {
+                router.write_packet(0, b"\x03SELECT 1").await.unwrap();
+                let mut got = Vec::new();
+                for _ in 0..3 {
+                    let c = router.next_chunk().await.unwrap().unwrap();
+                    got.push((c.seq, c.payload.len()));
+                }
+                router.write_packet(0, &big).await.unwrap();
+                got
+            });
+            server.expect_sequence(Some(0));
+            let c = server.next_chunk().await.unwrap().unwrap();
+            assert_eq!((c.seq, &c.payload[..]), (0, &b"\x03SELECT 1"[..]));
+            for seq in 1..=3u8 {
+                server.queue_packet(seq, &[seq; 100]);
+            }
+            server.flush().await.unwrap();
+            server.expect_sequence(Some(0));
+            let mut total = 0;
+            let mut ids = Vec::new();
+            while total < 17 << 20 {
+                let c = server.next_chunk().await.unwrap().unwrap();
+                total += c.payload.len();
+                ids.push(c.seq);
+            }
+            assert_eq!(ids, vec![0, 1]);
+            let got = sender.await.unwrap();
+            assert_eq!(got, vec![(1, 100), (2, 100), (3, 100)]);
+        }
+    }
+
+    #[tokio::test]
     async fn shutdown_is_bounded_too() {
         let (ours, _peer) = tokio::io::duplex(1024);
         let mut io = PacketIo::new(Box::new(ours), Side::Backend, 1 << 20);
