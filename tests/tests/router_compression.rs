@@ -485,28 +485,33 @@ fn mysql_cli_compressed_and_local_infile_as_direct() -> Result<()> {
 
 #[test]
 fn node_mysql2_compressed_sees_the_same_as_direct() -> Result<()> {
+    // Issue 15: a connector that compresses once it asked for compression,
+    // negotiated or not, hung through a router that did not offer it.
     let topo = Topology::get()?;
     let plain = background_router(config(&topo)?)?;
     let who = topo.user("APP")?;
-    let run = |port: u16, table: &str| {
-        run_node_client(
-            "router_suite.mjs",
-            &[
-                ("MYSQL_HOST", topo.host.clone()),
-                ("MYSQL_PORT", port.to_string()),
-                ("MYSQL_USER", who.user.clone()),
-                ("MYSQL_PASSWORD", who.password.clone()),
-                ("MYSQL_DATABASE", "causeway".to_string()),
-                ("MYSQL_TLS", "0".to_string()),
-                ("MYSQL_COMPRESS", "1".to_string()),
-                ("TABLE", table.to_string()),
-            ],
-        )
-    };
-    let direct = run(topo.primary_port, "rnc_direct")?;
-    let routed = run(plain.port, "rnc_routed")?;
-    assert_eq!(direct, routed);
-    assert_eq!(routed["binary"]["rows"].as_array().map(Vec::len), Some(40));
+    for tls in ["0", "1"] {
+        let run = |port: u16, table: &str| {
+            run_node_client(
+                "router_suite.mjs",
+                &[
+                    ("MYSQL_HOST", topo.host.clone()),
+                    ("MYSQL_PORT", port.to_string()),
+                    ("MYSQL_USER", who.user.clone()),
+                    ("MYSQL_PASSWORD", who.password.clone()),
+                    ("MYSQL_DATABASE", "causeway".to_string()),
+                    ("MYSQL_TLS", tls.to_string()),
+                    ("MYSQL_COMPRESS", "1".to_string()),
+                    ("TABLE", table.to_string()),
+                ],
+            )
+        };
+        let direct = run(topo.primary_port, &format!("rnc_direct_{tls}"))?;
+        let routed = run(plain.port, &format!("rnc_routed_{tls}"))?;
+        assert_eq!(direct, routed, "tls={tls}");
+        assert_eq!(routed["encrypted"], serde_json::json!(tls == "1"));
+        assert_eq!(routed["binary"]["rows"].as_array().map(Vec::len), Some(40));
+    }
     Ok(())
 }
 
