@@ -50,6 +50,9 @@ pub const MAX_FRAME: usize = 0xff_ffff;
 /// Payloads shorter than this are stored, not compressed (MySQL's
 /// `MIN_COMPRESS_LENGTH`).
 pub const MIN_COMPRESS_LENGTH: usize = 50;
+/// Packets are grouped into frames of up to this many bytes (MySQL's
+/// `net_buffer_length` default).
+pub const FRAME_GROUP: usize = 16 * 1024;
 /// zstd level when the client gives none (MySQL's default).
 pub const DEFAULT_ZSTD_LEVEL: u8 = 3;
 /// zlib level MySQL compresses with (zlib's default).
@@ -299,8 +302,14 @@ impl CompressedStream {
     /// `compress_pkt_nr`, and clients such as mysql_common expect that at
     /// a frame boundary between result sets), unless it is too large to end
     /// in that frame; the others follow on.
+    ///
+    /// Frames group packets up to [`FRAME_GROUP`] bytes, as MySQL's
+    /// `net_write_buff` does with its buffer; a larger packet goes in
+    /// frames of its own, so no frame is much larger than the largest
+    /// packet in it (clients refuse frames over their `max_allowed_packet`).
     pub fn encode_packets(&mut self, packets: &mut [u8], dst: &mut BytesMut) {
         let mut at = 0;
+        let mut group = 0;
         while let Some(&[a, b, c, _]) = packets.get(at..at + HEADER_LEN) {
             let (len, _) = parse_header([a, b, c, 0]);
             let id = if at == 0 && HEADER_LEN + len <= MAX_FRAME {
@@ -310,9 +319,22 @@ impl CompressedStream {
             };
             packets[at + 3] = id;
             self.pkt = id.wrapping_add(1);
-            at += HEADER_LEN + len;
+            let end = (at + HEADER_LEN + len).min(packets.len());
+            if end - group > FRAME_GROUP {
+                if at > group {
+                    self.encode(&packets[group..at], dst);
+                }
+                group = at;
+                if end - at > FRAME_GROUP {
+                    self.encode(&packets[at..end], dst);
+                    group = end;
+                }
+            }
+            at = end;
         }
-        self.encode(packets, dst);
+        if group < packets.len() {
+            self.encode(&packets[group..], dst);
+        }
     }
 
     /// Frames all of `src` into `dst` (frames of at most [`MAX_FRAME`]

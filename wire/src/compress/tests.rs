@@ -205,12 +205,39 @@ fn sequence_ids_follow_mysqls_net() {
     let mut wire = BytesMut::new();
     s.encode_packets(&mut more, &mut wire);
     assert_eq!(ids_in(Algorithm::Zlib, &mut wire), (vec![2], vec![2, 3]));
-    // A 16 MiB chunk cannot end in its first frame: its id follows on.
+    // A 16 MiB chunk cannot end in its first frame: its id follows on (and
+    // it has frames of its own).
     let mut big = BytesMut::new();
     encode_packet(6, &vec![7u8; MAX_FRAME + 10], &mut big);
     let mut wire = BytesMut::new();
     s.encode_packets(&mut big, &mut wire);
-    assert_eq!(ids_in(Algorithm::Zlib, &mut wire), (vec![3, 4], vec![4, 5]));
+    assert_eq!(
+        ids_in(Algorithm::Zlib, &mut wire),
+        (vec![3, 4, 5], vec![4, 5])
+    );
+}
+
+#[test]
+fn frames_group_small_packets_and_keep_large_ones_apart() {
+    let mut s = CompressedStream::new(Algorithm::Zstd(1), MAX_FRAME);
+    let mut packets = BytesMut::new();
+    let mut id = 1u8;
+    for len in [100, 9000, 9000, 100_000, 10, 20_000, 5] {
+        id = encode_packet(id, &vec![b'r'; len], &mut packets);
+    }
+    let total = packets.len();
+    let mut wire = BytesMut::new();
+    s.encode_packets(&mut packets, &mut wire);
+    let mut sizes = Vec::new();
+    let mut plain = BytesMut::new();
+    let mut rx = CompressedStream::new(Algorithm::Zstd(1), MAX_FRAME);
+    while !wire.is_empty() {
+        let before = plain.len();
+        assert!(rx.decode(&mut wire, &mut plain).unwrap());
+        sizes.push(plain.len() - before);
+    }
+    assert_eq!(sizes, vec![9108, 9004, 100_004, 14, 20_004, 9]);
+    assert_eq!(plain.len(), total);
 }
 
 #[test]
