@@ -992,6 +992,28 @@ mod tests {
     }
 
     #[test]
+    fn backend_compression_is_read_and_its_level_checked() {
+        use causeway_wire::compress::Algorithm;
+        let text = format!("{MINIMAL}[backend]\ncompression = \"zstd\"\nzstd_level = 7\n");
+        let c = Config::from_toml(&text, Path::new("r.toml")).unwrap();
+        assert_eq!(c.backend.compression_algorithm(), Some(Algorithm::Zstd(7)));
+        assert!(c.validate().is_ok());
+        let default = Config::from_toml(MINIMAL, Path::new("r.toml")).unwrap();
+        assert_eq!(default.backend.compression_algorithm(), None);
+        let text = format!("{MINIMAL}[backend]\ncompression = \"zstd\"\nzstd_level = 23\n");
+        let c = Config::from_toml(&text, Path::new("r.toml")).unwrap();
+        let ConfigError::Invalid(errors) = c.validate().unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        assert!(
+            errors.iter().any(|e| e.contains("zstd_level")),
+            "{errors:?}"
+        );
+        let text = format!("{MINIMAL}[backend]\ncompression = \"lz4\"\n");
+        assert!(Config::from_toml(&text, Path::new("r.toml")).is_err());
+    }
+
+    #[test]
     fn secrets_never_print() {
         let c = Config::from_toml(MINIMAL, Path::new("r.toml")).unwrap();
         assert!(!format!("{c:?}").contains("\"pw\""));
