@@ -175,6 +175,36 @@ pub struct BackendConfig {
     /// prepared again when needed. Bounds each server's
     /// `Prepared_stmt_count` by this times the router's connections.
     pub max_prepared_statements: usize,
+    /// The compressed protocol on backend connections (`off`, `zlib`,
+    /// `zstd`); whatever clients use. Used only where the server offers it.
+    pub compression: BackendCompression,
+    /// zstd level (1..=22) with `compression = "zstd"`.
+    pub zstd_level: u8,
+}
+
+/// Compression towards the backends.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendCompression {
+    /// Uncompressed.
+    #[default]
+    Off,
+    /// zlib (`CLIENT_COMPRESS`).
+    Zlib,
+    /// zstd at `zstd_level` (`CLIENT_ZSTD_COMPRESSION_ALGORITHM`).
+    Zstd,
+}
+
+impl BackendConfig {
+    /// The algorithm backend connections ask for.
+    pub fn compression_algorithm(&self) -> Option<causeway_wire::compress::Algorithm> {
+        use causeway_wire::compress::Algorithm;
+        match self.compression {
+            BackendCompression::Off => None,
+            BackendCompression::Zlib => Some(Algorithm::Zlib),
+            BackendCompression::Zstd => Some(Algorithm::Zstd(self.zstd_level)),
+        }
+    }
 }
 
 /// A hostgroup's role.
@@ -581,6 +611,8 @@ impl Default for BackendConfig {
             queue_timeout: Duration::from_secs(3),
             queue_max: 10_000,
             max_prepared_statements: 128,
+            compression: BackendCompression::Off,
+            zstd_level: causeway_wire::compress::DEFAULT_ZSTD_LEVEL,
         }
     }
 }
@@ -728,6 +760,9 @@ impl Config {
         }
         if b.max_prepared_statements == 0 {
             errors.push("backend.max_prepared_statements must be > 0".to_string());
+        }
+        if !(1..=22).contains(&b.zstd_level) {
+            errors.push("backend.zstd_level must be between 1 and 22".to_string());
         }
         check_tls(&b.tls, "backend.tls", &mut errors);
         self.validate_topology(&mut errors);
@@ -1007,6 +1042,28 @@ mod tests {
         ] {
             assert!(all.contains(needle), "{needle} missing from:\n{all}");
         }
+    }
+
+    #[test]
+    fn backend_compression_is_read_and_its_level_checked() {
+        use causeway_wire::compress::Algorithm;
+        let text = format!("{MINIMAL}[backend]\ncompression = \"zstd\"\nzstd_level = 7\n");
+        let c = Config::from_toml(&text, Path::new("r.toml")).unwrap();
+        assert_eq!(c.backend.compression_algorithm(), Some(Algorithm::Zstd(7)));
+        assert!(c.validate().is_ok());
+        let default = Config::from_toml(MINIMAL, Path::new("r.toml")).unwrap();
+        assert_eq!(default.backend.compression_algorithm(), None);
+        let text = format!("{MINIMAL}[backend]\ncompression = \"zstd\"\nzstd_level = 23\n");
+        let c = Config::from_toml(&text, Path::new("r.toml")).unwrap();
+        let ConfigError::Invalid(errors) = c.validate().unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        assert!(
+            errors.iter().any(|e| e.contains("zstd_level")),
+            "{errors:?}"
+        );
+        let text = format!("{MINIMAL}[backend]\ncompression = \"lz4\"\n");
+        assert!(Config::from_toml(&text, Path::new("r.toml")).is_err());
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub enum Error {
     /// The client sent a valid packet at a point where it is not allowed.
     #[error("client protocol: {0}")]
     ClientUnexpected(&'static str),
+    /// The client asked for zstd at a level outside 1..=22.
+    #[error("invalid zstd compression level {0}")]
+    BadCompressionLevel(u8),
     /// The client did not finish a step in time.
     #[error("client timed out during {0}")]
     ClientTimeout(&'static str),
@@ -124,6 +127,7 @@ impl Error {
             Self::ClientIo(_)
             | Self::ClientProtocol(_)
             | Self::ClientUnexpected(_)
+            | Self::BadCompressionLevel(_)
             | Self::BadHandshake(_)
             | Self::ClientTimeout(_)
             | Self::ClientReadTimeout(_)
@@ -182,12 +186,21 @@ impl Error {
                 *b"08S01",
                 "Got a packet bigger than 'max_allowed_packet' bytes",
             ),
+            Self::ClientProtocol(CodecError::Uncompress(_)) => {
+                ErrPacket::new(1157, *b"08S01", "Couldn't uncompress communication packet")
+            }
             Self::ClientProtocol(CodecError::OutOfSequence { .. }) => {
                 ErrPacket::new(1156, *b"08S01", "Got packets out of order")
             }
             Self::ClientProtocol(_) | Self::ClientUnexpected(_) => {
                 ErrPacket::new(1047, *b"08S01", "Unknown command or malformed packet")
             }
+            // As MySQL 9.7 words it (ER_WRONG_COMPRESSION_LEVEL_CLIENT).
+            Self::BadCompressionLevel(_) => ErrPacket::new(
+                3923,
+                *b"HY000",
+                "Invalid zstd compression level for algorithm 'zstd'.",
+            ),
             Self::ClientTimeout(_) | Self::BadHandshake(_) => {
                 ErrPacket::new(1043, *b"08S01", "Bad handshake")
             }

@@ -5,6 +5,9 @@
 //! handshake phase : read_packet / write_packet   exact reads, nothing buffered,
 //!                                                 so the stream can switch to TLS
 //! command phase   : next_chunk / queue_* / flush  buffered, chunk by chunk
+//! compressed      : after start_compression, frames are undone into rbuf
+//!                   and wbuf is framed at flush; the packets above keep
+//!                   plain sequence ids (see causeway_wire::compress)
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use causeway_wire::compress::{Algorithm, CompressedStream};
 use causeway_wire::packet::{encode_packet, parse_header, HEADER_LEN, MAX_CHUNK};
 use causeway_wire::{Chunk, ChunkDecoder, CodecError, Packet};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -83,6 +87,16 @@ impl Budget {
     }
 }
 
+/// The compressed protocol's state on one leg.
+#[derive(Debug)]
+struct Compressed {
+    codec: CompressedStream,
+    /// Frames read and not yet undone.
+    raw: BytesMut,
+    /// Frames to write.
+    out: BytesMut,
+}
+
 /// A framed leg of a session.
 pub struct PacketIo {
     stream: BoxStream,
@@ -102,6 +116,8 @@ pub struct PacketIo {
     budget: Option<(Arc<Budget>, usize)>,
     /// Whether the stream is TLS.
     pub tls: bool,
+    /// The compressed protocol, once negotiated.
+    compressed: Option<Compressed>,
 }
 
 impl std::fmt::Debug for PacketIo {
@@ -110,6 +126,7 @@ impl std::fmt::Debug for PacketIo {
             .field("side", &self.side)
             .field("tls", &self.tls)
             .field("buffered", &self.rbuf.len())
+            .field("compression", &self.compression())
             .finish_non_exhaustive()
     }
 }
@@ -128,6 +145,68 @@ impl PacketIo {
             read_timeout: None,
             budget: None,
             tls: false,
+            compressed: None,
+        }
+    }
+
+    /// Switches to the compressed protocol (after the handshake's final OK,
+    /// which is sent uncompressed), refusing frames of more than
+    /// `max_packet` uncompressed bytes.
+    pub fn start_compression(&mut self, algorithm: Algorithm, max_packet: usize) {
+        let max_frame = max_packet.saturating_add(2 * HEADER_LEN);
+        self.compressed = Some(Compressed {
+            codec: CompressedStream::new(algorithm, max_frame),
+            raw: std::mem::take(&mut self.rbuf),
+            out: BytesMut::new(),
+        });
+    }
+
+    /// The compression in force, if any.
+    pub fn compression(&self) -> Option<Algorithm> {
+        self.compressed.as_ref().map(|c| c.codec.algorithm())
+    }
+
+    /// Reads more into `rbuf`; returns how much was added (0: the peer
+    /// closed). Compressed: reads frames and adds what they hold.
+    async fn fill(&mut self, at_least: usize) -> Result<usize> {
+        let side = self.side;
+        let Some(c) = self.compressed.as_mut() else {
+            self.rbuf.reserve(at_least);
+            let n = self.stream.read_buf(&mut self.rbuf).await;
+            return n.map_err(|e| io_err(side, e));
+        };
+        // One frame at a time: the next may belong to the next command,
+        // whose sequence ids start over only once it is reached.
+        loop {
+            let before = self.rbuf.len();
+            let decoded = c
+                .codec
+                .decode(&mut c.raw, &mut self.rbuf)
+                .map_err(|e| codec_err(side, e))?;
+            if self.rbuf.len() > before {
+                return Ok(self.rbuf.len() - before);
+            }
+            if decoded {
+                continue;
+            }
+            c.raw.reserve(at_least);
+            let n = self.stream.read_buf(&mut c.raw).await;
+            if n.map_err(|e| io_err(side, e))? == 0 {
+                return Ok(0);
+            }
+        }
+    }
+
+    /// Bytes read and not yet handed out (compressed ones included).
+    fn buffered(&self) -> usize {
+        self.rbuf.len() + self.compressed.as_ref().map_or(0, |c| c.raw.len())
+    }
+
+    /// The sequence id a packet read with wire id `wire` is handed out with.
+    fn read_id(&mut self, wire: u8) -> u8 {
+        match self.compressed.as_mut() {
+            Some(c) => c.codec.next_read_id(),
+            None => wire,
         }
     }
 
@@ -145,11 +224,15 @@ impl PacketIo {
         let Some((budget, charged)) = &mut self.budget else {
             return Ok(());
         };
-        let cap = self.rbuf.capacity();
+        let raw = self.compressed.as_ref().map_or(0, |c| c.raw.capacity());
+        let cap = self.rbuf.capacity() + raw;
         let now = if cap > KEEP_AT_MOST { cap } else { 0 };
         if now > *charged {
             if !budget.take(now - *charged) {
                 self.rbuf = BytesMut::new();
+                if let Some(c) = self.compressed.as_mut() {
+                    c.raw = BytesMut::new();
+                }
                 budget.give(*charged);
                 *charged = 0;
                 return Err(Error::ClientBuffersFull(budget.limit));
@@ -169,17 +252,11 @@ impl PacketIo {
     }
 
     fn io_err(&self, e: std::io::Error) -> Error {
-        match self.side {
-            Side::Backend => Error::BackendIo(e),
-            _ => Error::ClientIo(e),
-        }
+        io_err(self.side, e)
     }
 
     fn codec_err(&self, e: CodecError) -> Error {
-        match self.side {
-            Side::Backend => Error::BackendProtocol(e),
-            _ => Error::ClientProtocol(e),
-        }
+        codec_err(self.side, e)
     }
 
     /// Server side of the TLS upgrade after an SSLRequest. Only in the
@@ -213,7 +290,7 @@ impl PacketIo {
     /// handshake phase, before a TLS switch); otherwise it continues from
     /// the buffer (a pipelining client during COM_CHANGE_USER).
     pub async fn read_packet(&mut self, max: usize) -> Result<Packet> {
-        if !self.rbuf.is_empty() {
+        if !self.rbuf.is_empty() || self.compressed.is_some() {
             return self.read_buffered_packet(max).await;
         }
         let mut header = [0u8; HEADER_LEN];
@@ -243,17 +320,12 @@ impl PacketIo {
                 if self.rbuf.len() >= HEADER_LEN + len {
                     self.rbuf.advance(HEADER_LEN);
                     let payload = self.rbuf.split_to(len).freeze();
+                    let seq = self.read_id(seq);
                     return Ok(Packet::new(seq, payload));
                 }
             }
-            self.rbuf.reserve(READ_AT_LEAST);
-            let n = self
-                .stream
-                .read_buf(&mut self.rbuf)
-                .await
-                .map_err(|e| self.io_err(e))?;
-            if n == 0 {
-                let buffered = self.rbuf.len();
+            if self.fill(READ_AT_LEAST).await? == 0 {
+                let buffered = self.buffered();
                 return Err(self.codec_err(CodecError::UnexpectedEof { buffered }));
             }
         }
@@ -261,7 +333,7 @@ impl PacketIo {
 
     /// Writes one packet and flushes.
     pub async fn write_packet(&mut self, seq: u8, payload: &[u8]) -> Result<()> {
-        encode_packet(seq, payload, &mut self.wbuf);
+        self.queue_packet(seq, payload);
         self.flush().await
     }
 
@@ -269,14 +341,15 @@ impl PacketIo {
     /// peer closed the connection between packets.
     pub async fn next_chunk(&mut self) -> Result<Option<Chunk>> {
         loop {
-            if let Some(chunk) = self
+            if let Some(mut chunk) = self
                 .chunks
                 .decode(&mut self.rbuf)
                 .map_err(|e| self.codec_err(e))?
             {
+                chunk.seq = self.read_id(chunk.seq);
                 return Ok(Some(chunk));
             }
-            let partial = !self.rbuf.is_empty() || self.chunks.mid_packet();
+            let partial = self.buffered() != 0 || self.chunks.mid_packet();
             let at_least = match (self.side, partial) {
                 (Side::Client, false) => IDLE_READ,
                 _ => READ_AT_LEAST,
@@ -292,19 +365,18 @@ impl PacketIo {
             };
             self.rbuf.reserve(room.max(at_least));
             self.account()?;
-            let read = self.stream.read_buf(&mut self.rbuf);
             let n = match self.read_timeout.filter(|_| partial) {
-                Some(limit) => tokio::time::timeout(limit, read)
+                Some(limit) => tokio::time::timeout(limit, self.fill(at_least))
                     .await
-                    .map_err(|_| Error::ClientReadTimeout("the rest of a packet"))?,
-                None => read.await,
-            }
-            .map_err(|e| self.io_err(e))?;
+                    .map_err(|_| Error::ClientReadTimeout("the rest of a packet"))??,
+                None => self.fill(at_least).await?,
+            };
+            self.account()?;
             if n == 0 {
-                if self.rbuf.is_empty() && !self.chunks.mid_packet() {
+                if self.buffered() == 0 && !self.chunks.mid_packet() {
                     return Ok(None);
                 }
-                let buffered = self.rbuf.len();
+                let buffered = self.buffered();
                 return Err(self.codec_err(CodecError::UnexpectedEof { buffered }));
             }
         }
@@ -317,11 +389,15 @@ impl PacketIo {
     pub fn quiet(&mut self) -> bool {
         use std::future::Future;
         use std::task::{Context, Poll, Waker};
-        if !self.rbuf.is_empty() {
+        if self.buffered() != 0 {
             return false;
         }
-        self.rbuf.reserve(64);
-        let mut read = std::pin::pin!(self.stream.read_buf(&mut self.rbuf));
+        let buf = match self.compressed.as_mut() {
+            Some(c) => &mut c.raw,
+            None => &mut self.rbuf,
+        };
+        buf.reserve(64);
+        let mut read = std::pin::pin!(self.stream.read_buf(buf));
         let mut cx = Context::from_waker(Waker::noop());
         matches!(read.as_mut().poll(&mut cx), Poll::Pending)
     }
@@ -333,8 +409,12 @@ impl PacketIo {
     pub fn peer_closed(&mut self) -> bool {
         use std::future::Future;
         use std::task::{Context, Poll, Waker};
-        self.rbuf.reserve(64);
-        let mut read = std::pin::pin!(self.stream.read_buf(&mut self.rbuf));
+        let buf = match self.compressed.as_mut() {
+            Some(c) => &mut c.raw,
+            None => &mut self.rbuf,
+        };
+        buf.reserve(64);
+        let mut read = std::pin::pin!(self.stream.read_buf(buf));
         let mut cx = Context::from_waker(Waker::noop());
         matches!(read.as_mut().poll(&mut cx), Poll::Ready(Ok(0) | Err(_)))
     }
@@ -344,18 +424,35 @@ impl PacketIo {
     pub fn shrink(&mut self) {
         if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_AT_MOST {
             self.rbuf = BytesMut::new();
-            // Giving back never fails.
-            let _ = self.account();
         }
         if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_AT_MOST {
             self.wbuf = BytesMut::new();
         }
+        if let Some(c) = self.compressed.as_mut() {
+            if c.raw.is_empty() && c.raw.capacity() > KEEP_AT_MOST {
+                c.raw = BytesMut::new();
+            }
+            if c.out.is_empty() && c.out.capacity() > KEEP_AT_MOST {
+                c.out = BytesMut::new();
+            }
+        }
+        // Only gives back (nothing grew since the last read).
+        let _ = self.account();
     }
 
     /// Arms (`Some(0)` at a command start) or disarms sequence checking of
-    /// incoming chunks.
+    /// incoming chunks. Compressed, the frames' ids are checked instead (as
+    /// MySQL does), and `Some(0)` starts the counters of a new command.
     pub fn expect_sequence(&mut self, next: Option<u8>) {
-        self.chunks.set_sequence(next);
+        match self.compressed.as_mut() {
+            Some(c) => {
+                if next == Some(0) {
+                    c.codec.reset();
+                }
+                c.codec.check_sequence(next.is_some());
+            }
+            None => self.chunks.set_sequence(next),
+        }
     }
 
     /// Whether a whole chunk is already buffered (so reading it will not wait).
@@ -369,14 +466,31 @@ impl PacketIo {
         }
     }
 
-    /// Queues a chunk for writing, unchanged.
+    /// Queues a chunk for writing, unchanged (compressed: the id is set
+    /// when it is flushed).
     pub fn queue_chunk(&mut self, chunk: &Chunk) {
-        chunk.encode(&mut self.wbuf);
+        match self.compressed.as_mut() {
+            Some(c) => {
+                c.codec.note_write(chunk.seq, self.side == Side::Backend);
+                chunk.encode(&mut self.wbuf);
+            }
+            None => chunk.encode(&mut self.wbuf),
+        }
     }
 
     /// Queues a logical packet starting at `seq`; returns the next sequence id.
     pub fn queue_packet(&mut self, seq: u8, payload: &[u8]) -> u8 {
-        encode_packet(seq, payload, &mut self.wbuf)
+        let commands = self.side == Side::Backend;
+        let next = encode_packet(seq, payload, &mut self.wbuf);
+        if let Some(c) = self.compressed.as_mut() {
+            // One note per chunk, as encode_packet numbered them.
+            let mut id = seq;
+            while id != next {
+                c.codec.note_write(id, commands);
+                id = id.wrapping_add(1);
+            }
+        }
+        next
     }
 
     /// Whether enough is queued that it should be written now.
@@ -393,6 +507,9 @@ impl PacketIo {
             Ok(r) => r,
             Err(_) => {
                 self.wbuf.clear();
+                if let Some(c) = self.compressed.as_mut() {
+                    c.out.clear();
+                }
                 self.write_timed_out = true;
                 let msg = format!("write timed out after {limit:?} (peer not reading)");
                 Err(self.io_err(std::io::Error::new(std::io::ErrorKind::TimedOut, msg)))
@@ -401,19 +518,26 @@ impl PacketIo {
     }
 
     async fn flush_unbounded(&mut self) -> Result<()> {
-        while self.wbuf.has_remaining() {
-            let n = self
-                .stream
-                .write(&self.wbuf)
-                .await
-                .map_err(|e| self.io_err(e))?;
+        let side = self.side;
+        let out = match self.compressed.as_mut() {
+            Some(c) => {
+                if !self.wbuf.is_empty() {
+                    c.codec.encode_packets(&mut self.wbuf, &mut c.out);
+                    self.wbuf.clear();
+                }
+                &mut c.out
+            }
+            None => &mut self.wbuf,
+        };
+        while out.has_remaining() {
+            let n = self.stream.write(out).await.map_err(|e| io_err(side, e))?;
             if n == 0 {
                 let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
-                return Err(self.io_err(e));
+                return Err(io_err(side, e));
             }
-            self.wbuf.advance(n);
+            out.advance(n);
         }
-        self.stream.flush().await.map_err(|e| self.io_err(e))
+        self.stream.flush().await.map_err(|e| io_err(side, e))
     }
 
     /// Closes the write side (TLS close_notify, TCP FIN), ignoring errors;
@@ -438,6 +562,9 @@ impl PacketIo {
         };
         if timed_out {
             self.wbuf.clear();
+            if let Some(c) = self.compressed.as_mut() {
+                c.out.clear();
+            }
             self.write_timed_out = true;
         }
     }
@@ -448,6 +575,20 @@ impl Drop for PacketIo {
         if let Some((budget, charged)) = &self.budget {
             budget.give(*charged);
         }
+    }
+}
+
+fn io_err(side: Side, e: std::io::Error) -> Error {
+    match side {
+        Side::Backend => Error::BackendIo(e),
+        _ => Error::ClientIo(e),
+    }
+}
+
+fn codec_err(side: Side, e: CodecError) -> Error {
+    match side {
+        Side::Backend => Error::BackendProtocol(e),
+        _ => Error::ClientProtocol(e),
     }
 }
 
@@ -520,6 +661,47 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), io.shutdown())
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn compressed_legs_carry_packets_with_plain_ids() {
+        use causeway_wire::compress::Algorithm;
+        for algorithm in [Algorithm::Zlib, Algorithm::Zstd(3)] {
+            let (a, b) = tokio::io::duplex(1 << 20);
+            let mut router = PacketIo::new(Box::new(a), Side::Backend, usize::MAX);
+            let mut server = PacketIo::new(Box::new(b), Side::Client, 64 << 20);
+            router.start_compression(algorithm, 64 << 20);
+            server.start_compression(algorithm, 64 << 20);
+            let big: Vec<u8> = (0..(17 << 20)).map(|i: usize| (i % 91) as u8).collect();
+            let sender = tokio::spawn(async move {
+                router.write_packet(0, b"\x03SELECT 1").await.unwrap();
+                let mut got = Vec::new();
+                for _ in 0..3 {
+                    let c = router.next_chunk().await.unwrap().unwrap();
+                    got.push((c.seq, c.payload.len()));
+                }
+                router.write_packet(0, &big).await.unwrap();
+                got
+            });
+            server.expect_sequence(Some(0));
+            let c = server.next_chunk().await.unwrap().unwrap();
+            assert_eq!((c.seq, &c.payload[..]), (0, &b"\x03SELECT 1"[..]));
+            for seq in 1..=3u8 {
+                server.queue_packet(seq, &[seq; 100]);
+            }
+            server.flush().await.unwrap();
+            server.expect_sequence(Some(0));
+            let mut total = 0;
+            let mut ids = Vec::new();
+            while total < 17 << 20 {
+                let c = server.next_chunk().await.unwrap().unwrap();
+                total += c.payload.len();
+                ids.push(c.seq);
+            }
+            assert_eq!(ids, vec![0, 1]);
+            let got = sender.await.unwrap();
+            assert_eq!(got, vec![(1, 100), (2, 100), (3, 100)]);
+        }
     }
 
     #[tokio::test]

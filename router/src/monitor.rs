@@ -621,7 +621,7 @@ impl Conn {
         let limit = ep.connect_timeout;
         tokio::time::timeout(
             limit,
-            connect::login(&mut greeted, &login, password, ep.tls.as_ref()),
+            connect::login(&mut greeted, &login, password, ep.tls.as_ref(), None),
         )
         .await
         .map_err(|_| Error::backend_timeout("monitor login", limit))??;

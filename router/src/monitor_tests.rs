@@ -109,6 +109,7 @@ fn target(name: &str, port: u16) -> MonitorTarget {
             port,
             connect_timeout: Duration::from_secs(1),
             tls: None,
+            compression: None,
         },
         max_lag: None,
     }

@@ -266,6 +266,7 @@ impl Runtime {
                     port: s.port,
                     connect_timeout: config.backend.connect_timeout,
                     tls,
+                    compression: config.backend.compression_algorithm(),
                 },
                 group,
                 weight: s.weight,

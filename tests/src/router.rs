@@ -377,6 +377,12 @@ impl Raw {
         Ok(raw)
     }
 
+    /// The socket and what was read from it and not yet decoded, for a
+    /// test that speaks another framing (the compressed protocol) from here.
+    pub fn into_parts(self) -> (tokio::net::TcpStream, bytes::BytesMut) {
+        (self.stream, self.buf)
+    }
+
     /// Sends a command (sequence 0) and reads its whole response.
     pub async fn command(&mut self, payload: &[u8]) -> Result<Vec<bytes::Bytes>> {
         let mut tracker = causeway_wire::ResponseTracker::for_command(payload, self.caps);

@@ -33,6 +33,7 @@ fn target(topo: &Topology, name: &str, port: u16, max_lag: Option<Duration>) -> 
             port,
             connect_timeout: Duration::from_secs(2),
             tls: None,
+            compression: None,
         },
         max_lag,
     }

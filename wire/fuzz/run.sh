@@ -16,7 +16,7 @@ secs=${1:-10}
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 
-all_targets="packet handshake handshake_response command com_query com_stmt_execute com_change_user generic response"
+all_targets="packet compressed handshake handshake_response command com_query com_stmt_execute com_change_user generic response"
 targets=${FUZZ_TARGETS:-$all_targets}
 
 host=$(rustc -vV | sed -n 's/^host: //p')

@@ -87,6 +87,10 @@ pub enum CodecError {
     /// A server response did not follow the protocol's state machine.
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
+    /// A compressed frame could not be uncompressed (corrupt data, or an
+    /// uncompressed length other than its header's).
+    #[error("could not uncompress a frame: {0}")]
+    Uncompress(&'static str),
     /// RSA key handling or encryption/decryption failed.
     #[error("rsa operation failed")]
     Rsa(#[from] rsa::Error),

@@ -6,6 +6,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`packet`] | framing: logical packets ([`PacketCodec`]) and raw chunks ([`ChunkDecoder`]), 16 MiB splitting, sequence ids |
+//! | [`compress`] | the compressed protocol (zlib, zstd): frames under the packet framing, sequence ids per leg |
 //! | [`flags`] | capability and status flags, command bytes, charsets, column types, cursor flags |
 //! | [`generic`] | OK (incl. the 0xFE form of `DEPRECATE_EOF`), ERR, EOF |
 //! | [`session_state`] | session-state entries of OK packets (GTIDs), GTID stripping |
@@ -52,6 +53,7 @@
 pub mod auth;
 pub mod buf;
 pub mod command;
+pub mod compress;
 pub mod error;
 pub mod flags;
 #[cfg(feature = "tokio")]

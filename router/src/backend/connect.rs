@@ -18,6 +18,7 @@ use causeway_wire::auth::{
     CACHING_SHA2_PASSWORD, MYSQL_NATIVE_PASSWORD,
 };
 use causeway_wire::command::ComQuery;
+use causeway_wire::compress::{Algorithm, MAX_FRAME};
 use causeway_wire::generic::is_err;
 use causeway_wire::handshake::{
     AuthMoreData, AuthPacketKind, AuthSwitchRequest, HandshakeResponse, HandshakeV10, SslRequest,
@@ -68,6 +69,8 @@ pub struct Endpoint {
     pub connect_timeout: Duration,
     /// TLS, when the server is reached over TLS.
     pub tls: Option<BackendTls>,
+    /// The compressed protocol sessions' connections ask for.
+    pub compression: Option<Algorithm>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -77,6 +80,7 @@ impl std::fmt::Debug for Endpoint {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("tls", &self.tls.is_some())
+            .field("compression", &self.compression)
             .finish_non_exhaustive()
     }
 }
@@ -140,18 +144,25 @@ pub struct Login {
 }
 
 /// Logs in on a greeted connection; returns the server's final OK payload.
-/// An ERR from the server is [`Error::BackendRefused`].
+/// An ERR from the server is [`Error::BackendRefused`]. With `compression`
+/// (and a server that offers it) the connection is compressed after the
+/// final OK, as MySQL's client library does.
 pub async fn login(
     greeted: &mut Greeted,
     login: &Login,
     password: &[u8],
     tls: Option<&BackendTls>,
+    compression: Option<Algorithm>,
 ) -> Result<Bytes> {
     let io = &mut greeted.io;
     let g = &greeted.greeting;
     let mut caps = (login.capabilities & g.capabilities) | REQUIRED;
     caps.remove(CapabilityFlags::SSL | CapabilityFlags::COMPRESS);
     caps.remove(CapabilityFlags::ZSTD_COMPRESSION_ALGORITHM);
+    let compression = compression.filter(|a| g.capabilities.contains(a.flag()));
+    if let Some(a) = compression {
+        caps.insert(a.flag());
+    }
     caps.set(CapabilityFlags::CONNECT_WITH_DB, login.database.is_some());
     let mut seq = 1u8;
     if let Some(tls) = tls {
@@ -189,13 +200,20 @@ pub async fn login(
         } else {
             Vec::new()
         },
-        zstd_level: None,
+        zstd_level: match compression {
+            Some(Algorithm::Zstd(level)) => Some(level),
+            _ => None,
+        },
     };
     let mut buf = BytesMut::new();
     response.encode(&mut buf).map_err(Error::BackendProtocol)?;
     io.write_packet(seq, &buf).await?;
     let nonce = g.auth_plugin_data.clone();
-    finish_auth(io, seq.wrapping_add(1), nonce, password).await
+    let ok = finish_auth(io, seq.wrapping_add(1), nonce, password).await?;
+    if let Some(a) = compression {
+        io.start_compression(a, MAX_FRAME);
+    }
+    Ok(ok)
 }
 
 /// The auth response of `plugin` for `password` and `nonce`.
@@ -310,7 +328,7 @@ impl SideConn {
         conn.io.set_write_timeout(Some(limit));
         tokio::time::timeout(
             limit,
-            self::login(&mut conn, &login, password, endpoint.tls.as_ref()),
+            self::login(&mut conn, &login, password, endpoint.tls.as_ref(), None),
         )
         .await
         .map_err(|_| Error::backend_timeout("side connection login", limit))??;

@@ -11,13 +11,17 @@
 //! capabilities, schema, collation, attributes) and answers the client with
 //! OK or the backend's ERR (e.g. 1049 unknown database). Capabilities are
 //! the intersection on both legs, so packets in the command phase can be
-//! forwarded unchanged.
+//! forwarded unchanged. Compression is the exception: each leg negotiates
+//! its own (the client's as MySQL does, zlib or zstd when the backends
+//! offer them; the backends' by `backend.compression`), and the client's
+//! starts after the login's OK.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use causeway_wire::auth::{generate_nonce, CACHING_SHA2_PASSWORD};
+use causeway_wire::compress::Algorithm;
 use causeway_wire::handshake::{ClientHandshake, HandshakeResponse, HandshakeV10};
 use causeway_wire::{CapabilityFlags as C, StatusFlags};
 use tokio::net::TcpStream;
@@ -32,7 +36,7 @@ use crate::io::PacketIo;
 use crate::shared::{Greeting, Shared};
 
 /// Capabilities the router offers clients (before intersecting with the
-/// backend's). Compression is not offered: packets are forwarded as they are.
+/// backend's).
 pub const OFFERED: C = C::LONG_PASSWORD
     .union(C::FOUND_ROWS)
     .union(C::LONG_FLAG)
@@ -57,15 +61,24 @@ pub const OFFERED: C = C::LONG_PASSWORD
     .union(C::SESSION_TRACK)
     .union(C::DEPRECATE_EOF)
     .union(C::OPTIONAL_RESULTSET_METADATA)
-    .union(C::QUERY_ATTRIBUTES);
+    .union(C::QUERY_ATTRIBUTES)
+    .union(C::COMPRESS)
+    .union(C::ZSTD_COMPRESSION_ALGORITHM);
+
+/// Capabilities that belong to one leg only (its framing).
+const LEG_ONLY: C = C::SSL
+    .union(C::COMPRESS)
+    .union(C::ZSTD_COMPRESSION_ALGORITHM);
 
 /// The client authenticated; its first backend connection is next.
 #[derive(Debug)]
 pub struct Established {
     /// The client leg.
     pub client: PacketIo,
-    /// Capabilities in force on the client leg.
+    /// Capabilities in force on the client leg (framing ones aside).
     pub caps: C,
+    /// The compressed protocol negotiated, to start after the login's OK.
+    pub compression: Option<Algorithm>,
     /// The user logged in.
     pub user: String,
     /// What the backend connections log in with (user and password are the
@@ -102,7 +115,7 @@ pub async fn establish(
     // its next attempts, right or wrong (outside the handshake timeout).
     let ip = peer.ip();
     match &res {
-        Ok((_, user, _)) => {
+        Ok((_, _, user, _)) => {
             pace(shared, user, peer).await;
             shared.gate.succeeded(user.as_bytes(), ip);
         }
@@ -115,9 +128,10 @@ pub async fn establish(
         Err(_) => {}
     }
     match res {
-        Ok((caps, user, login)) => Ok(Established {
+        Ok((caps, compression, user, login)) => Ok(Established {
             client,
             caps,
+            compression,
             user,
             login,
             seq,
@@ -200,7 +214,7 @@ async fn steps(
     seq: &mut u8,
     id: u32,
     shared: &Shared,
-) -> Result<(C, String, Login)> {
+) -> Result<(C, Option<Algorithm>, String, Login)> {
     let g = greeting(shared).await?;
     let offered = offered(g.capabilities, shared.tls_acceptor.is_some());
     let nonce = generate_nonce();
@@ -234,7 +248,13 @@ async fn steps(
     if shared.config.frontend.tls.required && !client.tls {
         return Err(Error::InsecureTransport);
     }
-    let caps = resp.capabilities & offered & !C::SSL;
+    let compression = Algorithm::negotiate(offered, resp.capabilities, resp.zstd_level);
+    if let Some(Algorithm::Zstd(level)) = compression {
+        if !(1..=22).contains(&level) {
+            return Err(Error::BadCompressionLevel(level));
+        }
+    }
+    let caps = resp.capabilities & offered & !LEG_ONLY;
     let attempt = Attempt {
         user: resp.username.clone(),
         plugin: if caps.contains(C::PLUGIN_AUTH) {
@@ -256,7 +276,7 @@ async fn steps(
         max_packet_size: resp.max_packet_size,
         connect_attrs: resp.connect_attrs,
     };
-    Ok((caps, authed.user, login))
+    Ok((caps, compression, authed.user, login))
 }
 
 #[cfg(test)]
@@ -269,7 +289,10 @@ mod tests {
         let caps = offered(backend, false);
         assert!(caps.contains(C::DEPRECATE_EOF | C::PROTOCOL_41 | C::MULTI_RESULTS));
         assert!(!caps.contains(C::QUERY_ATTRIBUTES), "backend lacks it");
-        assert!(!caps.intersects(C::SSL | C::COMPRESS | C::ZSTD_COMPRESSION_ALGORITHM));
+        assert!(!caps.contains(C::SSL));
+        assert!(caps.contains(C::COMPRESS | C::ZSTD_COMPRESSION_ALGORITHM));
         assert!(offered(backend, true).contains(C::SSL));
+        let old = backend - C::ZSTD_COMPRESSION_ALGORITHM;
+        assert!(!offered(old, false).contains(C::ZSTD_COMPRESSION_ALGORITHM));
     }
 }

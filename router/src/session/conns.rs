@@ -260,7 +260,8 @@ impl Session<'_> {
         let ep = &srv.endpoint;
         let attempt = async {
             let mut g = connect::connect(ep).await?;
-            connect::login(&mut g, &login, &user.backend_password, ep.tls.as_ref()).await?;
+            let tls = ep.tls.as_ref();
+            connect::login(&mut g, &login, &user.backend_password, tls, ep.compression).await?;
             Ok::<_, Error>(g)
         };
         let res = tokio::time::timeout(ep.connect_timeout, attempt)

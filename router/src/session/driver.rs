@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use causeway_wire::command::ComQuery;
+use causeway_wire::compress::{looks_like_frame, Algorithm};
 use causeway_wire::{CapabilityFlags, Chunk, ErrPacket, OkPacket, StatusFlags};
 use tracing::{debug, info, warn};
 
@@ -119,6 +120,9 @@ pub struct Session<'a> {
     /// if the first connection says it does not exist, the login fails
     /// then, as MySQL's would have.
     pub(super) schema_unverified: bool,
+    /// The compressed protocol the client negotiated, in force from the
+    /// login's OK on.
+    compression: Option<Algorithm>,
     /// The current statement's backend timeout (rules, user).
     pub(super) backend_timeout: Option<Duration>,
     /// Until when the current command may wait for a writer (its
@@ -207,6 +211,7 @@ impl<'a> Session<'a> {
             threads: Arc::default(),
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             schema_unverified: false,
+            compression: est.compression,
         }
     }
 
@@ -236,6 +241,10 @@ impl<'a> Session<'a> {
         .encode(self.caps, &mut ok);
         let seq = self.client_seq;
         self.client.write_packet(seq, &ok).await?;
+        if let Some(a) = self.compression {
+            let max = self.shared.config.frontend.max_packet_size;
+            self.client.start_compression(a, max);
+        }
         Ok(true)
     }
 
@@ -367,6 +376,13 @@ impl<'a> Session<'a> {
     /// Waits for the client's next command, giving unpinned connections
     /// back to their pools once the session has been idle for
     /// `multiplex_delay`. `None`: the session is over.
+    /// Whether a command read on an uncompressed client leg is really a
+    /// compressed frame: a client that compresses though compression was not
+    /// negotiated (it would wait forever for compressed answers).
+    fn uncompressed_frame(&self, c: &Chunk) -> bool {
+        self.client.compression().is_none() && looks_like_frame(&c.payload)
+    }
+
     async fn next_command(&mut self) -> Result<Option<Chunk>> {
         let idle = self.idle_timeout();
         let now = tokio::time::Instant::now();
@@ -413,6 +429,15 @@ impl<'a> Session<'a> {
                 }
                 None => {}
                 Some(chunk) => match chunk? {
+                    Some(c) if c.first && self.uncompressed_frame(&c) => {
+                        warn!("compressed frame from a client that did not negotiate compression");
+                        // MySQL answers 1047 (the frame's first byte taken
+                        // for a command); the router also closes, as the
+                        // client cannot read an uncompressed answer.
+                        return Err(Error::ClientUnexpected(
+                            "compressed frame without compression negotiated",
+                        ));
+                    }
                     Some(c) => return Ok(Some(c)),
                     None => {
                         debug!("client closed the connection");

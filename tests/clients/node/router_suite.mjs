@@ -3,7 +3,7 @@
 // compare a direct connection with one through the router.
 //
 //   MYSQL_HOST MYSQL_PORT MYSQL_USER MYSQL_PASSWORD MYSQL_DATABASE TABLE
-//   MYSQL_TLS=1|0
+//   MYSQL_TLS=1|0 [MYSQL_COMPRESS=1: the compressed protocol]
 import mysql from 'mysql2/promise';
 
 const env = (k) => {
@@ -24,6 +24,7 @@ const conn = await mysql.createConnection({
   multipleStatements: true,
   dateStrings: true,
   supportBigNumbers: true,
+  compress: process.env.MYSQL_COMPRESS === '1',
 });
 const out = {};
 const fields = (fs) => (fs || []).map((f) => [f.name, f.columnType, f.characterSet, f.flags, f.decimals]);
