@@ -103,9 +103,13 @@ impl Writers {
         }
     }
 
-    /// Users with an acknowledged set of their own, over every cluster.
-    pub fn users(&self) -> usize {
-        lock(&self.acked).values().map(Acked::users).sum()
+    /// Per cluster: intervals of its whole acknowledged set, and users
+    /// with a set of their own (what the sets cost in memory).
+    pub fn sizes(&self) -> HashMap<String, (usize, usize)> {
+        lock(&self.acked)
+            .iter()
+            .map(|(c, a)| (c.clone(), (a.all().interval_count(), a.users())))
+            .collect()
     }
 
     /// `cluster`'s new writer, taken by policy, lacked `missing`.
@@ -215,6 +219,7 @@ mod tests {
         assert_eq!(needed("a", Whose::All), set("1-3"));
         assert_eq!(needed("b", Whose::User("admin")), GtidSet::new());
         assert_eq!(needed("none", Whose::All), GtidSet::new());
+        assert_eq!(w.sizes()["a"], (1, 2));
     }
 
     #[test]
