@@ -25,6 +25,7 @@ use causeway_e2e::router::{Raw, RAW_CAPS};
 use causeway_e2e::Topology;
 use causeway_gtid::GtidSet;
 use causeway_router::causal::Scope;
+use causeway_router::config::Role;
 use causeway_router::metrics::{CausalLabels, VIEW_CATCH_UP_SECONDS};
 use causeway_wire::{CapabilityFlags, OkPacket, StatusFlags};
 use mysql_async::prelude::*;
@@ -419,8 +420,9 @@ async fn stale_read_hunters() -> Result<()> {
 ///
 /// - `user` (hinted): the reading connection is of the same user; no read
 ///   may be stale, though it never wrote itself.
-/// - `router` (the pair's default scope of a second router): the reading
-///   connection is of another user; no read may be stale.
+/// - `router` (the pair's default scope of a second router, without a
+///   failover window): the reading connection is of another user; no read
+///   may be stale.
 /// - The counter-proof, with the same workload: in `session` scope the
 ///   reading connection needs only its own writes, none: that is `user`
 ///   or `router` with their acknowledged sets ignored, and it must read
@@ -443,7 +445,14 @@ async fn pool_hunters(topo: &Topology, router: &TestRouter) -> Result<()> {
         "no user read was served by a replica: the hunt proves nothing about replicas"
     );
 
-    let by_router = start_router(topo.causal_config(Scope::Router)?).await?;
+    // No failover window: the acknowledged sets are kept for the scope.
+    let mut cfg = topo.causal_config(Scope::Router)?;
+    for g in &mut cfg.hostgroups {
+        if g.role == Role::Writer {
+            g.failover.window = Duration::ZERO;
+        }
+    }
+    let by_router = start_router(cfg).await?;
     let all = hunt(topo, &by_router, 8, pool("APP", "ADMIN", ""), false).await?;
     report("router, pooled, another user", topo, &all);
     ensure!(all.reads > 50, "too few reads to mean anything");
