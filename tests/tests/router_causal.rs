@@ -430,6 +430,17 @@ async fn stale_read_hunters() -> Result<()> {
 /// - `user` does not wait for another user's writes: reads of APP after
 ///   ADMIN's writes, in `user` scope, are stale like `session`'s.
 async fn pool_hunters(topo: &Topology, router: &TestRouter) -> Result<()> {
+    // First without chance: with every replica's applier stopped, a write
+    // on one connection, then reads on others.
+    for &p in &topo.replica_ports {
+        admin(topo, p, "STOP REPLICA SQL_THREAD").await?;
+    }
+    let stopped = applier_stopped(topo, router).await;
+    for &p in &topo.replica_ports {
+        admin(topo, p, "START REPLICA SQL_THREAD").await?;
+    }
+    stopped?;
+
     let pool = |writer, reader, prefix| Reads::Pool {
         writer,
         reader,
@@ -489,6 +500,48 @@ async fn pool_hunters(topo: &Topology, router: &TestRouter) -> Result<()> {
     };
     ensure!(count(router, "user", "replica") > 0);
     ensure!(count(&by_router, "router", "replica") > 0);
+    Ok(())
+}
+
+/// With the replicas' appliers stopped (no replica can have a new write),
+/// APP writes a row on one connection; on two others, APP and ADMIN read it
+/// in each scope. `user` (APP) and `router` (both) must find it, on the
+/// primary; `session` and ADMIN's `user` read on a replica, where it is
+/// missing: exactly what the scopes say, with no race to win.
+async fn applier_stopped(topo: &Topology, router: &TestRouter) -> Result<()> {
+    let id = 11_000_000_000u64;
+    let mut writer = Conn::new(opts(topo, router.port, "APP", false)?).await?;
+    let mut app = Conn::new(opts(topo, router.port, "APP", false)?).await?;
+    let mut other = Conn::new(opts(topo, router.port, "ADMIN", false)?).await?;
+    writer
+        .exec_drop("INSERT INTO causeway.hunt (id, v) VALUES (?, ?)", (id, id))
+        .await?;
+    let sql = |scope: &str| {
+        format!(
+            "/* causeway: consistency={scope} */ \
+             SELECT @@port, (SELECT COUNT(*) FROM causeway.hunt WHERE id = {id})"
+        )
+    };
+    for (who, scope, found) in [
+        ("APP", "session", false),
+        ("APP", "user", true),
+        ("ADMIN", "router", true),
+        ("ADMIN", "user", false),
+    ] {
+        let c = if who == "APP" { &mut app } else { &mut other };
+        let (port, n): (u16, u64) = c.query_first(sql(scope)).await?.context("no row")?;
+        let on_primary = port == topo.primary_port;
+        ensure!(
+            (n == 1) == found && on_primary == found,
+            "{who} in scope {scope}: row found {n} time(s) on port {port} \
+             (expected {}, on the primary: {})",
+            u8::from(found),
+            found
+        );
+    }
+    for c in [writer, app, other] {
+        c.disconnect().await?;
+    }
     Ok(())
 }
 
