@@ -3,8 +3,10 @@
 //! A read in hostgroup R of a consistent pair (R, W) needs a server whose
 //! view (a lower bound of its executed set, from the reader beside it)
 //! contains every GTID the read must see: the session's own writes in W
-//! (`session` scope), plus a token (`token`), or the primary's whole set
-//! when the read began (`global`). `eventual` needs nothing.
+//! (`session` scope), every write the router acknowledged to the session's
+//! user (`user`) or to anyone (`router`), plus a token (`token`), or the
+//! primary's whole set when the read began (`global`). `eventual` needs
+//! nothing.
 //!
 //! ```text
 //!   in a transaction ------------------------------> Pinned (its server)
@@ -35,6 +37,11 @@ pub enum Scope {
     Eventual,
     /// Read-your-own-writes: the session's writes.
     Session,
+    /// Every write acknowledged to the session's user through this router,
+    /// on any of its connections (a connection pool's).
+    User,
+    /// Every write acknowledged through this router, to anyone.
+    Router,
     /// The session's writes and a GTID set passed by the client.
     Token,
     /// Everything committed on the primary before the read began.

@@ -988,6 +988,21 @@ mod tests {
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     }
 
+    #[test]
+    fn user_and_router_scopes_are_configurable_like_the_others() {
+        let text =
+            "[[hostgroups]]\nname = \"w\"\n[[hostgroups]]\nname = \"r\"\nrole = \"reader\"\n\
+                    writer = \"w\"\n[[servers]]\nhostgroup = \"w\"\n\
+                    [[consistent_pairs]]\nreader = \"r\"\nwriter = \"w\"\nscope = \"router\"\n\
+                    [[users]]\nname = \"app\"\npassword = \"pw\"\nconsistency = \"user\"\n\
+                    [[query_rules]]\nmatch_pattern = \"^SELECT\"\nconsistency = \"router\"\n";
+        let c = Config::from_toml(text, Path::new("r.toml")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.consistent_pairs[0].scope, Scope::Router);
+        assert_eq!(c.users[0].consistency, Some(Scope::User));
+        assert_eq!(c.query_rules[0].consistency, Some(Scope::Router));
+    }
+
     // The message format (`path:line:column: message`) is
     // causeway_common::config's; here: unknown keys are refused.
     #[test]

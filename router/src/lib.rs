@@ -38,6 +38,7 @@
 //!        --> idle: connections holding nothing of the session go back to their pools
 //! ```
 
+pub mod acked;
 pub mod backend;
 pub mod causal;
 pub mod classify;

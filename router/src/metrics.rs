@@ -62,6 +62,12 @@ pub const SERVER_FENCED: &str = "causeway_router_server_fenced";
 /// counted since the router started), plus, while writes wait for a
 /// catching-up server, what it still lacks; at scrape time.
 pub const ACKNOWLEDGED_MISSING: &str = "causeway_router_acknowledged_missing_gtids";
+/// Per writer hostgroup: intervals of the set of GTIDs the router
+/// acknowledged (what `router` reads need, and failover), at scrape time.
+pub const ACKNOWLEDGED_INTERVALS: &str = "causeway_router_acknowledged_intervals";
+/// Per writer hostgroup: users with an acknowledged set of their own (what
+/// `user` reads need; at most 10,000), at scrape time.
+pub const ACKNOWLEDGED_USERS: &str = "causeway_router_acknowledged_users";
 /// Backend connections per server and state (in_use, idle), at scrape time.
 pub const POOL_CONNECTIONS: &str = "causeway_router_pool_connections";
 /// Consecutive failed connects per server, at scrape time.

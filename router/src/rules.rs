@@ -471,6 +471,8 @@ fn parse_scope(text: &str) -> Option<Scope> {
     [
         ("eventual", Scope::Eventual),
         ("session", Scope::Session),
+        ("user", Scope::User),
+        ("router", Scope::Router),
         ("token", Scope::Token),
         ("global", Scope::Global),
     ]
@@ -489,7 +491,7 @@ fn parse_scope(text: &str) -> Option<Scope> {
 /// |---|---|
 /// | `hostgroup=<name>` | route to this hostgroup |
 /// | `primary` or `primary=true` | run on the writer |
-/// | `consistency=<eventual\|session\|token\|global>` | the read's [`Scope`] |
+/// | `consistency=<eventual\|session\|user\|router\|token\|global>` | the read's [`Scope`] |
 /// | `min_gtid=<gtid set>` | GTIDs the read must see; the set's own commas are fine (`min_gtid=uuid:1-5,uuid2:1-9`: an item with `:` and no `=` continues it) |
 ///
 /// Only `/* */` comments count: text in string literals, quoted

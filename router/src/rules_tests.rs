@@ -582,6 +582,22 @@ fn hints_read_every_key() {
 }
 
 #[test]
+fn every_scope_has_a_hint() {
+    for (text, scope) in [
+        ("eventual", Scope::Eventual),
+        ("session", Scope::Session),
+        ("USER", Scope::User),
+        ("router", Scope::Router),
+        ("token", Scope::Token),
+        ("global", Scope::Global),
+    ] {
+        let h = Hints::parse(&format!("/* causeway: consistency={text} */ SELECT 1"));
+        assert_eq!(h.consistency, Some(scope), "{text}");
+        assert!(h.errors.is_empty(), "{text}: {h:?}");
+    }
+}
+
+#[test]
 fn later_hint_comments_win() {
     let h = Hints::parse(
         "/* causeway: hostgroup=a, consistency=global */ SELECT 1 \

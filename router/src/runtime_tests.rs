@@ -267,3 +267,24 @@ fn a_broken_config_is_refused_whole_with_every_problem() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
 }
+
+#[test]
+fn gtids_are_tracked_for_a_consistent_pair_without_a_failover_window() {
+    // user and router reads need the acknowledged sets, which only GTIDs
+    // returned in OK packets feed.
+    let window0 = "[hostgroups.failover]\nwindow = \"0s\"\n";
+    let no_pair = SPLIT.replacen("name = \"w\"\n", &format!("name = \"w\"\n{window0}"), 1);
+    let rt = runtime(&no_pair);
+    assert!(
+        !rt.servers[ServerId::new(0)].track_gtids,
+        "nothing needs them"
+    );
+    let pair = format!(
+        "{no_pair}[[consistent_pairs]]\nreader = \"r\"\nwriter = \"w\"\nscope = \"router\"\n"
+    );
+    let rt = runtime(&pair);
+    for s in ["a", "b", "c"] {
+        let id = rt.server_named(s).unwrap();
+        assert!(rt.servers[id].track_gtids, "{s}");
+    }
+}

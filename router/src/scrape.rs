@@ -171,6 +171,17 @@ fn render_writers(shared: &Shared, out: &mut String) {
     }
     let waiting = shared.writers.waiting();
     let lost = shared.writers.lost();
+    let sizes = shared.writers.sizes();
+    gauge(
+        out,
+        ACKNOWLEDGED_INTERVALS,
+        "intervals of the GTID set the router acknowledged, by writer hostgroup",
+    );
+    gauge(
+        out,
+        ACKNOWLEDGED_USERS,
+        "users with an acknowledged GTID set of their own, by writer hostgroup",
+    );
     gauge(
         out,
         WRITER_WAITING,
@@ -188,6 +199,12 @@ fn render_writers(shared: &Shared, out: &mut String) {
         let name = escape(&group.name);
         let n = waiting.get(&group.name).copied().unwrap_or(0);
         let _ = writeln!(out, "{WRITER_WAITING}{{hostgroup=\"{name}\"}} {n}");
+        let (intervals, users) = sizes.get(&group.name).copied().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{ACKNOWLEDGED_INTERVALS}{{hostgroup=\"{name}\"}} {intervals}"
+        );
+        let _ = writeln!(out, "{ACKNOWLEDGED_USERS}{{hostgroup=\"{name}\"}} {users}");
         let missing: u128 = lost
             .get(&group.name)
             .map(|gap| gap.count())

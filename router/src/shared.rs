@@ -419,8 +419,11 @@ impl Shared {
                     no_writer_since.remove(&group.name);
                     match (common.get(&g), servers.get(&g)) {
                         (Some((2.., everywhere)), _) | (Some((1, everywhere)), Some(1)) => {
-                            self.writers
-                                .compact(&group.name, everywhere, ACKED_INTERVALS);
+                            self.writers.compact(
+                                &group.name,
+                                everywhere,
+                                crate::acked::ALL_INTERVALS,
+                            );
                         }
                         _ => {}
                     }
@@ -566,9 +569,6 @@ impl Shared {
         }
     }
 }
-
-/// A cluster's acknowledged set is compacted past this many intervals.
-const ACKED_INTERVALS: usize = 64;
 
 /// Logs what an election changed: a new writer, fenced servers, a cluster
 /// waiting for a server to catch up, acknowledged GTIDs lost.

@@ -1,25 +1,39 @@
 //! What the router knows about its clusters' writers beyond the monitor:
 //! every GTID it acknowledged to a client (per cluster, by writer group
-//! name), and the statements waiting for a writer (the failover buffer).
+//! name; all of them and per user, see [`crate::acked`]), and the
+//! statements waiting for a writer (the failover buffer).
 //! [`crate::shared::Shared::follow_monitor`] elects writers from these;
-//! sessions add to them.
+//! sessions add to them, and `user` and `router` reads need them.
 //!
 //! ```text
-//! OK packet with GTIDs ──> acknowledge(cluster, set)          (an interval set: a few intervals)
+//! OK packet with GTIDs ──> acknowledge(cluster, user, set)    (interval sets: a few intervals)
+//! read in scope user / router ──> needed(cluster, whose, &mut set)
 //! statement finds no writer ──> wait(): a slot (bounded per cluster) ──> woken by every new
 //!                               Current, or its window ends (ERR 9006)
 //! ```
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use causeway_gtid::GtidSet;
 use tokio::sync::watch;
 
+use crate::acked::Acked;
+
+/// Whose acknowledged writes a read needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whose<'a> {
+    /// Those acknowledged to this user (`user` scope).
+    User(&'a str),
+    /// All of them (`router` scope).
+    All,
+}
+
 /// Acknowledged GTIDs and waiting statements, per cluster.
 #[derive(Debug)]
 pub struct Writers {
-    acked: Mutex<HashMap<String, GtidSet>>,
+    acked: Mutex<HashMap<String, Acked>>,
     /// Acknowledged GTIDs a writer lacked when it was taken by policy.
     lost: Mutex<HashMap<String, GtidSet>>,
     /// Servers fenced and not back in service since (by name).
@@ -46,29 +60,56 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Writers {
-    /// The router returned `set` to a client in an OK packet of a server
-    /// of `cluster` (its writer group's name).
-    pub fn acknowledge(&self, cluster: &str, set: &GtidSet) {
+    /// The router is about to return `set` to a client logged in as
+    /// `user` in an OK packet of a server of `cluster` (its writer group's
+    /// name). Returns how many intervals the cluster's whole set has now.
+    pub fn acknowledge(&self, cluster: &str, user: &str, set: &GtidSet) -> usize {
         let mut acked = lock(&self.acked);
-        match acked.get_mut(cluster) {
-            Some(a) => a.union_with(set),
-            None => {
-                acked.insert(cluster.to_string(), set.clone());
+        let a = match acked.get_mut(cluster) {
+            Some(a) => a,
+            None => acked.entry(cluster.to_string()).or_default(),
+        };
+        a.acknowledge(user, set, Instant::now());
+        a.all().interval_count()
+    }
+
+    /// Adds to `into` what a read of `cluster` must see of the GTIDs
+    /// acknowledged so far (`whose`); returns when the last of them was
+    /// acknowledged, when known.
+    pub fn needed(&self, cluster: &str, whose: Whose<'_>, into: &mut GtidSet) -> Option<Instant> {
+        let acked = lock(&self.acked);
+        let a = acked.get(cluster)?;
+        match whose {
+            Whose::User(user) => {
+                into.union_with(a.user(user));
+                a.last_at(Some(user))
+            }
+            Whose::All => {
+                into.union_with(a.all());
+                a.last_at(None)
             }
         }
     }
 
-    /// Keeps `cluster`'s set a few intervals long: past `max` intervals
+    /// Keeps `cluster`'s sets a few intervals long: past `max` intervals
     /// (other clients' writes make holes in what this router saw), the
     /// holes are filled with what every usable server of the cluster has
-    /// applied (`everywhere`). A new writer must then hold those too, which
-    /// it must anyway: they were committed and replicated.
+    /// applied (`everywhere`); users' sets likewise past theirs. A new
+    /// writer must then hold those too, which it must anyway: they were
+    /// committed and replicated.
     pub fn compact(&self, cluster: &str, everywhere: &GtidSet, max: usize) {
         if let Some(a) = lock(&self.acked).get_mut(cluster) {
-            if a.interval_count() > max {
-                a.union_with(everywhere);
-            }
+            a.compact(everywhere, max);
         }
+    }
+
+    /// Per cluster: intervals of its whole acknowledged set, and users
+    /// with a set of their own (what the sets cost in memory).
+    pub fn sizes(&self) -> HashMap<String, (usize, usize)> {
+        lock(&self.acked)
+            .iter()
+            .map(|(c, a)| (c.clone(), (a.all().interval_count(), a.users())))
+            .collect()
     }
 
     /// `cluster`'s new writer, taken by policy, lacked `missing`.
@@ -100,7 +141,10 @@ impl Writers {
 
     /// Every cluster's acknowledged set.
     pub fn acknowledged(&self) -> HashMap<String, GtidSet> {
-        lock(&self.acked).clone()
+        lock(&self.acked)
+            .iter()
+            .map(|(c, a)| (c.clone(), a.all().clone()))
+            .collect()
     }
 
     /// A statement of `cluster` starts waiting for a writer: a slot, or
@@ -158,12 +202,24 @@ mod tests {
         let w = Writers::default();
         let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
         let set = |r: &str| GtidSet::parse(&format!("{u}:{r}")).unwrap();
-        w.acknowledge("a", &set("1"));
-        w.acknowledge("a", &set("2-3"));
-        w.acknowledge("b", &set("7"));
+        w.acknowledge("a", "app", &set("1"));
+        w.acknowledge("a", "admin", &set("2-3"));
+        w.acknowledge("b", "app", &set("7"));
         let acked = w.acknowledged();
         assert_eq!(acked["a"], set("1-3"));
         assert_eq!(acked["b"], set("7"));
+        let needed = |c, whose| {
+            let mut n = GtidSet::new();
+            w.needed(c, whose, &mut n);
+            n
+        };
+        assert_eq!(needed("a", Whose::User("app")), set("1"));
+        assert_eq!(needed("a", Whose::User("admin")), set("2-3"));
+        assert_eq!(needed("a", Whose::User("nobody")), GtidSet::new());
+        assert_eq!(needed("a", Whose::All), set("1-3"));
+        assert_eq!(needed("b", Whose::User("admin")), GtidSet::new());
+        assert_eq!(needed("none", Whose::All), GtidSet::new());
+        assert_eq!(w.sizes()["a"], (1, 2));
     }
 
     #[test]
@@ -171,10 +227,10 @@ mod tests {
         let w = Writers::default();
         let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
         let set = |r: &str| GtidSet::parse(&format!("{u}:{r}")).unwrap();
-        w.acknowledge("a", &set("1:3:5"));
+        w.acknowledge("a", "app", &set("1:3:5"));
         w.compact("a", &set("1-9"), 3);
         assert_eq!(w.acknowledged()["a"], set("1:3:5"), "within the bound");
-        w.acknowledge("a", &set("7"));
+        w.acknowledge("a", "app", &set("7"));
         w.compact("a", &set("1-9"), 3);
         assert_eq!(w.acknowledged()["a"], set("1-9"));
     }

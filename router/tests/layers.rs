@@ -19,6 +19,7 @@ use std::path::Path;
 
 const GROUND: &[&str] = &[
     "ids",
+    "acked",
     "error",
     "health",
     "failover",

@@ -7,6 +7,11 @@
 //! the same session has just written is a **stale read**. Five ways to do it:
 //!
 //! - [`Mode::Causeway`]: write and read through the router (causal reads).
+//! - [`Mode::PoolUser`], [`Mode::PoolRouter`]: as a connection pool does,
+//!   the write on one router connection and the read on another, hinted
+//!   `consistency=user` / `consistency=router`; sessions alternate
+//!   between two users (APP, ADMIN), so `user` reads need half the writes
+//!   and `router` reads all of them.
 //! - [`Mode::NaiveSplit`]: through the router, the read hinted
 //!   `consistency=eventual`: a plain read/write split, may be stale.
 //! - [`Mode::AllPrimary`]: both directly on the primary (the baseline).
@@ -48,6 +53,10 @@ const FENCE_TIMEOUT_SECS: u32 = 1;
 pub enum Mode {
     /// Both through the router: causal reads.
     Causeway,
+    /// Through the router on two connections, the read hinted `user`.
+    PoolUser,
+    /// Through the router on two connections, the read hinted `router`.
+    PoolRouter,
     /// Both through the router, the read hinted `consistency=eventual`.
     NaiveSplit,
     /// Both directly on the primary.
@@ -61,8 +70,10 @@ pub enum Mode {
 
 impl Mode {
     /// Every mode, in the order tables print them.
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 7] = [
         Mode::Causeway,
+        Mode::PoolUser,
+        Mode::PoolRouter,
         Mode::NaiveSplit,
         Mode::AllPrimary,
         Mode::RouterPrimary,
@@ -73,6 +84,8 @@ impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::Causeway => "causeway",
+            Mode::PoolUser => "pool-user",
+            Mode::PoolRouter => "pool-router",
             Mode::NaiveSplit => "naive-split",
             Mode::AllPrimary => "all-primary",
             Mode::RouterPrimary => "router-primary",
@@ -84,6 +97,14 @@ impl Mode {
     pub fn describe(self) -> &'static str {
         match self {
             Mode::Causeway => "write + read through the router (causal reads, scope session)",
+            Mode::PoolUser => {
+                "write on one router connection, read on another of the same user, scope user \
+                 (sessions alternate between two users)"
+            }
+            Mode::PoolRouter => {
+                "write on one router connection, read on another of the same user, scope router \
+                 (sessions alternate between two users)"
+            }
             Mode::NaiveSplit => {
                 "through the router, read hinted consistency=eventual (plain read/write split)"
             }
@@ -341,21 +362,48 @@ struct Session {
     main: Conn,
     /// Fence: a replica (index in the topology's replica ports).
     replica: Option<(usize, Conn)>,
+    /// Pool modes: the second router connection, for reads.
+    reads: Option<Conn>,
+}
+
+impl Mode {
+    /// The read and the write go through two connections.
+    fn pooled(self) -> bool {
+        matches!(self, Mode::PoolUser | Mode::PoolRouter)
+    }
 }
 
 async fn open_session(topo: &Topology, w: &Workload, s: usize) -> Result<Session> {
     let main_port = match w.mode {
-        Mode::Causeway | Mode::NaiveSplit | Mode::RouterPrimary => topo.router_port()?,
+        Mode::Causeway
+        | Mode::PoolUser
+        | Mode::PoolRouter
+        | Mode::NaiveSplit
+        | Mode::RouterPrimary => topo.router_port()?,
         Mode::AllPrimary | Mode::Fence => topo.primary_port,
     };
-    let main = connect(topo, main_port, "APP").await?;
+    let role = if w.mode.pooled() && s % 2 == 1 {
+        "ADMIN"
+    } else {
+        "APP"
+    };
+    let main = connect(topo, main_port, role).await?;
     let replica = if w.mode == Mode::Fence {
         let r = s % topo.replica_ports.len();
         Some((r, connect(topo, topo.replica_ports[r], "APP").await?))
     } else {
         None
     };
-    Ok(Session { main, replica })
+    let reads = if w.mode.pooled() {
+        Some(connect(topo, main_port, role).await?)
+    } else {
+        None
+    };
+    Ok(Session {
+        main,
+        replica,
+        reads,
+    })
 }
 
 /// What one iteration saw.
@@ -396,6 +444,15 @@ async fn iteration(topo: &Topology, w: &Workload, s: usize, c: &mut Session) -> 
     let mut fence_timeout = false;
     let row: Option<(u16, Option<String>)> = match w.mode {
         Mode::Causeway | Mode::AllPrimary => c.main.query_first(select("")).await?,
+        Mode::PoolUser | Mode::PoolRouter => {
+            let hint = if w.mode == Mode::PoolUser {
+                "/* causeway: consistency=user */ "
+            } else {
+                "/* causeway: consistency=router */ "
+            };
+            let reads = c.reads.as_mut().context("no reading connection")?;
+            reads.query_first(select(hint)).await?
+        }
         Mode::NaiveSplit => {
             c.main
                 .query_first(select(&format!("{EVENTUAL_HINT} ")))
@@ -561,6 +618,9 @@ pub async fn run(
             }
             let _ = c.main.disconnect().await;
             if let Some((_, r)) = c.replica {
+                let _ = r.disconnect().await;
+            }
+            if let Some(r) = c.reads {
                 let _ = r.disconnect().await;
             }
             r

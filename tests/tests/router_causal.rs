@@ -7,7 +7,9 @@
 //! stale read. With `session` consistency there must be none; the same
 //! hunter with `eventual` must find some (so the hunter can fail). `token`
 //! and `global` have hunters of their own, each with the counter-proof that
-//! the same reads without them are stale.
+//! the same reads without them are stale; so do `user` and `router`, with
+//! the write and the read on different connections, as through a pool
+//! (`pool_hunters`).
 //!
 //! They run in a sandbox of their own (`Topology::isolated("causal")`),
 //! one phase after another, since they stop replication on purpose.
@@ -23,6 +25,7 @@ use causeway_e2e::router::{Raw, RAW_CAPS};
 use causeway_e2e::Topology;
 use causeway_gtid::GtidSet;
 use causeway_router::causal::Scope;
+use causeway_router::config::Role;
 use causeway_router::metrics::{CausalLabels, VIEW_CATCH_UP_SECONDS};
 use causeway_wire::{CapabilityFlags, OkPacket, StatusFlags};
 use mysql_async::prelude::*;
@@ -69,6 +72,14 @@ enum Reads {
     /// `token`, the session first sets `@causeway_min_gtid` to the primary's
     /// set after the write (obtained outside the router).
     Fresh { prefix: &'static str, token: bool },
+    /// As a connection pool does: the writes on one connection of the
+    /// `writer` user, the reads on another connection of the `reader`
+    /// user (open for the whole hunt, never writing), with this prefix.
+    Pool {
+        writer: &'static str,
+        reader: &'static str,
+        prefix: &'static str,
+    },
 }
 
 async fn admin(topo: &Topology, port: u16, sql: &str) -> Result<()> {
@@ -117,8 +128,18 @@ async fn hunter(
     reads: Reads,
     deadline: Instant,
 ) -> Result<Tally> {
-    let mut writer = Conn::new(opts(&topo, router_port, "APP", false)?).await?;
+    let writer_role = match &reads {
+        Reads::Pool { writer, .. } => writer,
+        _ => "APP",
+    };
+    let mut writer = Conn::new(opts(&topo, router_port, writer_role, false)?).await?;
     let mut primary = Conn::new(opts(&topo, topo.primary_port, "ADMIN", false)?).await?;
+    let mut pooled = match &reads {
+        Reads::Pool { reader, .. } => {
+            Some(Conn::new(opts(&topo, router_port, reader, false)?).await?)
+        }
+        _ => None,
+    };
     if let Reads::OwnAfter(setup) = &reads {
         writer.query_drop(*setup).await?;
     }
@@ -150,6 +171,10 @@ async fn hunter(
                 fresh.disconnect().await?;
                 row
             }
+            Reads::Pool { prefix, .. } => {
+                let reader = pooled.as_mut().context("no reading connection")?;
+                reader.query_first(sql(prefix)).await?
+            }
         };
         let (port, found) = row.context("no row")?;
         tally.reads += 1;
@@ -160,6 +185,9 @@ async fn hunter(
     }
     writer.disconnect().await?;
     primary.disconnect().await?;
+    if let Some(c) = pooled {
+        c.disconnect().await?;
+    }
     Ok(tally)
 }
 
@@ -340,6 +368,8 @@ async fn stale_read_hunters() -> Result<()> {
     report("global", &topo, &global);
     assert_eq!(global.stale, 0, "stale reads with global consistency");
 
+    pool_hunters(&topo, &router).await?;
+
     // The router counted where causal reads went, and follows every reader.
     let m = &router.shared.metrics;
     let count = |scope, served, reason| {
@@ -381,6 +411,139 @@ async fn stale_read_hunters() -> Result<()> {
             "a reader stream did not come back"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Connection pools: each hunter writes on one connection and reads on
+/// another, at once, under lag bursts.
+///
+/// - `user` (hinted): the reading connection is of the same user; no read
+///   may be stale, though it never wrote itself.
+/// - `router` (the pair's default scope of a second router, without a
+///   failover window): the reading connection is of another user; no read
+///   may be stale.
+/// - The counter-proof, with the same workload: in `session` scope the
+///   reading connection needs only its own writes, none: that is `user`
+///   or `router` with their acknowledged sets ignored, and it must read
+///   stale rows, or these hunters could not fail. (Switched off for real,
+///   by not adding the acknowledged set in `session/causal.rs`: the
+///   applier-stopped check failed at once, and without it the `user` hunt
+///   read 278 stale rows of 1,059.)
+/// - `user` does not wait for another user's writes: reads of APP after
+///   ADMIN's writes, in `user` scope, are stale like `session`'s.
+async fn pool_hunters(topo: &Topology, router: &TestRouter) -> Result<()> {
+    // First without chance: with every replica's applier stopped, a write
+    // on one connection, then reads on others.
+    for &p in &topo.replica_ports {
+        admin(topo, p, "STOP REPLICA SQL_THREAD").await?;
+    }
+    let stopped = applier_stopped(topo, router).await;
+    for &p in &topo.replica_ports {
+        admin(topo, p, "START REPLICA SQL_THREAD").await?;
+    }
+    stopped?;
+
+    let pool = |writer, reader, prefix| Reads::Pool {
+        writer,
+        reader,
+        prefix,
+    };
+    let user_hint = "/* causeway: consistency=user */ ";
+    let user = hunt(topo, router, 7, pool("APP", "APP", user_hint), true).await?;
+    report("user, pooled", topo, &user);
+    ensure!(user.reads > 50, "too few reads to mean anything");
+    assert_eq!(user.stale, 0, "stale reads with user consistency");
+    ensure!(
+        user.on_replicas(topo) > 0,
+        "no user read was served by a replica: the hunt proves nothing about replicas"
+    );
+
+    // No failover window: the acknowledged sets are kept for the scope.
+    let mut cfg = topo.causal_config(Scope::Router)?;
+    for g in &mut cfg.hostgroups {
+        if g.role == Role::Writer {
+            g.failover.window = Duration::ZERO;
+        }
+    }
+    let by_router = start_router(cfg).await?;
+    let all = hunt(topo, &by_router, 8, pool("APP", "ADMIN", ""), false).await?;
+    report("router, pooled, another user", topo, &all);
+    ensure!(all.reads > 50, "too few reads to mean anything");
+    assert_eq!(all.stale, 0, "stale reads with router consistency");
+    ensure!(
+        all.on_replicas(topo) > 0,
+        "no router read was served by a replica: the hunt proves nothing about replicas"
+    );
+
+    let session = hunt(topo, router, 9, pool("APP", "APP", ""), false).await?;
+    report("session, pooled", topo, &session);
+    ensure!(
+        session.stale > 0,
+        "pooled reads in session scope were never stale: the user and router hunts prove nothing"
+    );
+
+    let other = hunt(topo, router, 10, pool("ADMIN", "APP", user_hint), false).await?;
+    report("user, pooled, another user's writes", topo, &other);
+    ensure!(
+        other.stale > 0,
+        "user reads never missed another user's writes: did they wait for them?"
+    );
+
+    let count = |r: &TestRouter, scope, served| {
+        r.shared
+            .metrics
+            .causal_reads
+            .get_or_create(&CausalLabels {
+                scope,
+                served,
+                reason: "caught_up",
+            })
+            .get()
+    };
+    ensure!(count(router, "user", "replica") > 0);
+    ensure!(count(&by_router, "router", "replica") > 0);
+    Ok(())
+}
+
+/// With the replicas' appliers stopped (no replica can have a new write),
+/// APP writes a row on one connection; on two others, APP and ADMIN read it
+/// in each scope. `user` (APP) and `router` (both) must find it, on the
+/// primary; `session` and ADMIN's `user` read on a replica, where it is
+/// missing: exactly what the scopes say, with no race to win.
+async fn applier_stopped(topo: &Topology, router: &TestRouter) -> Result<()> {
+    let id = 11_000_000_000u64;
+    let mut writer = Conn::new(opts(topo, router.port, "APP", false)?).await?;
+    let mut app = Conn::new(opts(topo, router.port, "APP", false)?).await?;
+    let mut other = Conn::new(opts(topo, router.port, "ADMIN", false)?).await?;
+    writer
+        .exec_drop("INSERT INTO causeway.hunt (id, v) VALUES (?, ?)", (id, id))
+        .await?;
+    let sql = |scope: &str| {
+        format!(
+            "/* causeway: consistency={scope} */ \
+             SELECT @@port, (SELECT COUNT(*) FROM causeway.hunt WHERE id = {id})"
+        )
+    };
+    for (who, scope, found) in [
+        ("APP", "session", false),
+        ("APP", "user", true),
+        ("ADMIN", "router", true),
+        ("ADMIN", "user", false),
+    ] {
+        let c = if who == "APP" { &mut app } else { &mut other };
+        let (port, n): (u16, u64) = c.query_first(sql(scope)).await?.context("no row")?;
+        let on_primary = port == topo.primary_port;
+        ensure!(
+            (n == 1) == found && on_primary == found,
+            "{who} in scope {scope}: row found {n} time(s) on port {port} \
+             (expected {}, on the primary: {})",
+            u8::from(found),
+            found
+        );
+    }
+    for c in [writer, app, other] {
+        c.disconnect().await?;
     }
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! Causal reads against the alternatives, in one invocation: the
-//! write-then-read workload of `causeway_e2e::workload` in five modes
-//! (through the router with causal reads; through the router as a plain
-//! read/write split; everything on the primary, directly and through the
-//! router; a hand-written GTID fence)
+//! write-then-read workload of `causeway_e2e::workload` in seven modes
+//! (through the router with causal reads in scope session, and, with the
+//! read on a second connection as through a pool, in scopes user and
+//! router; through the router as a plain read/write split; everything on
+//! the primary, directly and through the router; a hand-written GTID fence)
 //! at think times 0, 1, 5 and 20 ms, interleaved (each think time runs the
 //! five modes back to back, in an order that rotates), and the replicas'
 //! apply delay, idle and under load.
@@ -39,6 +40,13 @@ use causeway_gtid::GtidSet;
 use futures_util::future::join_all;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
+
+/// The causal modes and their scope: (name, metrics label).
+const SCOPES: [(Mode, (&str, &str)); 3] = [
+    (Mode::Causeway, ("session", "session")),
+    (Mode::PoolUser, ("user", "user")),
+    (Mode::PoolRouter, ("router", "router")),
+];
 
 /// Think times, in milliseconds.
 const THINKS_MS: [u64; 4] = [0, 1, 5, 20];
@@ -425,9 +433,10 @@ async fn main() -> Result<()> {
                     s.first_error.as_deref().unwrap_or("?")
                 ));
             }
-            if mode == Mode::Causeway && s.stale > 0 {
+            if matches!(mode, Mode::Causeway | Mode::PoolUser | Mode::PoolRouter) && s.stale > 0 {
                 notes.push(format!(
-                    "!!! think {think} ms causeway: {} STALE READS through the router's causal reads",
+                    "!!! think {think} ms {}: {} STALE READS through the router's causal reads",
+                    mode.name(),
                     s.stale
                 ));
             }
@@ -441,53 +450,96 @@ async fn main() -> Result<()> {
     }
     println!("(\"actual\": mean think time slept, ms)");
 
-    println!("\nThe router's counters over the causeway runs (causeway_router_causal_reads_total, causal_wait_seconds):");
+    println!("\nThe router's counters over the causal runs (causeway_router_causal_reads_total, causal_wait_seconds):");
     println!(
-        "{:>5} {:>9} {:>13} {:>13} {:>13} {:>8} {:>10}",
-        "think", "replica", "not caught up", "slow catch-up", "no replica", "waited", "mean wait"
+        "{:>5} {:<8} {:>9} {:>13} {:>13} {:>13} {:>8} {:>10}",
+        "think",
+        "scope",
+        "replica",
+        "not caught up",
+        "slow catch-up",
+        "no replica",
+        "waited",
+        "mean wait"
     );
     for &think in &THINKS_MS {
-        let r = Scrape(
-            cells[&(Mode::Causeway, think)]
-                .router
-                .iter()
-                .map(|(k, v)| (k.clone(), *v))
-                .collect(),
-        );
-        let reads = "causeway_router_causal_reads_total";
-        let session = ("scope", "session");
-        let waited = r.sum("causeway_router_causal_wait_seconds_count", &[]);
-        let wait_sum = r.sum("causeway_router_causal_wait_seconds_sum", &[]);
-        println!(
-            "{:>3} ms {:>9.0} {:>13.0} {:>13.0} {:>13.0} {:>8.0} {:>7.2} ms",
-            think,
-            r.sum(reads, &[session, ("served", "replica")]),
-            r.sum(
-                reads,
-                &[session, ("served", "primary"), ("reason", "not_caught_up")]
-            ),
-            r.sum(
-                reads,
-                &[session, ("served", "primary"), ("reason", "slow_catch_up")]
-            ),
-            r.sum(
-                reads,
-                &[
-                    session,
-                    ("served", "primary"),
-                    ("reason", "no_healthy_replica")
-                ]
-            ),
-            waited,
-            if waited > 0.0 {
-                wait_sum / waited * 1e3
-            } else {
-                0.0
-            },
-        );
+        for (mode, scope) in SCOPES {
+            let r = Scrape(
+                cells[&(mode, think)]
+                    .router
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
+            );
+            let reads = "causeway_router_causal_reads_total";
+            let scope = ("scope", scope.1);
+            let waited = r.sum("causeway_router_causal_wait_seconds_count", &[]);
+            let wait_sum = r.sum("causeway_router_causal_wait_seconds_sum", &[]);
+            println!(
+                "{:>3} ms {:<8} {:>9.0} {:>13.0} {:>13.0} {:>13.0} {:>8.0} {:>7.2} ms",
+                think,
+                scope.1,
+                r.sum(reads, &[scope, ("served", "replica")]),
+                r.sum(
+                    reads,
+                    &[scope, ("served", "primary"), ("reason", "not_caught_up")]
+                ),
+                r.sum(
+                    reads,
+                    &[scope, ("served", "primary"), ("reason", "slow_catch_up")]
+                ),
+                r.sum(
+                    reads,
+                    &[
+                        scope,
+                        ("served", "primary"),
+                        ("reason", "no_healthy_replica")
+                    ]
+                ),
+                waited,
+                if waited > 0.0 {
+                    wait_sum / waited * 1e3
+                } else {
+                    0.0
+                },
+            );
+        }
     }
     println!("(on the primary: \"not caught up\" within max_wait, or \"slow catch-up\": no replica was expected to catch up before\n\
               the primary would answer, so the read did not wait; \"waited\": reads that waited for a replica, either way)");
+
+    println!(
+        "\nWhat each scope costs (same run): share of reads on replicas (offload), read latency, and\n\
+         ×session: the ratio to scope session at the same think time (session: write and read on one\n\
+         connection; user and router: on two, as through a pool; eventual: the plain split, stale reads allowed)"
+    );
+    println!(
+        "{:>5} {:<8} {:>8} {:>7} {:>7} {:>10} {:>10} {:>10} {:>6}",
+        "think", "scope", "replicas", "p50", "p99", "offload×s", "p50×s", "p99×s", "stale"
+    );
+    for &think in &THINKS_MS {
+        let base = &cells[&(Mode::Causeway, think)].summary;
+        let (b50, _, b99) = base.read_p50_p95_p99();
+        for (mode, (name, _)) in SCOPES
+            .into_iter()
+            .chain([(Mode::NaiveSplit, ("eventual", "eventual"))])
+        {
+            let s = &cells[&(mode, think)].summary;
+            let (p50, _, p99) = s.read_p50_p95_p99();
+            println!(
+                "{:>3} ms {:<8} {:>7.1}% {:>7} {:>7} {:>10} {:>10} {:>10} {:>6}",
+                think,
+                name,
+                100.0 * s.replica_share(),
+                ms(p50),
+                ms(p99),
+                ratio(s.replica_share(), base.replica_share()),
+                ratio(p50.as_secs_f64(), b50.as_secs_f64()),
+                ratio(p99.as_secs_f64(), b99.as_secs_f64()),
+                s.stale,
+            );
+        }
+    }
 
     let apply = quantile(&loaded.apply, 0.5);
     let announce = quantile(&loaded.announce, 0.5);

@@ -18,8 +18,16 @@
 //! - **Scopes**: a hint's `consistency=`, else a rule's, else the user's,
 //!   else the pair's. A token (`SET @causeway_min_gtid = '<set>'` for the
 //!   session, or a `min_gtid=` hint for one statement) is added to what
-//!   every non-eventual read needs. `global` adds the primary's executed set,
-//!   fetched after the read arrived ([`crate::global`]).
+//!   every non-eventual read needs. `user` adds every GTID the router
+//!   acknowledged to the session's user, `router` every GTID it
+//!   acknowledged ([`crate::writers`], in memory); `global` adds the
+//!   primary's executed set, fetched after the read arrived
+//!   ([`crate::global`]).
+//! - **Across connections** (`user`, `router`): a write's GTIDs are
+//!   acknowledged (added to the router's sets, under their lock) before
+//!   its OK packet is queued for the client. A read another connection
+//!   sends after the client saw that OK reaches the router after it, and
+//!   takes the same lock to compute what it needs: it needs that write.
 
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -30,12 +38,14 @@ use tracing::{debug, error, warn};
 
 use super::driver::{Failure, Session};
 use super::plan::router_err;
+use crate::acked::ALL_INTERVALS;
 use crate::causal::{self, Candidate, Fallback, Read, Route, Scope};
 use crate::classify::contains_ci;
 use crate::error::Result;
 use crate::global::FetchLogin;
 use crate::ids::{GroupId, ServerId};
 use crate::route::Why;
+use crate::writers::Whose;
 
 /// The session's side of causal reads: what its reads need, by cluster
 /// (the writer group whose writes they must see).
@@ -154,9 +164,14 @@ impl Session<'_> {
         let server = &rt.servers[s];
         self.shared.views.wrote(self.cur.views[s], &set);
         let cluster = server.cluster;
-        // What a new writer must hold (crate::failover).
+        // What a new writer must hold (crate::failover), and what `user`
+        // and `router` reads need: acknowledged before the client sees the
+        // OK, so a read it sends after, on any connection, needs them.
         let cluster_name = &rt.groups[cluster].name;
-        self.shared.writers.acknowledge(cluster_name, &set);
+        let acked_intervals = self
+            .shared
+            .writers
+            .acknowledge(cluster_name, &self.user, &set);
         // A statement that was running on a server when it got fenced
         // committed there, not on the writer: say so, and count it.
         let now = self.shared.current();
@@ -186,30 +201,52 @@ impl Session<'_> {
                 self.causal.needed.len() - 1
             }
         };
-        let needed = &mut self.causal.needed[k].1;
-        needed.union_with(&set);
-        if needed.interval_count() > COMPACT_AFTER {
-            // Fill holes with what every server of the cluster has: a read
-            // that qualified still does (views only grow), and the set
-            // stays a few intervals however many writes the session made.
-            let views = self.shared.views.read();
-            let mut common: Option<GtidSet> = None;
-            for (id, srv) in rt.servers.with_ids() {
-                if srv.cluster != cluster {
-                    continue;
-                }
-                let Some(v) = views.at(self.cur.views[id]) else {
-                    continue;
-                };
-                common = Some(match common {
-                    None => v.set.clone(),
-                    Some(c) => c.intersection(&v.set),
-                });
-            }
-            if let Some(common) = common {
-                needed.union_with(&common);
-            }
+        self.causal.needed[k].1.union_with(&set);
+        let own_long = self.causal.needed[k].1.interval_count() > COMPACT_AFTER;
+        let acked_long = acked_intervals > ALL_INTERVALS;
+        if !own_long && !acked_long {
+            return;
         }
+        // Fill holes with what every server of the cluster has: a read
+        // that qualified still does (views only grow), and the sets stay a
+        // few intervals however many writes were made.
+        let Some((common, every_server)) = self.everywhere(cluster) else {
+            return;
+        };
+        if own_long {
+            self.causal.needed[k].1.union_with(&common);
+        }
+        // The acknowledged sets are compacted on every monitor change
+        // too; this keeps them short without a monitor, and between its
+        // checks. Only with a view of every server: a new writer must hold
+        // what they are filled with.
+        if acked_long && every_server {
+            self.shared
+                .writers
+                .compact(cluster_name, &common, ALL_INTERVALS);
+        }
+    }
+
+    /// What every server of `cluster` with a view has applied, and whether
+    /// every server of it has a view (`None`: none has).
+    fn everywhere(&self, cluster: GroupId) -> Option<(GtidSet, bool)> {
+        let views = self.shared.views.read();
+        let mut common: Option<GtidSet> = None;
+        let mut every_server = true;
+        for (id, srv) in self.cur.rt.servers.with_ids() {
+            if srv.cluster != cluster {
+                continue;
+            }
+            let Some(v) = views.at(self.cur.views[id]) else {
+                every_server = false;
+                continue;
+            };
+            common = Some(match common {
+                None => v.set.clone(),
+                Some(c) => c.intersection(&v.set),
+            });
+        }
+        common.map(|c| (c, every_server))
     }
 
     /// `SET @causeway_min_gtid`, answered by the router.
@@ -247,12 +284,26 @@ impl Session<'_> {
         let user_scope = rt.users.get(&self.user).and_then(|u| u.consistency);
         let scope = ask.scope.or(user_scope).unwrap_or(pair_scope);
         let mut needed = GtidSet::new();
+        let mut acked_at = None;
         if scope != Scope::Eventual {
             if let Some(n) = self.causal.needed_in(w) {
                 needed.union_with(n);
             }
             if let Some(t) = ask.token.as_ref().or(self.causal.token.as_ref()) {
                 needed.union_with(t);
+            }
+            // What the router acknowledged before the read arrived: in
+            // memory, no round trip.
+            let whose = match scope {
+                Scope::User => Some(Whose::User(&self.user)),
+                Scope::Router => Some(Whose::All),
+                _ => None,
+            };
+            if let Some(whose) = whose {
+                acked_at = self
+                    .shared
+                    .writers
+                    .needed(&rt.groups[w].name, whose, &mut needed);
             }
             if scope == Scope::Global {
                 match self.primary_set(w).await {
@@ -272,18 +323,21 @@ impl Session<'_> {
             let views = self.shared.views.read();
             views.at(cur.views[p])?.read_cost
         });
-        // When the session's own writes are all it needs, when they were
-        // made and by which server: how soon a replica should have them.
-        let own_write =
-            (scope == Scope::Session && ask.token.is_none() && self.causal.token.is_none())
-                .then(|| {
-                    self.causal
-                        .wrote_at
-                        .iter()
-                        .find(|(c, ..)| *c == w)
-                        .map(|(_, at, s)| (*at, *s))
-                })
-                .flatten();
+        // When the writes the read needs are known (no token), when the
+        // last was made and by which server: how soon a replica should
+        // have them. For `user` and `router`, the last acknowledged, by the
+        // writer in force.
+        let no_token = ask.token.is_none() && self.causal.token.is_none();
+        let own_write = match scope {
+            Scope::Session if no_token => self
+                .causal
+                .wrote_at
+                .iter()
+                .find(|(c, ..)| *c == w)
+                .map(|(_, at, s)| (*at, *s)),
+            Scope::User | Scope::Router if no_token => acked_at.zip(cur.members.writer[w]),
+            _ => None,
+        };
         // Without any reader, no view will ever change: waiting is useless.
         let max_wait = if members.iter().any(|&m| rt.servers[m].reader.is_some()) {
             max_wait
@@ -479,6 +533,8 @@ pub(super) fn scope_label(s: Scope) -> &'static str {
     match s {
         Scope::Eventual => "eventual",
         Scope::Session => "session",
+        Scope::User => "user",
+        Scope::Router => "router",
         Scope::Token => "token",
         Scope::Global => "global",
     }
