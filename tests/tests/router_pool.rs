@@ -319,6 +319,21 @@ async fn with_the_primary_stopped_logins_succeed_reads_go_on_writes_get_a_clear_
         let a_waits = tokio::spawn(async move {
             let _ = a.query_drop(write).await;
         });
+        // a holds the one place before b tries (else b could take it first
+        // and wait out the window itself).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while waiting
+            .shared
+            .writers
+            .waiting()
+            .get("primary")
+            .copied()
+            .unwrap_or(0)
+            == 0
+        {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "a never waited");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let full = || async {
             let mut b = Conn::new(opts(&topo, waiting.port, "APP", false)?).await?;
             let res = b.query_drop(write).await;
