@@ -1,7 +1,9 @@
-//! The server's Initial Handshake v10 and the auth-phase packets a client reads.
+//! The server's Initial Handshake v10 and the auth-phase packets a client reads,
+//! the RSA public key a server sends in them included.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
+use causeway_wire::auth::parse_public_key_pem;
 use causeway_wire::handshake::{AuthMoreData, AuthPacketKind, AuthSwitchRequest, HandshakeV10};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,5 +18,6 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(more) = AuthMoreData::decode(&payload) {
         let _ = more.caching_sha2_status();
+        let _ = parse_public_key_pem(&more.data);
     }
 });
