@@ -575,24 +575,29 @@ async fn a_primary_change_is_invisible_to_clients() -> Result<()> {
     }
     let retries_before = router.shared.metrics.read_retries.get();
     topo.sandbox(&["pause", "replica1"])?;
+    let paused = Instant::now();
     let text = tokio::spawn(async move {
         let port = tokio::time::timeout(WAIT, reader.query_first::<u16, _>(TEXT)).await;
-        (reader, port)
+        (reader, port, paused.elapsed())
     });
     let binary = tokio::spawn(async move {
         let port = tokio::time::timeout(WAIT, prepared.exec_first::<u16, _, _>(BINARY, (0,))).await;
-        (prepared, port)
+        (prepared, port, paused.elapsed())
     });
     let (text, binary) = (text.await, binary.await);
+    // What the router knew of replica1 when the reads ended (for a failure).
+    let health = format!("{:?}", router.shared.monitor.snapshot().get("replica1"));
     topo.sandbox(&["resume", "replica1"])?;
     for (what, joined) in [("text", text), ("prepared", binary)] {
-        let (conn, port) = joined?;
+        let (conn, port, took) = joined?;
         let port = port
             .with_context(|| format!("the {what} read on the stalled replica never ended"))??
             .context("no row")?;
         ensure!(
             port == p0,
-            "the {what} read was answered by {port}, not run again on the writer {p0}"
+            "the {what} read was answered by {port} after {took:?}, not run again on the \
+             writer {p0}; replica1 then: {health}; read retries {} (before: {retries_before})",
+            router.shared.metrics.read_retries.get()
         );
         conn.disconnect().await?;
     }
