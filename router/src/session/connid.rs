@@ -365,6 +365,47 @@ mod tests {
         assert_eq!(own_row(b"\x09", 23, 7), None);
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Client text is arbitrary: never a panic, and a rewrite leaves
+        /// the text around the calls as it was.
+        #[test]
+        fn any_text_is_rewritten_safely(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just(b"CONNECTION_ID()".to_vec()),
+                    Just(b"connection_id ( )".to_vec()),
+                    Just(b"SELECT ".to_vec()),
+                    Just(b", ".to_vec()),
+                    Just(b"'".to_vec()),
+                    Just(b"/*".to_vec()),
+                    Just(b"*/".to_vec()),
+                    Just(b"(".to_vec()),
+                    Just(b")".to_vec()),
+                    proptest::collection::vec(any::<u8>(), 0..8),
+                ],
+                0..12,
+            ),
+            id in any::<u32>(),
+        ) {
+            let sql: Vec<u8> = parts.concat();
+            let _ = is_show_processlist(&sql);
+            let _ = own_row(&sql, id, 7);
+            if let Some(out) = rewrite(&sql, id) {
+                let calls = find_calls(&sql);
+                prop_assert!(!calls.is_empty());
+                // Before the first call and after the last, the text is
+                // the client's, byte for byte.
+                let (first, last) = (&calls[0], &calls[calls.len() - 1]);
+                prop_assert!(out.starts_with(&sql[..first.start]));
+                prop_assert!(out.ends_with(&sql[last.end..]));
+                let shown = id.to_string();
+                prop_assert!(out[first.start..].starts_with(shown.as_bytes()));
+            }
+        }
+    }
+
     #[test]
     fn literals_comments_and_other_names_are_left_alone() {
         for sql in [
