@@ -479,6 +479,23 @@ fn execute_layout(p: &[u8], params: u16, query_attributes: bool) -> Option<Execu
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// A COM_STMT_EXECUTE is client bytes: any of them, for any number
+        /// of parameters, is read without a panic, and a layout found lies
+        /// within the packet.
+        #[test]
+        fn execute_layout_takes_any_bytes(
+            p in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            params in proptest::prelude::any::<u16>(),
+            attrs in proptest::prelude::any::<bool>(),
+        ) {
+            if let Some(l) = execute_layout(&p, params, attrs) {
+                proptest::prop_assert!(l.bound_at < p.len());
+                proptest::prop_assert!(l.types_end <= p.len());
+            }
+        }
+    }
+
     #[test]
     fn execute_layout_finds_the_types_with_and_without_query_attributes() {
         // id 7, flags 0, iterations 1, 2 params: null bitmap 1 byte, bound 1,
