@@ -389,13 +389,21 @@ impl<'a> Session<'a> {
         let deadline = now + idle;
         let releasable = self.held.iter().any(|h| !self.state.pinned(h.server));
         let mut release_at = releasable.then(|| now + self.cur.rt.config.backend.multiplex_delay);
+        // Held connections are watched once the session has idled a
+        // moment: a busy session pays nothing for it, and a server closing
+        // an idle connection is seen within WATCH_AFTER.
+        let mut watch_at = (!self.held.is_empty()).then(|| now + WATCH_AFTER);
         loop {
             // One timer, moved rather than made anew for every command.
-            let wake = release_at.map_or(deadline, |r| r.min(deadline));
+            let wake = [release_at, watch_at]
+                .into_iter()
+                .flatten()
+                .fold(deadline, |a, b| a.min(b));
             self.timer.as_mut().reset(wake);
+            let watching = watch_at.is_none() && !self.held.is_empty();
             let next = tokio::select! {
                 r = self.client.next_chunk() => Some(r),
-                (k, said) = held_speaks(&mut self.held) => {
+                (k, said) = held_speaks(&mut self.held), if watching => {
                     if self.held_spoke(k, said).await? {
                         continue;
                     }
@@ -410,6 +418,9 @@ impl<'a> Session<'a> {
                 }
             };
             match next {
+                None if watch_at.is_some_and(|w| w <= tokio::time::Instant::now()) => {
+                    watch_at = None;
+                }
                 None if release_at.is_some_and(|r| r <= tokio::time::Instant::now()) => {
                     release_at = None;
                     self.release_held(Release::Idle).await?;
@@ -879,6 +890,10 @@ impl<'a> Session<'a> {
         }
     }
 }
+
+/// How long a session idles before the connections it holds are watched
+/// for their server closing them.
+const WATCH_AFTER: Duration = Duration::from_millis(200);
 
 /// A statement (or one to prepare) that calls `CONNECTION_ID()` gets the
 /// session's id in its place (see `connid`).
