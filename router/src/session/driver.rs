@@ -352,25 +352,28 @@ impl<'a> Session<'a> {
     async fn killed(&mut self) {
         info!("killed during a command");
         let running = self.active.swap(0, std::sync::atomic::Ordering::Relaxed);
-        if running != 0 {
-            let cur = self.cur.clone();
-            let on = self
-                .held
-                .iter()
-                .find(|h| h.conn.thread_id == running)
-                .map(|h| h.server);
-            if let (Some(s), Some(u)) = (on, cur.rt.users.get(&self.user)) {
-                super::kill::kill_abandoned(
-                    cur.rt.servers[s].endpoint.clone(),
-                    u.backend_user.clone(),
-                    u.backend_password.clone(),
-                    running,
-                );
-            }
+        let on = self.held.iter().position(|h| h.conn.thread_id == running);
+        if let Some(i) = on.filter(|_| running != 0) {
+            self.kill_abandoned(i);
         }
         self.held.clear();
         self.count_pins();
         self.client.shutdown().await;
+    }
+
+    /// Kills, in the background, the statement held connection `i` runs:
+    /// the session gives up on it and drops the connection, but the server
+    /// would run it to its end.
+    pub(super) fn kill_abandoned(&self, i: usize) {
+        let rt = &self.cur.rt;
+        if let Some(u) = rt.users.get(&self.user) {
+            super::kill::kill_abandoned(
+                rt.servers[self.held[i].server].endpoint.clone(),
+                u.backend_user.clone(),
+                u.backend_password.clone(),
+                self.held[i].conn.thread_id,
+            );
+        }
     }
 
     /// Waits for the client's next command, giving unpinned connections

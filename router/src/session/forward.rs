@@ -252,15 +252,7 @@ impl Session<'_> {
             Woke::Chunk(c) => c,
             Woke::Timeout(t) => {
                 // To end the statement on the server.
-                let rt = &self.cur.rt;
-                if let Some(u) = rt.users.get(&self.user) {
-                    super::kill::kill_abandoned(
-                        rt.servers[self.held[i].server].endpoint.clone(),
-                        u.backend_user.clone(),
-                        u.backend_password.clone(),
-                        self.held[i].conn.thread_id,
-                    );
-                }
+                self.kill_abandoned(i);
                 Err(Error::backend_timeout("the statement (backend_timeout)", t))
             }
             Woke::Unreachable => Err(Error::BackendIo(std::io::Error::new(

@@ -222,16 +222,11 @@ pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<
         info.interrupt.fire();
         return Ok(());
     }
-    let active = (running != 0)
-        .then(|| {
-            info.threads
-                .lock()
-                .ok()?
-                .iter()
-                .find(|(_, t)| *t == running)
-                .cloned()
-        })
-        .flatten();
+    let active = info
+        .threads
+        .lock()
+        .ok()
+        .and_then(|t| t.iter().find(|(_, t)| *t == running).cloned());
     let Some((server, thread)) = active else {
         return Ok(());
     };
