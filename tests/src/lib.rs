@@ -233,6 +233,28 @@ impl Topology {
     }
 }
 
+impl Topology {
+    /// The environment the client programs of `tests/clients` read: where
+    /// to connect (`port`), as `who`, in the `causeway` schema, then
+    /// `extra` (the program's own settings).
+    pub fn client_env(
+        &self,
+        port: u16,
+        who: &Credentials,
+        extra: &[(&'static str, String)],
+    ) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("MYSQL_HOST", self.host.clone()),
+            ("MYSQL_PORT", port.to_string()),
+            ("MYSQL_USER", who.user.clone()),
+            ("MYSQL_PASSWORD", who.password.clone()),
+            ("MYSQL_DATABASE", "causeway".to_string()),
+        ];
+        env.extend_from_slice(extra);
+        env
+    }
+}
+
 /// Runs one of the node client programs of `tests/clients/node` (real
 /// client libraries from npm, installed by `scripts/test`) and parses the
 /// one JSON line it prints.

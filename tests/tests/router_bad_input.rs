@@ -387,9 +387,7 @@ async fn partly_sent_packets_cannot_take_the_router_s_memory() -> Result<()> {
 /// 127.0.0.0/8 on Linux), which reads the greeting and then says nothing.
 async fn silent_from(from: [u8; 4], port: u16) -> Result<tokio::net::TcpStream> {
     use tokio::io::AsyncReadExt;
-    let sock = tokio::net::TcpSocket::new_v4()?;
-    sock.bind((std::net::Ipv4Addr::from(from), 0).into())?;
-    let mut s = sock.connect(([127, 0, 0, 1], port).into()).await?;
+    let mut s = silent_from_raw(from, port).await?;
     let mut greeting = [0u8; 4];
     s.read_exact(&mut greeting).await?;
     Ok(s)

@@ -162,15 +162,11 @@ fn node_mysql2_sees_the_same_as_direct() -> Result<()> {
         let run = |port: u16, table: &str| {
             run_node_client(
                 "router_suite.mjs",
-                &[
-                    ("MYSQL_HOST", topo.host.clone()),
-                    ("MYSQL_PORT", port.to_string()),
-                    ("MYSQL_USER", who.user.clone()),
-                    ("MYSQL_PASSWORD", who.password.clone()),
-                    ("MYSQL_DATABASE", "causeway".to_string()),
-                    ("MYSQL_TLS", tls.to_string()),
-                    ("TABLE", table.to_string()),
-                ],
+                &topo.client_env(
+                    port,
+                    &who,
+                    &[("MYSQL_TLS", tls.to_string()), ("TABLE", table.to_string())],
+                ),
             )
         };
         let direct = run(topo.primary_port, &format!("rn_direct_{tls}"))?;
@@ -192,15 +188,11 @@ fn python_pymysql_sees_the_same_as_direct() -> Result<()> {
         let run = |port: u16, table: &str| {
             run_python_client(
                 "router_suite.py",
-                &[
-                    ("MYSQL_HOST", topo.host.clone()),
-                    ("MYSQL_PORT", port.to_string()),
-                    ("MYSQL_USER", who.user.clone()),
-                    ("MYSQL_PASSWORD", who.password.clone()),
-                    ("MYSQL_DATABASE", "causeway".to_string()),
-                    ("MYSQL_TLS", tls.to_string()),
-                    ("TABLE", table.to_string()),
-                ],
+                &topo.client_env(
+                    port,
+                    &who,
+                    &[("MYSQL_TLS", tls.to_string()), ("TABLE", table.to_string())],
+                ),
             )
         };
         let direct = run(topo.primary_port, &format!("rp_direct_{tls}"))?;
@@ -218,14 +210,11 @@ fn node_mysql2_reads_its_own_gtid_through_the_router() -> Result<()> {
     let who = topo.user("APP")?;
     let out = run_node_client(
         "write_own_gtid.mjs",
-        &[
-            ("MYSQL_HOST", topo.host.clone()),
-            ("MYSQL_PORT", topo.router_port()?.to_string()),
-            ("MYSQL_USER", who.user),
-            ("MYSQL_PASSWORD", who.password),
-            ("MYSQL_DATABASE", "causeway".to_string()),
-            ("ROW_ID", format!("router-{}", std::process::id())),
-        ],
+        &topo.client_env(
+            topo.router_port()?,
+            &who,
+            &[("ROW_ID", format!("router-{}", std::process::id()))],
+        ),
     )?;
     assert_eq!(out["affectedRows"], serde_json::json!(1));
     let gtids = out["gtids"].as_array().cloned().unwrap_or_default();

@@ -494,16 +494,15 @@ fn node_mysql2_compressed_sees_the_same_as_direct() -> Result<()> {
         let run = |port: u16, table: &str| {
             run_node_client(
                 "router_suite.mjs",
-                &[
-                    ("MYSQL_HOST", topo.host.clone()),
-                    ("MYSQL_PORT", port.to_string()),
-                    ("MYSQL_USER", who.user.clone()),
-                    ("MYSQL_PASSWORD", who.password.clone()),
-                    ("MYSQL_DATABASE", "causeway".to_string()),
-                    ("MYSQL_TLS", tls.to_string()),
-                    ("MYSQL_COMPRESS", "1".to_string()),
-                    ("TABLE", table.to_string()),
-                ],
+                &topo.client_env(
+                    port,
+                    &who,
+                    &[
+                        ("MYSQL_TLS", tls.to_string()),
+                        ("MYSQL_COMPRESS", "1".to_string()),
+                        ("TABLE", table.to_string()),
+                    ],
+                ),
             )
         };
         let direct = run(topo.primary_port, &format!("rnc_direct_{tls}"))?;
