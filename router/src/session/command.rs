@@ -1,8 +1,9 @@
 //! A client command, decoded once from its first chunk: the driver
 //! dispatches on this, nothing further down looks at the raw bytes again
-//! to know what it is. Pure.
+//! to know what it is; a call to `CONNECTION_ID()` in it is given the
+//! session's id first ([`with_session_id`]). Pure.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use causeway_wire::command::ComQuery;
 use causeway_wire::flags::Command;
 use causeway_wire::{CapabilityFlags, Chunk};
@@ -119,6 +120,33 @@ pub fn decode(first: &Chunk, caps: CapabilityFlags) -> Option<Cmd> {
         }),
         _ => Cmd::Other,
     })
+}
+
+/// A statement (or one to prepare) that calls `CONNECTION_ID()` gets the
+/// session's id in its place (see `connid`).
+pub fn with_session_id(first: Chunk, cmd: Cmd, id: u32) -> (Chunk, Cmd) {
+    let sql_at = match &cmd {
+        Cmd::Query { sql } if !first.more => first.payload.len() - sql.len(),
+        Cmd::Prepare if !first.more => 1,
+        _ => return (first, cmd),
+    };
+    let Some(sql) = super::connid::rewrite(&first.payload[sql_at..], id) else {
+        return (first, cmd);
+    };
+    if sql_at + sql.len() >= causeway_wire::packet::MAX_CHUNK {
+        return (first, cmd);
+    }
+    let mut payload = BytesMut::with_capacity(sql_at + sql.len());
+    payload.extend_from_slice(&first.payload[..sql_at]);
+    payload.extend_from_slice(&sql);
+    let payload = payload.freeze();
+    let cmd = match cmd {
+        Cmd::Query { .. } => Cmd::Query {
+            sql: payload.slice(sql_at..),
+        },
+        other => other,
+    };
+    (Chunk { payload, ..first }, cmd)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use causeway_wire::command::ComQuery;
 use causeway_wire::flags::Command;
-use causeway_wire::{CapabilityFlags, ErrPacket};
+use causeway_wire::{CapabilityFlags, Chunk, ErrPacket};
 use tracing::{debug, warn};
 
 use super::driver::{Failure, Session};
@@ -722,6 +722,31 @@ pub(super) fn answer_row_info(sql: &str, state: &SessionState) -> Option<String>
         return None;
     }
     Some(format!("SELECT CAST({value} AS SIGNED) AS `{name}`"))
+}
+
+/// The first held connection that has something to say (or closes)
+/// while the session is idle, and what; never, when none does. Nothing may
+/// arrive on a held connection between statements.
+pub(super) async fn held_speaks(held: &mut [Held]) -> (usize, Result<Option<Chunk>>) {
+    use std::future::Future;
+    use std::task::Poll;
+    if held.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut reads: Vec<_> = held
+        .iter_mut()
+        .enumerate()
+        .map(|(k, h)| Box::pin(async move { (k, h.conn.io.next_chunk().await) }))
+        .collect();
+    std::future::poll_fn(|cx| {
+        for r in reads.iter_mut() {
+            if let Poll::Ready(out) = r.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// MySQL errors that refuse a login itself (the account, not the request):

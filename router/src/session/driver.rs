@@ -266,7 +266,7 @@ impl<'a> Session<'a> {
             let Some(cmd) = command::decode(&first, self.caps) else {
                 return Err(Error::ClientUnexpected("empty command packet"));
             };
-            let (first, cmd) = own_connection_id(first, cmd, self.id);
+            let (first, cmd) = command::with_session_id(first, cmd, self.id);
             self.interrupts_seen = self.interrupt.count();
             // KILL CONNECTION from another session ends this one at once,
             // whatever the command is doing (its work is dropped, never
@@ -406,7 +406,7 @@ impl<'a> Session<'a> {
             let watching = watch_at.is_none() && !self.held.is_empty();
             let next = tokio::select! {
                 r = self.client.next_chunk() => Some(r),
-                (k, said) = held_speaks(&mut self.held), if watching => {
+                (k, said) = super::conns::held_speaks(&mut self.held), if watching => {
                     if self.held_spoke(k, said).await? {
                         continue;
                     }
@@ -897,58 +897,6 @@ impl<'a> Session<'a> {
 /// How long a session idles before the connections it holds are watched
 /// for their server closing them.
 const WATCH_AFTER: Duration = Duration::from_millis(200);
-
-/// A statement (or one to prepare) that calls `CONNECTION_ID()` gets the
-/// session's id in its place (see `connid`).
-fn own_connection_id(first: Chunk, cmd: Cmd, id: u32) -> (Chunk, Cmd) {
-    let sql_at = match &cmd {
-        Cmd::Query { sql } if !first.more => first.payload.len() - sql.len(),
-        Cmd::Prepare if !first.more => 1,
-        _ => return (first, cmd),
-    };
-    let Some(sql) = super::connid::rewrite(&first.payload[sql_at..], id) else {
-        return (first, cmd);
-    };
-    if sql_at + sql.len() >= causeway_wire::packet::MAX_CHUNK {
-        return (first, cmd);
-    }
-    let mut payload = BytesMut::with_capacity(sql_at + sql.len());
-    payload.extend_from_slice(&first.payload[..sql_at]);
-    payload.extend_from_slice(&sql);
-    let payload = payload.freeze();
-    let cmd = match cmd {
-        Cmd::Query { .. } => Cmd::Query {
-            sql: payload.slice(sql_at..),
-        },
-        other => other,
-    };
-    (Chunk { payload, ..first }, cmd)
-}
-
-/// The first held connection that has something to say (or closes)
-/// while the session is idle, and what; never, when none does. Nothing may
-/// arrive on a held connection between statements.
-async fn held_speaks(held: &mut [Held]) -> (usize, Result<Option<Chunk>>) {
-    use std::future::Future;
-    use std::task::Poll;
-    if held.is_empty() {
-        return std::future::pending().await;
-    }
-    let mut reads: Vec<_> = held
-        .iter_mut()
-        .enumerate()
-        .map(|(k, h)| Box::pin(async move { (k, h.conn.io.next_chunk().await) }))
-        .collect();
-    std::future::poll_fn(|cx| {
-        for r in reads.iter_mut() {
-            if let Poll::Ready(out) = r.as_mut().poll(cx) {
-                return Poll::Ready(out);
-            }
-        }
-        Poll::Pending
-    })
-    .await
-}
 
 /// The next chunk of a client command over 16 MiB, within `limit`.
 pub(super) async fn next_chunk_of_command(client: &mut PacketIo, limit: Duration) -> Result<Chunk> {
