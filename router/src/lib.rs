@@ -21,6 +21,7 @@
 //! | [`rules`] | query rules, statement digests and `/* causeway: */` hints (pure) |
 //! | [`health`] | what the monitor knows about each server, and the fold of one check into it (pure) |
 //! | [`monitor`] | backend health checks: read_only, replication lag, shunning |
+//! | [`ops`] | what an operator set: servers drained or offline, hostgroups paused |
 //! | [`causal`] | where a causal read goes (pure) |
 //! | [`views`] | what each server has applied: reader streams and GTIDs servers returned |
 //! | [`global`] | the primary's executed set for `global` reads, one fetch per batch |
@@ -52,6 +53,7 @@ pub mod ids;
 pub mod io;
 pub mod metrics;
 pub mod monitor;
+pub mod ops;
 pub mod route;
 pub mod rules;
 pub mod runtime;

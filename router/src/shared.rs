@@ -168,6 +168,8 @@ pub struct Shared {
     pub global: global::GlobalSets,
     /// Acknowledged GTIDs and statements waiting for a writer.
     pub writers: writers::Writers,
+    /// What an operator set through the admin interface.
+    pub ops: crate::ops::Ops,
     next_id: AtomicU32,
     reload_lock: tokio::sync::Mutex<()>,
     /// Tests switch the replay of session settings off to prove that the
@@ -233,6 +235,7 @@ impl Shared {
             schemas_seen: Mutex::new(HashMap::new()),
             global: global::GlobalSets::default(),
             writers: writers::Writers::default(),
+            ops: crate::ops::Ops::default(),
             next_id: AtomicU32::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
             skip_replay_for_tests: std::sync::atomic::AtomicBool::new(false),

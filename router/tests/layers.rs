@@ -52,6 +52,7 @@ const STATE: &[&str] = &[
     "metrics",
     "shared",
     "writers",
+    "ops",
 ];
 
 const TOP: &[&str] = &[
