@@ -10,6 +10,13 @@ use serde::Deserialize;
 #[serde(transparent)]
 pub struct Secret(pub String);
 
+/// Written out (the admin interface's `config` table) as `<redacted>`.
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("\"<redacted>\"")

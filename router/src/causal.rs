@@ -30,7 +30,7 @@ use serde::Deserialize;
 use crate::ids::ServerId;
 
 /// How consistent a read must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Plain read/write split: any healthy replica, lag accepted.

@@ -12,13 +12,15 @@ pub use causeway_common::secret::Secret;
 use causeway_common::secret::{resolve_secret, sources_given, SecretError};
 use serde::Deserialize;
 
+mod admin;
+pub use self::admin::{AdminConfig, AdminUserConfig, Door};
 use crate::causal::Scope;
 use crate::failover::FailoverConfig;
 pub use crate::rules::QueryRuleConfig;
 use crate::rules::Rules;
 
 /// The whole configuration of one router.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The client-facing side.
@@ -42,10 +44,12 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// The admin SQL interface.
+    pub admin: AdminConfig,
 }
 
 /// Client-facing side.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FrontendConfig {
     /// Address clients connect to.
@@ -107,7 +111,7 @@ pub struct FrontendConfig {
 }
 
 /// When caching_sha2_password logins take the full-authentication path.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum FullAuth {
     /// Like MySQL: the first login of each user since the router started,
@@ -122,7 +126,7 @@ pub enum FullAuth {
 }
 
 /// TLS towards clients.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FrontendTls {
     /// Offer TLS to clients (`CLIENT_SSL`).
@@ -138,7 +142,7 @@ pub struct FrontendTls {
 }
 
 /// Settings shared by every backend server.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackendConfig {
     /// TCP connect plus greeting timeout.
@@ -183,7 +187,7 @@ pub struct BackendConfig {
 }
 
 /// Compression towards the backends.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendCompression {
     /// Uncompressed.
@@ -208,7 +212,7 @@ impl BackendConfig {
 }
 
 /// A hostgroup's role.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Takes writes, transactions and everything not provably a read.
@@ -219,7 +223,7 @@ pub enum Role {
 }
 
 /// One hostgroup.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct HostgroupConfig {
     /// Its name, used by servers, users, rules and hints.
@@ -239,7 +243,7 @@ pub struct HostgroupConfig {
 }
 
 /// One MySQL server.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Its name in logs, metrics and hints (default `host:port`).
@@ -273,7 +277,7 @@ pub struct ServerConfig {
 }
 
 /// Reads in `reader` must see the session's writes made in `writer`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsistentPair {
     /// The reader hostgroup.
@@ -289,7 +293,7 @@ pub struct ConsistentPair {
 }
 
 /// Routing defaults.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
     /// A writable server also serves plain reads of the reader group paired
@@ -306,7 +310,7 @@ pub struct RoutingConfig {
 /// Two servers found writable together in one writer hostgroup, neither
 /// the writer in force nor promoted (see [`crate::failover`]; otherwise the
 /// writer is elected and the other fenced).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SplitBrain {
     /// Refuse statements for that group with ERR 9002 (they wait for the
@@ -319,7 +323,7 @@ pub enum SplitBrain {
 }
 
 /// TLS towards the backend.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackendTls {
     /// Whether and how to verify the backend.
@@ -332,7 +336,7 @@ pub struct BackendTls {
 }
 
 /// TLS modes towards the backend, named like the mysql client's `--ssl-mode`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendTlsMode {
     /// Plain TCP (caching_sha2 full authentication then uses RSA).
@@ -347,7 +351,7 @@ pub enum BackendTlsMode {
 }
 
 /// Frontend authentication plugins.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthPlugin {
     /// `caching_sha2_password` (MySQL 8+ default).
@@ -368,7 +372,7 @@ impl AuthPlugin {
 }
 
 /// One user clients may log in as.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct UserConfig {
     /// User name (also the backend user unless `backend_user` is set).
@@ -430,7 +434,7 @@ pub struct UserConfig {
 /// shunned: the monitor is misconfigured, the server is not down (see
 /// [`crate::health`]); it is logged at error level and shown by
 /// `causeway_router_monitor_misconfigured`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MonitorConfig {
     /// Check the servers. When off, every server stays unknown and the
@@ -556,7 +560,7 @@ impl MonitorConfig {
 }
 
 /// Prometheus endpoint.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Serve the endpoint.
@@ -816,6 +820,10 @@ impl Config {
             }
         }
         errors.extend(self.monitor.validate());
+        errors.extend(
+            self.admin
+                .validate(self.users.iter().map(|u| u.name.as_str())),
+        );
         if errors.is_empty() {
             Ok(())
         } else {

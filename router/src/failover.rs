@@ -31,7 +31,7 @@ use crate::health::Writable;
 use crate::ids::ServerId;
 
 /// A writer hostgroup's failover settings (`[hostgroups.failover]`).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FailoverConfig {
     /// While the cluster has no usable writer, statements that need it
@@ -62,7 +62,7 @@ impl Default for FailoverConfig {
 }
 
 /// A new writer lacks acknowledged GTIDs and the window ran out.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum MissingAcknowledged {
     /// Take no writes until it has them (or another server does).

@@ -40,6 +40,7 @@
 //! ```
 
 pub mod acked;
+pub mod admin;
 pub mod backend;
 pub mod causal;
 pub mod classify;
@@ -61,6 +62,7 @@ pub mod scrape;
 pub mod session;
 pub mod shared;
 pub mod sqlscan;
+pub mod status;
 pub mod tls;
 pub mod views;
 pub mod writers;
@@ -79,6 +81,7 @@ pub use crate::shared::{Current, Greeting, SessionInfo, Shared};
 #[derive(Debug)]
 pub struct Router {
     listener: TcpListener,
+    admin: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -93,7 +96,26 @@ impl Router {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        Ok(Router { listener, shared })
+        let admin = if shared.config.admin.serves() {
+            let addr = shared.config.admin.listen;
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the admin interface on {addr}"))?,
+            )
+        } else {
+            None
+        };
+        Ok(Router {
+            listener,
+            admin,
+            shared,
+        })
+    }
+
+    /// The address of the admin interface, when it listens.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The address clients connect to.
@@ -109,7 +131,14 @@ impl Router {
     /// Accepts clients until the task is dropped.
     pub async fn run(self) {
         let shared = self.shared.clone();
+        let admin = async {
+            match self.admin {
+                Some(l) => admin::serve(l, shared.clone()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = admin => {}
             _ = frontend::listener::serve(self.listener, self.shared) => {}
             _ = shared.reap_pools() => {}
             _ = shared.follow_monitor() => {}

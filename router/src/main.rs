@@ -31,6 +31,10 @@ struct Cli {
     /// Address of the Prometheus endpoint ("off" disables it).
     #[arg(long, env = "CAUSEWAY_ROUTER_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Address of the admin interface (overrides admin.listen; "off"
+    /// disables it).
+    #[arg(long, env = "CAUSEWAY_ROUTER_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
     /// Worker threads (default: one per CPU).
     #[arg(long, env = "CAUSEWAY_ROUTER_THREADS")]
     threads: Option<usize>,
@@ -63,6 +67,16 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
             cfg.metrics.listen = v
                 .parse()
                 .with_context(|| format!("--metrics-listen: {v:?} is not host:port or \"off\""))?;
+        }
+    }
+    if let Some(v) = &cli.admin_listen {
+        if v.eq_ignore_ascii_case("off") {
+            cfg.admin.enabled = false;
+        } else {
+            cfg.admin.enabled = true;
+            cfg.admin.listen = v
+                .parse()
+                .with_context(|| format!("--admin-listen: {v:?} is not host:port or \"off\""))?;
         }
     }
     cfg.validate()?;
@@ -126,6 +140,9 @@ async fn run(cfg: Config, cli: &Cli) -> anyhow::Result<()> {
     let metrics_addr = cfg.metrics.enabled.then_some(cfg.metrics.listen);
     let router = Router::bind(cfg, Some(cli.config.clone())).await?;
     info!(addr = %router.local_addr()?, "listening");
+    if let Some(addr) = router.admin_addr() {
+        info!(addr = %addr, "admin interface listening");
+    }
     if let Some(p) = &cli.pid_file {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing {}", p.display()))?;

@@ -57,6 +57,8 @@ pub struct Ops {
     paused: Mutex<HashSet<String>>,
     resumed: tokio::sync::Notify,
     changes: std::sync::atomic::AtomicU64,
+    changed: tokio::sync::Notify,
+    any_paused: std::sync::atomic::AtomicBool,
 }
 
 impl Ops {
@@ -95,13 +97,29 @@ impl Ops {
         if changed {
             self.changes
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // One listener (the election); a permit is kept if it is busy.
+            self.changed.notify_one();
         }
         changed
     }
 
-    /// Whether hostgroup `name` is paused.
+    /// Returns after a server's state changed (the election's wake-up).
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    /// What an operator set, by server name, for the election.
+    pub fn server_ops(&self) -> HashMap<String, ServerOp> {
+        self.servers
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.op)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether hostgroup `name` is paused (one atomic load when none is).
     pub fn is_paused(&self, name: &str) -> bool {
-        self.paused.lock().is_ok_and(|p| p.contains(name))
+        self.any_paused.load(std::sync::atomic::Ordering::Acquire)
+            && self.paused.lock().is_ok_and(|p| p.contains(name))
     }
 
     /// The paused hostgroups.
@@ -125,6 +143,8 @@ impl Ops {
         } else {
             p.remove(name)
         };
+        self.any_paused
+            .store(!p.is_empty(), std::sync::atomic::Ordering::Release);
         drop(p);
         if changed && !paused {
             self.resumed.notify_waiters();

@@ -60,7 +60,7 @@ use crate::causal::Scope;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// One `[[query_rules]]` entry of the configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueryRuleConfig {
     /// Name in logs and metrics (default `rule N`, N its position from 0).

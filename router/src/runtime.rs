@@ -133,6 +133,8 @@ pub struct Runtime {
     pub groups: IdVec<GroupId, Group>,
     /// Compiled query rules.
     pub rules: Rules,
+    /// Admin users by name: their plugin and password.
+    pub admin_users: HashMap<String, (AuthPlugin, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -283,12 +285,20 @@ impl Runtime {
         }
         let rules = Rules::compile(&config.query_rules)
             .map_err(|e| anyhow::anyhow!("query rules: {}", e.join("; ")))?;
+        let mut admin_users = HashMap::new();
+        for u in &config.admin.users {
+            let what = format!("password of admin user {:?}", u.name);
+            let password = resolve_secret(&what, &u.password, &u.password_env, &u.password_file)?
+                .unwrap_or_default();
+            admin_users.insert(u.name.clone(), (u.auth_plugin, password.into_bytes()));
+        }
         Ok(Runtime {
             config,
             users,
             servers,
             groups,
             rules,
+            admin_users,
         })
     }
 
@@ -329,7 +339,10 @@ impl Runtime {
         let mut candidates: IdVec<GroupId, Vec<Candidate>> = vec![Vec::new(); n].into();
         for (i, s) in self.servers.with_ids() {
             let h = health.get(&s.name).unwrap_or(&unknown);
-            if s.weight == 0 || matches!(h.status, Status::Shunned { .. }) {
+            if s.weight == 0
+                || matches!(h.status, Status::Shunned { .. })
+                || facts.ops.contains_key(&s.name)
+            {
                 continue;
             }
             let g = &self.groups[s.group];
@@ -441,6 +454,8 @@ pub struct Facts {
     /// Writer groups where a writer that lacks acknowledged GTIDs is
     /// taken (their window ran out and their policy accepts it).
     pub accept_missing: std::collections::HashSet<String>,
+    /// Servers an operator drained or took offline: they serve no group.
+    pub ops: HashMap<String, crate::ops::ServerOp>,
 }
 
 impl crate::session::plan::Topology for Runtime {

@@ -144,7 +144,7 @@ pub struct Shared {
     /// The RSA key pair of the caching_sha2 exchange, loaded or generated once.
     pub rsa: tokio::sync::OnceCell<Arc<RsaKeyPair>>,
     /// Users whose caching_sha2 full authentication succeeded since start.
-    pub full_auth_done: Mutex<HashSet<String>>,
+    pub full_auth_done: Mutex<HashSet<(crate::config::Door, String)>>,
     /// Logins in progress and failed logins.
     pub gate: crate::frontend::gate::Gate,
     /// Partly received client packets, counted across sessions.
@@ -170,6 +170,9 @@ pub struct Shared {
     pub writers: writers::Writers,
     /// What an operator set through the admin interface.
     pub ops: crate::ops::Ops,
+    /// The configuration's revision (1 at start, one more per reload put in
+    /// force) and when it was put in force.
+    revision: Mutex<(u64, std::time::SystemTime)>,
     next_id: AtomicU32,
     reload_lock: tokio::sync::Mutex<()>,
     /// Tests switch the replay of session settings off to prove that the
@@ -236,6 +239,7 @@ impl Shared {
             global: global::GlobalSets::default(),
             writers: writers::Writers::default(),
             ops: crate::ops::Ops::default(),
+            revision: Mutex::new((1, std::time::SystemTime::now())),
             next_id: AtomicU32::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
             skip_replay_for_tests: std::sync::atomic::AtomicBool::new(false),
@@ -282,6 +286,7 @@ impl Shared {
                     }
                 }
                 _ = views.changed(), if catching_up => {}
+                _ = self.ops.changed() => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)), if catching_up => {}
             }
             let health = changes.borrow_and_update().clone();
@@ -380,6 +385,7 @@ impl Shared {
         let mut facts = Facts {
             acked: self.writers.acknowledged(),
             fenced: self.writers.fenced([], |_| false),
+            ops: self.ops.server_ops(),
             ..Facts::default()
         };
         // Per cluster: what every server with a reader has applied (when
@@ -498,9 +504,20 @@ impl Shared {
             &facts,
         );
         self.swap(next);
+        if let Ok(mut r) = self.revision.lock() {
+            *r = (r.0 + 1, std::time::SystemTime::now());
+        }
         self.metrics.reloads.inc();
         tracing::info!("configuration reloaded");
         Ok(())
+    }
+
+    /// The configuration's revision and since when it is in force.
+    pub fn revision(&self) -> (u64, std::time::SystemTime) {
+        self.revision
+            .lock()
+            .map(|r| *r)
+            .unwrap_or((0, std::time::UNIX_EPOCH))
     }
 
     /// A fresh connection id (never 0).

@@ -35,6 +35,8 @@ const GROUND: &[&str] = &[
     "session::plan",
     "backend::stmts",
     "session::connid",
+    "config::admin",
+    "admin::engine",
 ];
 
 const STATE: &[&str] = &[
@@ -66,6 +68,11 @@ const TOP: &[&str] = &[
     "session::command",
     "session::kill",
     "scrape",
+    "admin",
+    "admin::commands",
+    "admin::sql",
+    "admin::tables",
+    "status",
 ];
 
 /// Files that are part of the session driver's one type.

@@ -23,6 +23,8 @@ pub struct TestRouter {
     pub port: u16,
     /// Its shared state (metrics, sessions).
     pub shared: std::sync::Arc<Shared>,
+    /// Its admin interface's port, when it has one.
+    pub admin_port: Option<u16>,
 }
 
 impl Topology {
@@ -166,11 +168,21 @@ impl Topology {
 
 /// Starts a router with `cfg` on the current tokio runtime.
 pub async fn start_router(cfg: Config) -> Result<TestRouter> {
-    let router = Router::bind(cfg, None).await?;
+    start_router_from(cfg, None).await
+}
+
+/// Starts a router with `cfg`, which reloads from `path` (RELOAD, SIGHUP).
+pub async fn start_router_from(cfg: Config, path: Option<PathBuf>) -> Result<TestRouter> {
+    let router = Router::bind(cfg, path).await?;
     let port = router.local_addr()?.port();
+    let admin_port = router.admin_addr().map(|a| a.port());
     let shared = router.shared();
     tokio::spawn(router.run());
-    Ok(TestRouter { port, shared })
+    Ok(TestRouter {
+        port,
+        shared,
+        admin_port,
+    })
 }
 
 /// A router on a runtime of its own thread, usable from sync and async

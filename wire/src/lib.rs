@@ -62,6 +62,7 @@ pub mod generic;
 pub mod handshake;
 pub mod packet;
 pub mod response;
+pub mod resultset;
 pub mod session_state;
 
 pub use error::{CodecError, Result};

@@ -278,6 +278,9 @@ pub struct ServerPool {
     /// A reload removed the server: connections given back are closed
     /// (kept idle, each would hold the pool through its lease, forever).
     retired: std::sync::atomic::AtomicBool,
+    /// An operator took the server offline: idle connections closed, none
+    /// taken back, until it is online again.
+    offline: std::sync::atomic::AtomicBool,
 }
 
 impl ServerPool {
@@ -287,6 +290,7 @@ impl ServerPool {
             name: Arc::from(name),
             inner: Mutex::new(Inner::default()),
             retired: std::sync::atomic::AtomicBool::new(false),
+            offline: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -428,7 +432,7 @@ impl ServerPool {
         loop {
             let waiter = {
                 let mut p = self.lock();
-                if self.retired.load(Ordering::Relaxed) {
+                if self.retired.load(Ordering::Relaxed) || self.offline.load(Ordering::Relaxed) {
                     return Some(conn);
                 }
                 p.waiters.retain(|w| !w.tx.is_closed());
@@ -494,6 +498,19 @@ impl ServerPool {
         let mut p = self.lock();
         self.retired.store(true, Ordering::Relaxed);
         p.idle.drain(..).map(|(c, _)| c).collect()
+    }
+
+    /// Takes the server offline (`true`: its idle connections are returned
+    /// for the caller to close, and connections given back are refused)
+    /// or back online.
+    pub fn set_offline(&self, offline: bool) -> Vec<Conn> {
+        let mut p = self.lock();
+        self.offline.store(offline, Ordering::Relaxed);
+        if offline {
+            p.idle.drain(..).map(|(c, _)| c).collect()
+        } else {
+            Vec::new()
+        }
     }
 
     /// Removes idle connections unused for `max_age` (all of them with

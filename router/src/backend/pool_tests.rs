@@ -304,3 +304,27 @@ async fn a_retired_pool_takes_nothing_back() {
     assert!(first[0].give_back(c, 8).is_some());
     assert_eq!(first[0].stats().idle, 0);
 }
+
+#[tokio::test]
+async fn an_offline_pool_closes_its_idle_connections_until_online_again() {
+    let pools = Pools::new();
+    let (p, _) = pools.for_servers(["a"].into_iter());
+    let p = &p[0];
+    let idle = open(p, &want("app", 10));
+    let held = open(p, &want("app", 10));
+    assert!(p.give_back(idle, 8).is_none());
+    assert_eq!(p.stats().idle, 1);
+    let closed = p.set_offline(true);
+    assert_eq!(
+        closed.len(),
+        1,
+        "the idle connection is handed over to be closed"
+    );
+    assert!(
+        p.give_back(held, 8).is_some(),
+        "given back while offline: closed"
+    );
+    assert!(p.set_offline(false).is_empty());
+    let again = open(p, &want("app", 10));
+    assert!(p.give_back(again, 8).is_none(), "online: pooled again");
+}

@@ -19,10 +19,10 @@ use causeway_wire::auth::{
 use causeway_wire::handshake::{AuthMoreData, AuthSwitchRequest, CACHING_SHA2_REQUEST_PUBLIC_KEY};
 use causeway_wire::CodecError;
 
+pub use crate::config::Door;
 use crate::config::{AuthPlugin, FullAuth};
 use crate::error::{Error, Result};
 use crate::io::PacketIo;
-use crate::runtime::User;
 use crate::shared::Shared;
 
 /// Largest packet accepted during authentication.
@@ -118,18 +118,29 @@ async fn write(client: &mut PacketIo, seq: &mut u8, payload: &[u8]) -> Result<()
     Ok(())
 }
 
-/// Authenticates `attempt`; `seq` is the sequence id of the server's next
-/// packet, kept current so the caller can send the final OK or an ERR.
+/// Authenticates `attempt` against the users of `door`; `seq` is the
+/// sequence id of the server's next packet, kept current so the caller can
+/// send the final OK or an ERR.
 pub async fn authenticate(
     client: &mut PacketIo,
     seq: &mut u8,
     attempt: Attempt,
     shared: &Shared,
+    door: Door,
 ) -> Result<Authenticated> {
     let name = String::from_utf8_lossy(&attempt.user).into_owned();
     let rt = shared.runtime();
-    let Some(user) = rt.users.get(&name) else {
+    let found = match door {
+        Door::App => rt.users.get(&name).map(|u| (u.plugin, &u.password[..])),
+        Door::Admin => rt.admin_users.get(&name).map(|(p, pw)| (*p, &pw[..])),
+    };
+    let Some((plugin, password)) = found else {
         return Err(denied(&name, "unknown user", !attempt.response.is_empty()));
+    };
+    let user = Credentials {
+        plugin,
+        password,
+        door,
     };
     let wanted = user.plugin.name().as_bytes();
     let used = attempt
@@ -161,12 +172,12 @@ pub async fn authenticate(
             if user.password.is_empty() {
                 response.is_empty()
             } else {
-                let stored = native_password_hash(&user.password);
+                let stored = native_password_hash(user.password);
                 native_password_verify(&response, &nonce, &stored)
             }
         }
         AuthPlugin::CachingSha2Password => {
-            caching_sha2(client, seq, &name, user, &response, &nonce, shared).await?
+            caching_sha2(client, seq, &name, &user, &response, &nonce, shared).await?
         }
     };
     if !ok {
@@ -174,8 +185,15 @@ pub async fn authenticate(
     }
     Ok(Authenticated {
         user: name,
-        password: user.password.clone(),
+        password: user.password.to_vec(),
     })
+}
+
+/// What a user is checked against.
+struct Credentials<'a> {
+    plugin: AuthPlugin,
+    password: &'a [u8],
+    door: Door,
 }
 
 /// The caching_sha2_password exchange after the client's scramble.
@@ -183,7 +201,7 @@ async fn caching_sha2(
     client: &mut PacketIo,
     seq: &mut u8,
     name: &str,
-    user: &User,
+    user: &Credentials<'_>,
     response: &[u8],
     nonce: &[u8],
     shared: &Shared,
@@ -198,13 +216,13 @@ async fn caching_sha2(
         FullAuth::FirstLogin => !shared
             .full_auth_done
             .lock()
-            .map(|done| done.contains(name))
+            .map(|done| done.contains(&(user.door, name.to_string())))
             .unwrap_or(false),
     };
     // A fast scramble that does not match is not a refusal: MySQL answers
     // it as it answers a cache miss, by asking for the password (over TLS
     // or RSA), and some clients rely on that after an auth switch.
-    if !full && caching_sha2_verify(response, nonce, &caching_sha2_digest(&user.password)) {
+    if !full && caching_sha2_verify(response, nonce, &caching_sha2_digest(user.password)) {
         let mut buf = BytesMut::new();
         AuthMoreData::fast_auth_success().encode(&mut buf);
         // Queued: it leaves with the OK (or ERR) that follows, in one write.
@@ -235,10 +253,10 @@ async fn caching_sha2(
             Err(_) => return Ok(false),
         }
     };
-    let ok = constant_time_eq(&password, &user.password);
+    let ok = constant_time_eq(&password, user.password);
     if ok {
         if let Ok(mut done) = shared.full_auth_done.lock() {
-            done.insert(name.to_string());
+            done.insert((user.door, name.to_string()));
         }
     }
     Ok(ok)

@@ -95,18 +95,43 @@ pub fn offered(backend: C, tls: bool) -> C {
     caps
 }
 
-/// Runs the connection phase within `frontend.handshake_timeout`. On failure
-/// the client gets an ERR packet where the protocol allows one.
+/// Capabilities the admin interface offers: no compression, no query
+/// attributes, no optional metadata (its answers are made by the router).
+pub const ADMIN_OFFERED: C = OFFERED
+    .difference(C::COMPRESS)
+    .difference(C::ZSTD_COMPRESSION_ALGORITHM)
+    .difference(C::QUERY_ATTRIBUTES)
+    .difference(C::OPTIONAL_RESULTSET_METADATA)
+    .difference(C::SESSION_TRACK)
+    .difference(C::LOCAL_FILES)
+    .union(REQUIRED);
+
+/// What the admin interface greets with (it needs no backend).
+pub fn admin_greeting() -> Greeting {
+    Greeting {
+        server_version: Bytes::from(format!(
+            "8.4.0-causeway-admin-{}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        capabilities: ADMIN_OFFERED,
+        charset: 255,
+    }
+}
+
+/// Runs the connection phase within `frontend.handshake_timeout`, against
+/// the users of `door`. On failure the client gets an ERR packet where the
+/// protocol allows one.
 pub async fn establish(
     tcp: TcpStream,
     peer: SocketAddr,
     id: u32,
     shared: &Shared,
+    door: auth::Door,
 ) -> Result<Established> {
     let f = &shared.config.frontend;
     let mut client = PacketIo::new(Box::new(tcp), Side::Client, f.max_packet_size);
     let mut seq = 0u8;
-    let steps = steps(&mut client, &mut seq, id, shared);
+    let steps = steps(&mut client, &mut seq, id, shared, door);
     let res = match tokio::time::timeout(f.handshake_timeout, steps).await {
         Ok(r) => r,
         Err(_) => Err(Error::ClientTimeout("handshake")),
@@ -214,8 +239,12 @@ async fn steps(
     seq: &mut u8,
     id: u32,
     shared: &Shared,
+    door: auth::Door,
 ) -> Result<(C, Option<Algorithm>, String, Login)> {
-    let g = greeting(shared).await?;
+    let g = match door {
+        auth::Door::App => greeting(shared).await?,
+        auth::Door::Admin => admin_greeting(),
+    };
     let offered = offered(g.capabilities, shared.tls_acceptor.is_some());
     let nonce = generate_nonce();
     let greeting = HandshakeV10 {
@@ -267,7 +296,7 @@ async fn steps(
         can_switch: caps.contains(C::PLUGIN_AUTH),
         always_switch: false,
     };
-    let authed = auth::authenticate(client, seq, attempt, shared).await?;
+    let authed = auth::authenticate(client, seq, attempt, shared, door).await?;
     let login = Login {
         user: resp.username,
         database: resp.database.filter(|d| !d.is_empty()),

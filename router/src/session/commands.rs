@@ -176,7 +176,7 @@ impl Session<'_> {
             self.client.shutdown().await;
             return Ok(false);
         }
-        match kill::execute(self.shared, &self.user, target).await {
+        match kill::execute(self.shared, Some(&self.user), target).await {
             Ok(()) => {
                 let mut buf = BytesMut::new();
                 OkPacket::default().encode(self.caps, &mut buf);
@@ -220,7 +220,13 @@ impl Session<'_> {
         let limit = self.shared.config.frontend.handshake_timeout;
         let authed = match tokio::time::timeout(
             limit,
-            auth::authenticate(&mut self.client, &mut seq, attempt, self.shared),
+            auth::authenticate(
+                &mut self.client,
+                &mut seq,
+                attempt,
+                self.shared,
+                auth::Door::App,
+            ),
         )
         .await
         .unwrap_or(Err(Error::ClientTimeout("change user")))

@@ -544,7 +544,11 @@ impl<'a> Session<'a> {
     pub(super) async fn refresh(&mut self) -> Result<()> {
         let next = self.shared.current();
         if Arc::ptr_eq(&next.rt, &self.cur.rt) {
+            let moved = !Arc::ptr_eq(&next, &self.cur);
             self.cur = next;
+            if moved {
+                self.leave_out_of_service().await?;
+            }
             return Ok(());
         }
         let old = std::mem::replace(&mut self.cur, next);

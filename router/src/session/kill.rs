@@ -190,12 +190,13 @@ fn scan_words(sql: &[u8], backslash_escapes: bool, word: &[u8]) -> bool {
     false
 }
 
-/// Kills `target` for a session logged in as `user`. An ERR to relay to the
-/// client is [`Error::BackendRefused`]. `KILL QUERY` stops the statement
+/// Kills `target` for a session logged in as `user` (`None`: for an
+/// operator, who may kill any session). An ERR to relay to the client is
+/// [`Error::BackendRefused`]. `KILL QUERY` stops the statement
 /// where it runs (KILL QUERY on that backend thread), or interrupts its
 /// wait when it runs nowhere yet; `KILL CONNECTION` wakes the session,
 /// which ends at once and kills what it ran.
-pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<()> {
+pub async fn execute(shared: &Shared, user: Option<&str>, target: KillTarget) -> Result<()> {
     let id = target.id();
     let info = shared
         .sessions
@@ -206,7 +207,7 @@ pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<
         let msg = format!("Unknown thread id: {id}");
         return Err(Error::BackendRefused(ErrPacket::new(1094, *b"HY000", msg)));
     };
-    if info.user != user {
+    if user.is_some_and(|u| u != info.user) {
         let msg = format!("You are not owner of thread {id}");
         return Err(Error::BackendRefused(ErrPacket::new(1095, *b"HY000", msg)));
     }
@@ -231,7 +232,7 @@ pub async fn execute(shared: &Shared, user: &str, target: KillTarget) -> Result<
         return Ok(());
     };
     let rt = shared.runtime();
-    let (Some(u), Some(s)) = (rt.users.get(user), rt.server_named(&server)) else {
+    let (Some(u), Some(s)) = (rt.users.get(&info.user), rt.server_named(&server)) else {
         return Ok(());
     };
     let endpoint = rt.servers[s].endpoint.clone();

@@ -132,6 +132,26 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Gives back the unpinned connections held on servers that serve no
+    /// group any more (drained or taken offline by an operator, shunned),
+    /// so a busy session does not keep one in use there.
+    pub(super) async fn leave_out_of_service(&mut self) -> Result<()> {
+        let mut k = 0;
+        while k < self.held.len() {
+            let before = self.held.len();
+            let server = self.held[k].server;
+            let serving = self.cur.members.members.iter().any(|m| m.contains(&server));
+            if !serving && !self.state.pinned(server) {
+                self.release(k).await?;
+            }
+            if self.held.len() == before {
+                k += 1;
+            }
+        }
+        self.count_pins();
+        Ok(())
+    }
+
     /// Gives held connection `k` back to its pool, after reading back what
     /// lives only on it; keeps it when named locks turn out to be held.
     pub(super) async fn release(&mut self, k: usize) -> Result<()> {

@@ -111,7 +111,7 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>)
             return;
         }
     };
-    let est = establish(tcp, peer, id, shared).await;
+    let est = establish(tcp, peer, id, shared, crate::frontend::auth::Door::App).await;
     drop(handshaking);
     let mut est = match est {
         Ok(est) => est,

@@ -252,16 +252,33 @@ impl Session<'_> {
         let groups = plan::groups_of(&*self.cur.rt, writer, default);
         let target = plan::target(class, &lives, steer, &groups);
         self.turn = self.turn.wrapping_add(1);
-        let held_servers: Vec<ServerId> = self.held.iter().map(|h| h.server).collect();
+        let p = loop {
+            let held_servers: Vec<ServerId> = self.held.iter().map(|h| h.server).collect();
+            let cur = self.cur.clone();
+            let p = plan::plan(
+                &*cur.rt,
+                &cur.members,
+                target,
+                &held_servers,
+                |s| cur.pool(s).in_use(),
+                self.turn,
+            );
+            // A paused hostgroup: what it would run waits for RESUME, but
+            // for what runs on a connection the session is pinned to (an
+            // open transaction goes on to its end).
+            let pinned = matches!(p, Plan::Held(s, _) if self.state.pinned(s));
+            match target {
+                Target::Group(g, _)
+                    if !pinned && self.shared.ops.is_paused(&cur.rt.groups[g].name) =>
+                {
+                    if let Err(e) = self.wait_resumed(g).await {
+                        return (Err(e), None);
+                    }
+                }
+                _ => break p,
+            }
+        };
         let cur = self.cur.clone();
-        let p = plan::plan(
-            &*cur.rt,
-            &cur.members,
-            target,
-            &held_servers,
-            |s| cur.pool(s).in_use(),
-            self.turn,
-        );
         // What the session keeps on a server the monitor finds unreachable
         // is lost: the statement is not sent there.
         if let (Target::Conn(s, _), Plan::Held(..) | Plan::Borrow(..)) = (target, &p) {
@@ -345,6 +362,34 @@ impl Session<'_> {
         }
         self.refresh().await?;
         Ok(true)
+    }
+
+    /// Waits while an operator keeps hostgroup `g` paused, giving back
+    /// what the session holds unpinned; KILL QUERY ends the wait with ERR
+    /// 1317, a client that leaves ends it too.
+    async fn wait_resumed(&mut self, g: GroupId) -> std::result::Result<(), Failure> {
+        self.release_held(Release::Unpinned).await?;
+        let name = self.cur.rt.groups[g].name.clone();
+        tracing::debug!(hostgroup = %name, "hostgroup paused: the statement waits");
+        let interrupt = self.interrupt.clone();
+        let shared = self.shared;
+        loop {
+            tokio::select! {
+                _ = shared.ops.wait_resumed(&name) => break,
+                _ = interrupt.after(self.interrupts_seen) => {
+                    return Err(Failure::Client(super::kill::interrupted()));
+                }
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    if self.client.peer_closed() {
+                        return Err(Failure::Fatal(Error::ClientIo(std::io::Error::from(
+                            std::io::ErrorKind::UnexpectedEof,
+                        ))));
+                    }
+                }
+            }
+        }
+        self.refresh().await?;
+        Ok(())
     }
 
     /// Whether a KILL QUERY came for the command under way.

@@ -1,0 +1,433 @@
+//! The admin tables: their shapes, and their rows read from the router's
+//! state at query time. Only the tables a query names are filled.
+
+use std::sync::Arc;
+
+use crate::admin::engine::{format_time, Kind, Schema, Table, Value};
+use crate::shared::Shared;
+
+use Kind::{Int, Real, Text};
+
+/// `servers`: every configured server, its role in force and state.
+pub static SERVERS: Schema = Schema {
+    name: "servers",
+    about: "servers: hostgroup, role in force, state and why, lag, GTID distance, missing acknowledged GTIDs",
+    columns: &[
+        ("name", Text),
+        ("address", Text),
+        ("hostgroup", Text),
+        ("role", Text),
+        ("writer", Int),
+        ("state", Text),
+        ("why", Text),
+        ("lag_ms", Int),
+        ("gtid_distance", Int),
+        ("catchup_ms", Int),
+        ("reader_connected", Int),
+        ("missing_acknowledged", Text),
+    ],
+};
+
+/// `pools`: backend connections per server.
+pub static POOLS: Schema = Schema {
+    name: "pools",
+    about: "backend connections per server: in use, idle, opened, failed, queue waits",
+    columns: &[
+        ("server", Text),
+        ("in_use", Int),
+        ("idle", Int),
+        ("opened", Int),
+        ("failed", Int),
+        ("queue_waits", Int),
+        ("queue_timeouts", Int),
+        ("waiting", Int),
+        ("max_connections", Int),
+    ],
+};
+
+/// `sessions`: the processlist.
+pub static SESSIONS: Schema = Schema {
+    name: "sessions",
+    about: "client sessions (the processlist)",
+    columns: &[("id", Int), ("user", Text), ("backend_threads", Text)],
+};
+
+/// `config`: the configuration in force, flattened, secrets redacted.
+pub static CONFIG: Schema = Schema {
+    name: "config",
+    about: "the configuration in force (secrets redacted), its source and revision",
+    columns: &[
+        ("key", Text),
+        ("value", Text),
+        ("source", Text),
+        ("revision", Int),
+        ("loaded_at", Text),
+    ],
+};
+
+/// `causal_reads`: causal reads by scope, where served, why.
+pub static CAUSAL_READS: Schema = Schema {
+    name: "causal_reads",
+    about: "causal reads by scope, where they were served and why",
+    columns: &[
+        ("scope", Text),
+        ("served", Text),
+        ("reason", Text),
+        ("count", Int),
+    ],
+};
+
+/// `causal_wait`: the histogram of causal-read waits.
+pub static CAUSAL_WAIT: Schema = Schema {
+    name: "causal_wait",
+    about: "how long causal reads waited for a replica (cumulative histogram)",
+    columns: &[("le_ms", Real), ("count", Int)],
+};
+
+/// `metrics`: every Prometheus sample, as scraped.
+pub static METRICS: Schema = Schema {
+    name: "metrics",
+    about: "every metric sample the metrics endpoint serves",
+    columns: &[("name", Text), ("labels", Text), ("value", Real)],
+};
+
+/// `paused`: the hostgroups an operator paused.
+pub static PAUSED: Schema = Schema {
+    name: "paused",
+    about: "hostgroups paused by PAUSE (new statements wait for RESUME)",
+    columns: &[("hostgroup", Text)],
+};
+
+/// Every table, in `SHOW TABLES` order.
+pub static ALL: &[&Schema] = &[
+    &SERVERS,
+    &POOLS,
+    &SESSIONS,
+    &CAUSAL_READS,
+    &CAUSAL_WAIT,
+    &CONFIG,
+    &METRICS,
+    &PAUSED,
+];
+
+/// Every table, those `sql` names filled from `shared`.
+pub fn snapshot(shared: &Arc<Shared>, sql: &str) -> Vec<Table> {
+    let lower = sql.to_ascii_lowercase();
+    let mut metrics: Option<Vec<Sample>> = None;
+    let mut samples = || {
+        metrics
+            .get_or_insert_with(|| {
+                parse_exposition(&causeway_common::metrics_http::Render::render(
+                    &crate::scrape::Live(shared.clone()),
+                ))
+            })
+            .clone()
+    };
+    ALL.iter()
+        .map(|&schema| {
+            let rows = if !names(&lower, schema.name) {
+                Vec::new()
+            } else {
+                match schema.name {
+                    "servers" => servers(shared),
+                    "pools" => pools(shared),
+                    "sessions" => sessions(shared),
+                    "config" => config(shared),
+                    "causal_reads" => causal_reads(&samples()),
+                    "causal_wait" => causal_wait(&samples()),
+                    "metrics" => samples()
+                        .into_iter()
+                        .map(|s| vec![s.name.into(), s.labels.into(), s.value.into()])
+                        .collect(),
+                    "paused" => shared
+                        .ops
+                        .paused()
+                        .into_iter()
+                        .map(|g| vec![g.into()])
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            };
+            Table { schema, rows }
+        })
+        .collect()
+}
+
+/// Whether `sql` (lower case) names `table` as a word.
+fn names(sql: &str, table: &str) -> bool {
+    sql.match_indices(table).any(|(at, _)| {
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        !word(sql[..at].chars().next_back()) && !word(sql[at + table.len()..].chars().next())
+    })
+}
+
+fn servers(shared: &Shared) -> Vec<Vec<Value>> {
+    crate::status::servers(shared)
+        .into_iter()
+        .map(|s| {
+            vec![
+                s.name.into(),
+                s.address.into(),
+                s.hostgroup.into(),
+                s.role_in_force.into(),
+                s.writer.into(),
+                s.state.name().into(),
+                s.why.into(),
+                s.lag_ms.into(),
+                s.gtid_distance.into(),
+                s.catchup_ms.into(),
+                s.reader_connected.into(),
+                s.missing_acknowledged.into(),
+            ]
+        })
+        .collect()
+}
+
+fn pools(shared: &Shared) -> Vec<Vec<Value>> {
+    crate::status::pools(shared)
+        .into_iter()
+        .map(|p| {
+            vec![
+                p.server.into(),
+                p.in_use.into(),
+                p.idle.into(),
+                p.opened.into(),
+                p.failed.into(),
+                p.queue_waits.into(),
+                p.queue_timeouts.into(),
+                p.waiting.into(),
+                p.max_connections.into(),
+            ]
+        })
+        .collect()
+}
+
+fn sessions(shared: &Shared) -> Vec<Vec<Value>> {
+    let Ok(sessions) = shared.sessions.lock() else {
+        return Vec::new();
+    };
+    let mut rows: Vec<(u32, Vec<Value>)> = sessions
+        .iter()
+        .map(|(id, info)| {
+            let threads = info
+                .threads
+                .lock()
+                .map(|t| {
+                    t.iter()
+                        .map(|(s, t)| format!("{s}:{t}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            (
+                *id,
+                vec![
+                    i64::from(*id).into(),
+                    info.user.as_str().into(),
+                    threads.into(),
+                ],
+            )
+        })
+        .collect();
+    rows.sort_by_key(|(id, _)| *id);
+    rows.into_iter().map(|(_, r)| r).collect()
+}
+
+fn config(shared: &Shared) -> Vec<Vec<Value>> {
+    let rt = shared.runtime();
+    let source = shared
+        .config_path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(built in)".to_string());
+    let (revision, loaded_at) = shared.revision();
+    let mut flat = Vec::new();
+    if let Ok(v) = serde_json::to_value(&rt.config) {
+        flatten("", &v, &mut flat);
+    }
+    flat.into_iter()
+        .map(|(k, v)| {
+            vec![
+                k.into(),
+                v.into(),
+                source.as_str().into(),
+                revision.into(),
+                format_time(loaded_at).into(),
+            ]
+        })
+        .collect()
+}
+
+/// `value` as dotted keys and text values (`users[0].name = "app"`).
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, Option<String>)>) {
+    use serde_json::Value as J;
+    match value {
+        J::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        J::Array(a) if a.iter().any(|v| v.is_object()) => {
+            for (i, v) in a.iter().enumerate() {
+                flatten(&format!("{prefix}[{i}]"), v, out);
+            }
+        }
+        J::Null => out.push((prefix.to_string(), None)),
+        J::String(s) => out.push((prefix.to_string(), Some(s.clone()))),
+        other => out.push((prefix.to_string(), Some(other.to_string()))),
+    }
+}
+
+/// One metric sample of the text exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Metric name (with its `_total`, `_bucket`... suffix).
+    pub name: String,
+    /// Its labels as written (`a="x",b="y"`).
+    pub labels: String,
+    /// Its value.
+    pub value: f64,
+}
+
+impl Sample {
+    /// The value of label `name`.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        let key = format!("{name}=\"");
+        let mut from = 0;
+        while let Some(at) = self.labels[from..].find(&key) {
+            let start = from + at;
+            if start == 0 || self.labels.as_bytes()[start - 1] == b',' {
+                let rest = &self.labels[start + key.len()..];
+                return rest.find('"').map(|end| &rest[..end]);
+            }
+            from = start + key.len();
+        }
+        None
+    }
+}
+
+/// The samples of a Prometheus / OpenMetrics text exposition.
+pub fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (name, labels, rest) = match line.find('{') {
+            Some(open) => {
+                let Some(close) = line.rfind('}') else {
+                    continue;
+                };
+                (&line[..open], &line[open + 1..close], &line[close + 1..])
+            }
+            None => match line.split_once(' ') {
+                Some((n, r)) => (n, "", r),
+                None => continue,
+            },
+        };
+        let Some(value) = rest
+            .split_ascii_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        out.push(Sample {
+            name: name.to_string(),
+            labels: labels.to_string(),
+            value,
+        });
+    }
+    out
+}
+
+fn causal_reads(samples: &[Sample]) -> Vec<Vec<Value>> {
+    samples
+        .iter()
+        .filter(|s| s.name == format!("{}_total", crate::metrics::CAUSAL_READS))
+        .map(|s| {
+            vec![
+                s.label("scope").unwrap_or("").into(),
+                s.label("served").unwrap_or("").into(),
+                s.label("reason").unwrap_or("").into(),
+                (s.value as i64).into(),
+            ]
+        })
+        .collect()
+}
+
+fn causal_wait(samples: &[Sample]) -> Vec<Vec<Value>> {
+    samples
+        .iter()
+        .filter(|s| s.name == format!("{}_bucket", crate::metrics::CAUSAL_WAIT_SECONDS))
+        .map(|s| {
+            let le = s
+                .label("le")
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|v| v * 1000.0);
+            vec![le.into(), (s.value as i64).into()]
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_found_as_words() {
+        assert!(names("select * from servers", "servers"));
+        assert!(names("select * from servers,pools", "pools"));
+        assert!(!names("select * from my_servers", "servers"));
+        assert!(!names("select * from serversx", "servers"));
+    }
+
+    #[test]
+    fn the_exposition_parses_into_samples_with_labels() {
+        let text = "# HELP x y\n# TYPE x counter\n\
+                    causeway_router_causal_reads_total{scope=\"session\",served=\"replica\",reason=\"applied\"} 12\n\
+                    plain 3.5\n\
+                    causeway_router_causal_wait_seconds_bucket{le=\"0.005\"} 4\n# EOF\n";
+        let s = parse_exposition(text);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].label("served"), Some("replica"));
+        assert_eq!(s[0].label("scope"), Some("session"));
+        assert_eq!(s[0].label("nope"), None);
+        assert_eq!(s[1].name, "plain");
+        assert_eq!(s[1].value, 3.5);
+        let reads = causal_reads(&s);
+        assert_eq!(
+            reads,
+            vec![vec![
+                "session".into(),
+                "replica".into(),
+                "applied".into(),
+                12i64.into()
+            ]]
+        );
+        assert_eq!(causal_wait(&s), vec![vec![5.0.into(), 4i64.into()]]);
+    }
+
+    #[test]
+    fn configuration_flattens_to_dotted_keys() {
+        let v =
+            serde_json::json!({"a": {"b": 1, "c": "x"}, "users": [{"name": "app"}], "l": [1, 2]});
+        let mut out = Vec::new();
+        flatten("", &v, &mut out);
+        out.sort();
+        assert_eq!(
+            out,
+            vec![
+                ("a.b".to_string(), Some("1".to_string())),
+                ("a.c".to_string(), Some("x".to_string())),
+                ("l".to_string(), Some("[1,2]".to_string())),
+                ("users[0].name".to_string(), Some("app".to_string())),
+            ]
+        );
+    }
+}
