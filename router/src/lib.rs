@@ -19,6 +19,7 @@
 //! | [`route`] | where a statement goes (pure) |
 //! | [`classify`] | what a statement is (pure) |
 //! | [`rules`] | query rules, statement digests and `/* causeway: */` hints (pure) |
+//! | [`history`] | the last minutes, one sample a second: distances, lags, apply rates (pure) |
 //! | [`health`] | what the monitor knows about each server, and the fold of one check into it (pure) |
 //! | [`monitor`] | backend health checks: read_only, replication lag, shunning |
 //! | [`ops`] | what an operator set: servers drained or offline, hostgroups paused |
@@ -29,6 +30,7 @@
 //! | [`tls`] | rustls set-up for both legs |
 //! | [`error`] | the error type (side, retry, ERR packet) |
 //! | [`metrics`] | Prometheus metrics: names, counters, histograms |
+//! | [`status`] | the servers and pools as an operator reads them (admin tables, dashboard), and the sampler |
 //! | [`scrape`] | the metrics endpoint's text: the registry plus gauges read from the shared state |
 //!
 //! ```text
@@ -49,6 +51,7 @@ pub mod failover;
 pub mod frontend;
 pub mod global;
 pub mod health;
+pub mod history;
 pub mod ids;
 pub mod io;
 pub mod metrics;
@@ -61,6 +64,7 @@ pub mod scrape;
 pub mod session;
 pub mod shared;
 pub mod sqlscan;
+pub mod status;
 pub mod tls;
 pub mod views;
 pub mod writers;
@@ -114,6 +118,7 @@ impl Router {
             _ = shared.reap_pools() => {}
             _ = shared.follow_monitor() => {}
             _ = frontend::handshake::learn_greeting(&shared) => {}
+            _ = status::sample(&shared) => {}
         }
     }
 }

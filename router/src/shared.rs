@@ -170,6 +170,9 @@ pub struct Shared {
     pub writers: writers::Writers,
     /// What an operator set through the admin interface.
     pub ops: crate::ops::Ops,
+    /// The last minutes, one sample a second ([`crate::status::sample`]
+    /// fills it): the dashboard's sparklines, the apply rates.
+    pub history: Mutex<crate::history::History>,
     next_id: AtomicU32,
     reload_lock: tokio::sync::Mutex<()>,
     /// Tests switch the replay of session settings off to prove that the
@@ -236,6 +239,7 @@ impl Shared {
             global: global::GlobalSets::default(),
             writers: writers::Writers::default(),
             ops: crate::ops::Ops::default(),
+            history: Mutex::new(crate::history::History::default()),
             next_id: AtomicU32::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
             skip_replay_for_tests: std::sync::atomic::AtomicBool::new(false),

@@ -35,6 +35,7 @@ const GROUND: &[&str] = &[
     "session::plan",
     "backend::stmts",
     "session::connid",
+    "history",
 ];
 
 const STATE: &[&str] = &[
@@ -53,6 +54,7 @@ const STATE: &[&str] = &[
     "shared",
     "writers",
     "ops",
+    "status",
 ];
 
 const TOP: &[&str] = &[
