@@ -32,6 +32,7 @@
 //! | [`metrics`] | Prometheus metrics: names, counters, histograms |
 //! | [`status`] | the servers and pools as an operator reads them (admin tables, dashboard), and the sampler |
 //! | [`scrape`] | the metrics endpoint's text: the registry plus gauges read from the shared state |
+//! | [`dashboard`] | the live dashboard beside `/metrics`: an HTML page and the JSON document it polls |
 //!
 //! ```text
 //! accept --> greeting (learned from a backend at start) --> client handshake [TLS]
@@ -46,6 +47,7 @@ pub mod backend;
 pub mod causal;
 pub mod classify;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod failover;
 pub mod frontend;

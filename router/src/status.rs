@@ -441,13 +441,18 @@ pub async fn sample(shared: &Shared) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let s = take_sample(shared);
-        shared
-            .history
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(s);
+        sample_now(shared);
     }
+}
+
+/// Adds one sample, of now, to [`Shared::history`].
+pub fn sample_now(shared: &Shared) {
+    let s = take_sample(shared);
+    shared
+        .history
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(s);
 }
 
 /// One sample of the router as of now.

@@ -68,6 +68,7 @@ const TOP: &[&str] = &[
     "session::command",
     "session::kill",
     "scrape",
+    "dashboard",
 ];
 
 /// Files that are part of the session driver's one type.
