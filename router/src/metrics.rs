@@ -398,6 +398,12 @@ impl Metrics {
             "backend connections reset before going back to their pool",
             m.resets.clone(),
         );
+        // Every outcome shows from the first scrape (as 0): a family
+        // without a series is left out of the exposition, and dashboards
+        // and alerts on a rate need the series before the first failover.
+        for kind in ["served", "timeout", "full"] {
+            let _ = m.writer_waits.get_or_create(&KindLabels { kind });
+        }
         Metrics { registry, ..m }
     }
 

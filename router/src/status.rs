@@ -103,6 +103,9 @@ pub struct ServerRow {
     /// Replication lag the monitor last saw, in milliseconds (`None`: not
     /// a replica, not known yet, or replication is stopped, see `why`).
     pub lag_ms: Option<u64>,
+    /// The monitor found a replication thread of it stopped (or its lag
+    /// NULL): it applies nothing from its source.
+    pub replication_broken: bool,
     /// Transactions its writer is known to have applied that it is not
     /// (`None`: nothing is known of one of them).
     pub gtid_distance: Option<u64>,
@@ -409,6 +412,7 @@ pub fn fold(inp: &Inputs<'_>) -> Vec<ServerRow> {
                     Lag::Seconds(s) => Some(s.saturating_mul(1000)),
                     _ => None,
                 },
+                replication_broken: h.lag == Lag::Broken,
                 gtid_distance: distance,
                 catchup_ms,
                 reader_connected: seen.and_then(|s| s.connected),

@@ -272,6 +272,7 @@ fn shunned_servers_say_why_and_broken_replication_is_told() {
     assert_eq!(r[1].reader_connected, Some(false));
     assert_eq!(r[2].state, ServerState::Online);
     assert_eq!(r[2].lag_ms, None);
+    assert!(r[2].replication_broken && !r[1].replication_broken);
     assert_eq!(
         r[2].why,
         "replication stopped (a replication thread is not running)"
