@@ -463,6 +463,12 @@ impl Metrics {
     pub fn values(&self, series: &str) -> Vec<Series> {
         parse_series(&self.render(), series)
     }
+
+    /// [`Metrics::values`] of several series, from one rendering.
+    pub fn values_of<const N: usize>(&self, series: [&str; N]) -> [Vec<Series>; N] {
+        let text = self.render();
+        series.map(|name| parse_series(&text, name))
+    }
 }
 
 /// One series of the text exposition: its labels and value.
@@ -557,7 +563,8 @@ mod tests {
         assert_eq!(replica.value, 2.0);
         assert_eq!(replica.label("scope"), "session");
         assert_eq!(replica.label("nothing"), "");
-        let routed = m.values("causeway_router_queries_total");
+        let [routed, none] = m.values_of(["causeway_router_queries_total", "nothing_total"]);
+        assert!(none.is_empty());
         assert_eq!(routed[0].label("hostgroup"), "we\"ird\\name");
         assert_eq!(routed[0].value, 1.0);
         let plain = parse_series(

@@ -369,7 +369,7 @@ pub fn fold(inp: &Inputs<'_>) -> Vec<ServerRow> {
             if s.weight == 0 {
                 why.push("weight 0: in no hostgroup".into());
             }
-            if m.split.iter().any(|&x| x) && m.split.get(s.cluster.index()) == Some(&true) {
+            if m.split.get(s.cluster.index()) == Some(&true) {
                 why.push(format!(
                     "{}: two writable servers and none in force (split brain)",
                     cluster.name
@@ -491,22 +491,18 @@ pub fn take_sample(shared: &Shared) -> Sample {
 
 /// Causal reads by where they were served, and every statement routed.
 pub fn read_totals(shared: &Shared) -> ReadTotals {
+    let [causal, queries] = shared.metrics.values_of([
+        &format!("{}_total", crate::metrics::CAUSAL_READS),
+        &format!("{}_total", crate::metrics::QUERIES),
+    ]);
     let mut t = ReadTotals::default();
-    for s in shared
-        .metrics
-        .values(&format!("{}_total", crate::metrics::CAUSAL_READS))
-    {
+    for s in causal {
         match s.label("served") {
             "replica" => t.replica += s.value as u64,
             _ => t.primary += s.value as u64,
         }
     }
-    t.statements = shared
-        .metrics
-        .values(&format!("{}_total", crate::metrics::QUERIES))
-        .iter()
-        .map(|s| s.value as u64)
-        .sum();
+    t.statements = queries.iter().map(|s| s.value as u64).sum();
     t
 }
 

@@ -223,9 +223,12 @@ pub fn document(shared: &Shared) -> Document {
         Some(Role::Reader) => "reader",
         None => "",
     };
-    let causal: Vec<CausalCount> = shared
-        .metrics
-        .values(&format!("{CAUSAL_READS}_total"))
+    let [causal, queries, errors] = shared.metrics.values_of([
+        &format!("{CAUSAL_READS}_total"),
+        &format!("{QUERIES}_total"),
+        &format!("{ERRORS}_total"),
+    ]);
+    let causal: Vec<CausalCount> = causal
         .into_iter()
         .map(|s| CausalCount {
             scope: s.label("scope").to_string(),
@@ -234,9 +237,7 @@ pub fn document(shared: &Shared) -> Document {
             count: s.value as u64,
         })
         .collect();
-    let routes = shared
-        .metrics
-        .values(&format!("{QUERIES}_total"))
+    let routes = queries
         .into_iter()
         .filter(|s| s.value > 0.0)
         .map(|s| RouteCount {
@@ -246,9 +247,7 @@ pub fn document(shared: &Shared) -> Document {
             count: s.value as u64,
         })
         .collect();
-    let errors = shared
-        .metrics
-        .values(&format!("{ERRORS}_total"))
+    let errors = errors
         .into_iter()
         .map(|s| Count {
             kind: s.label("kind").to_string(),
