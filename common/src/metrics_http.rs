@@ -1,9 +1,11 @@
 //! The tiny HTTP endpoint that serves Prometheus text: `GET /metrics` (and
-//! `HEAD`), 404 for any other path, 405 for any other method, 400 for a
-//! request line that is not HTTP; one request per connection, bounded
-//! request size and time. The metrics themselves (names, registration) stay with each
-//! program; this module only needs something that renders them, see
-//! [`Render`] (implemented for a prometheus-client [`Registry`]).
+//! `HEAD`), plus whatever other paths a program adds ([`Pages`]: the
+//! router's dashboard); 404 for any other path, 405 for any other method on
+//! a path served, 400 for a request line that is not HTTP; one request per
+//! connection, bounded request size and time. The metrics themselves
+//! (names, registration) stay with each program; this module only needs
+//! something that renders them, see [`Render`] (implemented for a
+//! prometheus-client [`Registry`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +47,38 @@ impl<F: Fn() -> String + Send + Sync> Render for F {
     }
 }
 
+/// A page served beside `/metrics`, rendered for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// Its body.
+    pub body: Vec<u8>,
+}
+
+/// Paths a program serves beside `/metrics` (GET and HEAD only; every
+/// answer says `Cache-Control: no-store`: they are live).
+pub trait Pages: Send + Sync {
+    /// Whether `path` (without its query string) is one of them, without
+    /// rendering it: other methods get 405 there, other paths 404.
+    fn serves(&self, path: &str) -> bool;
+    /// The page at `path`, rendered now (`None`: 404).
+    fn page(&self, path: &str) -> Option<Page>;
+}
+
+/// No page beside `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPages;
+
+impl Pages for NoPages {
+    fn serves(&self, _: &str) -> bool {
+        false
+    }
+    fn page(&self, _: &str) -> Option<Page> {
+        None
+    }
+}
+
 /// Binds the endpoint.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
@@ -52,6 +86,16 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves the metrics over plain HTTP/1.1 until the task is dropped.
 pub async fn serve<R: Render + ?Sized + 'static>(listener: TcpListener, metrics: Arc<R>) {
+    serve_with(listener, metrics, Arc::new(NoPages)).await
+}
+
+/// Serves the metrics and `pages` over plain HTTP/1.1 until the task is
+/// dropped.
+pub async fn serve_with<R, P>(listener: TcpListener, metrics: Arc<R>, pages: Arc<P>)
+where
+    R: Render + ?Sized + 'static,
+    P: Pages + ?Sized + 'static,
+{
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -62,8 +106,12 @@ pub async fn serve<R: Render + ?Sized + 'static>(listener: TcpListener, metrics:
             }
         };
         let metrics = metrics.clone();
+        let pages = pages.clone();
         tokio::spawn(async move {
-            if answer(sock, &*metrics, WRITE_TIMEOUT).await.is_err() {
+            if answer(sock, &*metrics, &*pages, WRITE_TIMEOUT)
+                .await
+                .is_err()
+            {
                 debug!(%peer, "metrics request not read");
             }
         });
@@ -71,12 +119,13 @@ pub async fn serve<R: Render + ?Sized + 'static>(listener: TcpListener, metrics:
 }
 
 /// Reads one request head (up to the blank line, [`MAX_REQUEST`] bytes, or
-/// EOF) and answers it with the metrics. `Err` when the request could not be
-/// read in time; write errors are the client's business, and writing gives
-/// up after `write_timeout`.
-async fn answer<R: Render + ?Sized>(
+/// EOF) and answers it with the metrics or a page. `Err` when the request
+/// could not be read in time; write errors are the client's business, and
+/// writing gives up after `write_timeout`.
+async fn answer<R: Render + ?Sized, P: Pages + ?Sized>(
     mut sock: TcpStream,
     metrics: &R,
+    pages: &P,
     write_timeout: Duration,
 ) -> Result<(), ()> {
     let mut buf = vec![0u8; MAX_REQUEST];
@@ -98,46 +147,82 @@ async fn answer<R: Render + ?Sized>(
     if !matches!(read, Ok(Ok(()))) {
         return Err(());
     }
-    let (status, extra, body, with_body) = match request_line(&buf[..n]) {
-        Some((method, "/metrics")) if method == "GET" || method == "HEAD" => (
-            "200 OK",
-            "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n",
-            metrics.render(),
-            method == "GET",
-        ),
-        Some((_, "/metrics")) => (
-            "405 Method Not Allowed",
-            "Allow: GET, HEAD\r\nContent-Type: text/plain; charset=utf-8\r\n",
-            "only GET and HEAD are served here\n".to_string(),
-            true,
-        ),
-        Some((method, _)) => (
-            "404 Not Found",
-            "Content-Type: text/plain; charset=utf-8\r\n",
-            "not found; the metrics are at /metrics\n".to_string(),
-            method != "HEAD",
-        ),
-        None => (
-            "400 Bad Request",
-            "Content-Type: text/plain; charset=utf-8\r\n",
-            "not an HTTP request\n".to_string(),
-            true,
-        ),
-    };
+    let (status, extra, body, with_body) = respond(request_line(&buf[..n]), metrics, pages);
     let head = format!(
         "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let body = if with_body { body } else { String::new() };
+    let body = if with_body { body } else { Vec::new() };
     // A scraper that stops reading must not hold the task (and its socket)
     // forever.
     let _ = tokio::time::timeout(write_timeout, async {
         sock.write_all(head.as_bytes()).await?;
-        sock.write_all(body.as_bytes()).await?;
+        sock.write_all(&body).await?;
         sock.shutdown().await
     })
     .await;
     Ok(())
+}
+
+/// The status line, extra headers, body and whether to send the body, for
+/// a request line (`None`: not HTTP).
+fn respond<R: Render + ?Sized, P: Pages + ?Sized>(
+    request: Option<(&str, &str)>,
+    metrics: &R,
+    pages: &P,
+) -> (&'static str, String, Vec<u8>, bool) {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let plain = |status, body: &str, with_body| {
+        (
+            status,
+            format!("Content-Type: {TEXT}\r\n"),
+            body.as_bytes().to_vec(),
+            with_body,
+        )
+    };
+    let Some((method, path)) = request else {
+        return plain("400 Bad Request", "not an HTTP request\n", true);
+    };
+    let read = method == "GET" || method == "HEAD";
+    let known = path == "/metrics" || pages.serves(path);
+    if known && !read {
+        return (
+            "405 Method Not Allowed",
+            format!("Allow: GET, HEAD\r\nContent-Type: {TEXT}\r\n"),
+            b"only GET and HEAD are served here\n".to_vec(),
+            true,
+        );
+    }
+    let not_found = || {
+        plain(
+            "404 Not Found",
+            "not found; the metrics are at /metrics\n",
+            method != "HEAD",
+        )
+    };
+    if path == "/metrics" {
+        return (
+            "200 OK",
+            "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n".to_string(),
+            metrics.render().into_bytes(),
+            method == "GET",
+        );
+    }
+    if !known {
+        return not_found();
+    }
+    match pages.page(path) {
+        Some(page) => (
+            "200 OK",
+            format!(
+                "Content-Type: {}\r\nCache-Control: no-store\r\n",
+                page.content_type
+            ),
+            page.body,
+            method == "GET",
+        ),
+        None => not_found(),
+    }
 }
 
 /// The method and the path (without its query string) of an HTTP/1.x
@@ -198,7 +283,7 @@ mod tests {
         let started = std::time::Instant::now();
         let answered = tokio::time::timeout(
             Duration::from_secs(5),
-            answer(sock, &big, Duration::from_millis(200)),
+            answer(sock, &big, &NoPages, Duration::from_millis(200)),
         )
         .await;
         assert!(matches!(answered, Ok(Ok(()))), "{answered:?}");
@@ -253,6 +338,59 @@ mod tests {
         s.read_to_string(&mut resp).await.unwrap();
         task.abort();
         assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+    }
+
+    #[tokio::test]
+    async fn pages_are_served_beside_the_metrics() {
+        struct Site;
+        impl Pages for Site {
+            fn serves(&self, path: &str) -> bool {
+                matches!(path, "/" | "/page" | "/gone")
+            }
+            fn page(&self, path: &str) -> Option<Page> {
+                (path != "/gone").then(|| Page {
+                    content_type: "text/html; charset=utf-8",
+                    body: format!("<p>{path}</p>").into_bytes(),
+                })
+            }
+        }
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(serve_with(
+            listener,
+            Arc::new(|| "m 1\n".to_string()),
+            Arc::new(Site),
+        ));
+        let resp = get(addr, b"GET /page?x=1 HTTP/1.1\r\n\r\n").await;
+        assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+        assert!(
+            resp.contains("Content-Type: text/html; charset=utf-8\r\n"),
+            "{resp}"
+        );
+        assert!(resp.contains("Cache-Control: no-store\r\n"), "{resp}");
+        assert!(resp.ends_with("\r\n\r\n<p>/page</p>"), "{resp}");
+        let resp = get(addr, b"GET / HTTP/1.1\r\n\r\n").await;
+        assert!(resp.ends_with("<p>/</p>"), "{resp}");
+        let resp = get(addr, b"HEAD /page HTTP/1.1\r\n\r\n").await;
+        assert!(resp.contains("Content-Length: 12\r\n"), "{resp}");
+        assert!(resp.ends_with("\r\n\r\n"), "{resp}");
+        let resp = get(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(resp.ends_with("m 1\n"), "{resp}");
+        for (request, status) in [
+            (
+                &b"POST /page HTTP/1.1\r\n\r\n"[..],
+                "HTTP/1.1 405 Method Not Allowed\r\n",
+            ),
+            (b"GET /gone HTTP/1.1\r\n\r\n", "HTTP/1.1 404 Not Found\r\n"),
+            (b"GET /other HTTP/1.1\r\n\r\n", "HTTP/1.1 404 Not Found\r\n"),
+            (b"PUT /other HTTP/1.1\r\n\r\n", "HTTP/1.1 404 Not Found\r\n"),
+            (b"GET /page\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"),
+        ] {
+            let resp = get(addr, request).await;
+            assert!(resp.starts_with(status), "{request:?}: {resp}");
+            assert!(!resp.contains("<p>"), "{request:?}: {resp}");
+        }
+        task.abort();
     }
 
     #[tokio::test]

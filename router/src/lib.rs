@@ -19,6 +19,7 @@
 //! | [`route`] | where a statement goes (pure) |
 //! | [`classify`] | what a statement is (pure) |
 //! | [`rules`] | query rules, statement digests and `/* causeway: */` hints (pure) |
+//! | [`history`] | the last minutes, one sample a second: distances, lags, apply rates (pure) |
 //! | [`health`] | what the monitor knows about each server, and the fold of one check into it (pure) |
 //! | [`monitor`] | backend health checks: read_only, replication lag, shunning |
 //! | [`ops`] | what an operator set: servers drained or offline, hostgroups paused |
@@ -29,7 +30,9 @@
 //! | [`tls`] | rustls set-up for both legs |
 //! | [`error`] | the error type (side, retry, ERR packet) |
 //! | [`metrics`] | Prometheus metrics: names, counters, histograms |
+//! | [`status`] | the servers and pools as an operator reads them (admin tables, dashboard), and the sampler |
 //! | [`scrape`] | the metrics endpoint's text: the registry plus gauges read from the shared state |
+//! | [`dashboard`] | the live dashboard beside `/metrics`: an HTML page and the JSON document it polls |
 //!
 //! ```text
 //! accept --> greeting (learned from a backend at start) --> client handshake [TLS]
@@ -45,11 +48,13 @@ pub mod backend;
 pub mod causal;
 pub mod classify;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod failover;
 pub mod frontend;
 pub mod global;
 pub mod health;
+pub mod history;
 pub mod ids;
 pub mod io;
 pub mod metrics;
@@ -143,6 +148,7 @@ impl Router {
             _ = shared.reap_pools() => {}
             _ = shared.follow_monitor() => {}
             _ = frontend::handshake::learn_greeting(&shared) => {}
+            _ = status::sample(&shared) => {}
         }
     }
 }

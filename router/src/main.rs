@@ -6,14 +6,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use causeway_common::logging::{self, Output};
 use causeway_common::metrics_http;
 use causeway_common::signal::terminate;
 use causeway_router::config::Config;
-use causeway_router::scrape::Live;
 use causeway_router::Router;
 use clap::Parser;
 use tracing::info;
@@ -152,8 +150,9 @@ async fn run(cfg: Config, cli: &Cli) -> anyhow::Result<()> {
         let l = metrics_http::bind(addr)
             .await
             .with_context(|| format!("binding the metrics endpoint {addr}"))?;
-        info!(addr = %l.local_addr()?, "metrics listening");
-        tokio::spawn(metrics_http::serve(l, Arc::new(Live(shared.clone()))));
+        let local = l.local_addr()?;
+        info!(addr = %local, dashboard = %format!("http://{local}/dashboard"), "metrics listening");
+        tokio::spawn(causeway_router::dashboard::serve(l, shared.clone()));
     }
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;

@@ -398,6 +398,12 @@ impl Metrics {
             "backend connections reset before going back to their pool",
             m.resets.clone(),
         );
+        // Every outcome shows from the first scrape (as 0): a family
+        // without a series is left out of the exposition, and dashboards
+        // and alerts on a rate need the series before the first failover.
+        for kind in ["served", "timeout", "full"] {
+            let _ = m.writer_waits.get_or_create(&KindLabels { kind });
+        }
         Metrics { registry, ..m }
     }
 
@@ -448,6 +454,88 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// The current values of the registry's series called `series` (with
+    /// its suffix: `causeway_router_queries_total`), each with its labels:
+    /// read back from the exposition, so every label set counted so far is
+    /// there (the dashboard's read routing; once a second, not per
+    /// statement).
+    pub fn values(&self, series: &str) -> Vec<Series> {
+        parse_series(&self.render(), series)
+    }
+
+    /// [`Metrics::values`] of several series, from one rendering.
+    pub fn values_of<const N: usize>(&self, series: [&str; N]) -> [Vec<Series>; N] {
+        let text = self.render();
+        series.map(|name| parse_series(&text, name))
+    }
+}
+
+/// One series of the text exposition: its labels and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Label names and values, in the order written.
+    pub labels: Vec<(String, String)>,
+    /// The value.
+    pub value: f64,
+}
+
+impl Series {
+    /// The value of label `name` (empty when absent).
+    pub fn label(&self, name: &str) -> &str {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// The series called `name` in Prometheus text `text` (pure; lines that do
+/// not parse are skipped).
+pub fn parse_series(text: &str, name: &str) -> Vec<Series> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(inner) => {
+                    let (labels, after) = parse_labels(inner)?;
+                    (labels, after)
+                }
+                None if rest.starts_with(' ') => (Vec::new(), rest),
+                None => return None,
+            };
+            let value = value.split_whitespace().next()?.parse().ok()?;
+            Some(Series { labels, value })
+        })
+        .collect()
+}
+
+/// `k="v",...}` and what follows the closing brace.
+fn parse_labels(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
+    let mut labels = Vec::new();
+    loop {
+        s = s.trim_start_matches(',');
+        if let Some(after) = s.strip_prefix('}') {
+            return Some((labels, after));
+        }
+        let (key, rest) = s.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        labels.push((key.to_string(), value));
+        s = &rest[end + 1..];
+    }
+}
+
 /// The Prometheus text exposition of every metric.
 impl Render for Metrics {
     fn render(&self) -> String {
@@ -458,6 +546,36 @@ impl Render for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn series_are_read_back_with_their_labels() {
+        let m = Metrics::new();
+        m.causal("session", "replica", "caught_up");
+        m.causal("session", "replica", "caught_up");
+        m.causal("token", "primary", "not_caught_up");
+        m.routed("read", "we\"ird\\name");
+        let reads = m.values("causeway_router_causal_reads_total");
+        assert_eq!(reads.len(), 2, "{reads:?}");
+        let replica = reads
+            .iter()
+            .find(|s| s.label("served") == "replica")
+            .unwrap();
+        assert_eq!(replica.value, 2.0);
+        assert_eq!(replica.label("scope"), "session");
+        assert_eq!(replica.label("nothing"), "");
+        let [routed, none] = m.values_of(["causeway_router_queries_total", "nothing_total"]);
+        assert!(none.is_empty());
+        assert_eq!(routed[0].label("hostgroup"), "we\"ird\\name");
+        assert_eq!(routed[0].value, 1.0);
+        let plain = parse_series(
+            "x_total 3\nx_total_other 4\nx_total{a=\"1\"} 5 1700\n",
+            "x_total",
+        );
+        assert_eq!(plain.len(), 2);
+        assert_eq!(plain[0].value, 3.0);
+        assert_eq!(plain[1].value, 5.0);
+        assert!(parse_series("x_total{a=\"1} 5\n", "x_total").is_empty());
+    }
 
     #[test]
     fn render_names_every_metric() {

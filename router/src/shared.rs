@@ -173,6 +173,9 @@ pub struct Shared {
     /// The configuration's revision (1 at start, one more per reload put in
     /// force) and when it was put in force.
     revision: Mutex<(u64, std::time::SystemTime)>,
+    /// The last minutes, one sample a second ([`crate::status::sample`]
+    /// fills it): the dashboard's sparklines, the apply rates.
+    pub history: Mutex<crate::history::History>,
     next_id: AtomicU32,
     reload_lock: tokio::sync::Mutex<()>,
     /// Tests switch the replay of session settings off to prove that the
@@ -240,6 +243,7 @@ impl Shared {
             writers: writers::Writers::default(),
             ops: crate::ops::Ops::default(),
             revision: Mutex::new((1, std::time::SystemTime::now())),
+            history: Mutex::new(crate::history::History::default()),
             next_id: AtomicU32::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
             skip_replay_for_tests: std::sync::atomic::AtomicBool::new(false),

@@ -37,6 +37,7 @@ const GROUND: &[&str] = &[
     "session::connid",
     "config::admin",
     "admin::engine",
+    "history",
 ];
 
 const STATE: &[&str] = &[
@@ -55,6 +56,7 @@ const STATE: &[&str] = &[
     "shared",
     "writers",
     "ops",
+    "status",
 ];
 
 const TOP: &[&str] = &[
@@ -72,7 +74,7 @@ const TOP: &[&str] = &[
     "admin::commands",
     "admin::sql",
     "admin::tables",
-    "status",
+    "dashboard",
 ];
 
 /// Files that are part of the session driver's one type.

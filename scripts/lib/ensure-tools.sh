@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Installs what the tests and the demo need and a fresh machine may lack:
 # node and npm (for the real client programs in tests/clients/node) and the
-# npm packages of those clients. Sourced by scripts/test and scripts/demo.
+# npm packages of those clients, the other client programs, and a headless
+# browser for the dashboard's test. Sourced by scripts/test and scripts/demo.
 
 apt_install() {
   if [ "$(id -u)" != 0 ]; then
@@ -54,5 +55,15 @@ ensure_router_clients() {
     fi
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check PyMySQL cryptography >/dev/null
+  fi
+}
+
+# Chromium and its WebDriver server from Debian, for the dashboard's test
+# in a real headless browser (tests/tests/router_dashboard.rs drives
+# chromedriver over the W3C WebDriver protocol). Called by scripts/test.
+ensure_browser() {
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    echo "installing chromium and chromium-driver from Debian" >&2
+    apt_install chromium chromium-driver
   fi
 }

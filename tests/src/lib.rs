@@ -10,6 +10,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+pub mod browser;
 pub mod reader;
 pub mod workload;
 use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};

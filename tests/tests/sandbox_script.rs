@@ -82,6 +82,19 @@ fn check_running(dir: &Path) -> Result<()> {
         status_text.matches("io=Yes sql=Yes").count() == 2,
         "status shows two running replicas: {status_text}"
     );
+    // The router's dashboard, on its metrics port, named in both.
+    let dashboard = env
+        .get("CAUSEWAY_DASHBOARD_URL")
+        .context("no CAUSEWAY_DASHBOARD_URL in topology.env")?;
+    ensure!(
+        status_text.contains(&format!("dashboard: {dashboard}")),
+        "status does not point at the dashboard: {status_text}"
+    );
+    let page = causeway_e2e::http_get(dashboard)?;
+    ensure!(
+        page.contains("<title>Causeway router</title>"),
+        "{dashboard} is not the dashboard: {page}"
+    );
 
     let again = sandbox(dir, &["up"])?;
     ensure!(!again.status.success(), "up twice must refuse");

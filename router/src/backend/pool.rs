@@ -212,6 +212,9 @@ pub struct PoolStats {
     pub waits: u64,
     /// Requests that waited in vain, since start.
     pub timeouts: u64,
+    /// Connects that failed (or that the server refused as too many), since
+    /// start.
+    pub connect_failures: u64,
 }
 
 #[derive(Debug, Default)]
@@ -228,6 +231,7 @@ struct Inner {
     opened: u64,
     waits: u64,
     timeouts: u64,
+    connect_failures: u64,
 }
 
 impl Inner {
@@ -479,6 +483,7 @@ impl ServerPool {
     pub fn failed(&self, base: Duration) {
         let mut p = self.lock();
         p.failures = p.failures.saturating_add(1);
+        p.connect_failures += 1;
         let factor = 1u32 << (p.failures - 1).min(4);
         p.retry_at = Some(Instant::now() + base * factor);
     }
@@ -487,6 +492,7 @@ impl ServerPool {
     /// server holds at most what is open now, for `hold`.
     pub fn server_full(&self, hold: Duration) {
         let mut p = self.lock();
+        p.connect_failures += 1;
         let at = p.open.saturating_sub(1);
         p.full = Some((at, Instant::now() + hold));
     }
@@ -547,6 +553,7 @@ impl ServerPool {
             opened: p.opened,
             waits: p.waits,
             timeouts: p.timeouts,
+            connect_failures: p.connect_failures,
         }
     }
 }
