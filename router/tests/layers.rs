@@ -29,6 +29,7 @@ const GROUND: &[&str] = &[
     "route",
     "rules",
     "config",
+    "config::observe",
     "session::state",
     "session::track",
     "session::replay",
