@@ -29,6 +29,7 @@
 //! | [`tls`] | rustls set-up for both legs |
 //! | [`error`] | the error type (side, retry, ERR packet) |
 //! | [`metrics`] | Prometheus metrics: names, counters, histograms |
+//! | [`stats`] | query digests, errors sent to clients, what each session does now, the query log |
 //! | [`scrape`] | the metrics endpoint's text: the registry plus gauges read from the shared state |
 //!
 //! ```text
@@ -61,6 +62,7 @@ pub mod scrape;
 pub mod session;
 pub mod shared;
 pub mod sqlscan;
+pub mod stats;
 pub mod tls;
 pub mod views;
 pub mod writers;

@@ -36,6 +36,7 @@ const GROUND: &[&str] = &[
     "session::plan",
     "backend::stmts",
     "session::connid",
+    "stats::histogram",
 ];
 
 const STATE: &[&str] = &[
@@ -54,6 +55,11 @@ const STATE: &[&str] = &[
     "shared",
     "writers",
     "ops",
+    "stats",
+    "stats::digests",
+    "stats::errors",
+    "stats::activity",
+    "stats::querylog",
 ];
 
 const TOP: &[&str] = &[
