@@ -11,7 +11,7 @@
 //!    driver, KILL, the metrics endpoint.
 //!
 //! The session driver is one type whose `impl` is split over several files
-//! (`session/{driver,routing,conns,leave,forward,commands,causal,prepared}.rs`);
+//! (`session/{driver,routing,conns,leave,forward,commands,causal,prepared,observe}.rs`);
 //! they count as one module here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -84,6 +84,7 @@ const DRIVER_PARTS: &[&str] = &[
     "session::forward",
     "session::causal",
     "session::prepared",
+    "session::observe",
 ];
 
 fn floor(m: &str) -> Option<usize> {
