@@ -95,8 +95,20 @@ pub struct SessionRow {
 struct Now {
     statement: Option<Bytes>,
     since: Instant,
+    /// The last server named, kept when not shown (so that the next
+    /// statement there takes no reference to its shared name).
     server: Option<Arc<str>>,
+    show_server: bool,
     schema: Option<Bytes>,
+}
+
+impl Now {
+    fn name(&mut self, server: &Arc<str>) {
+        if self.server.as_ref().is_none_or(|s| !Arc::ptr_eq(s, server)) {
+            self.server = Some(server.clone());
+        }
+        self.show_server = true;
+    }
 }
 
 /// What one session is doing now.
@@ -126,6 +138,7 @@ impl Activity {
                 statement: None,
                 since: Instant::now(),
                 server: None,
+                show_server: false,
                 schema,
             }),
         }
@@ -142,15 +155,12 @@ impl Activity {
         let mut now = self.lock();
         now.statement = statement;
         now.since = at;
-        now.server = None;
+        now.show_server = false;
     }
 
     /// The command runs on `server` now.
     pub fn on_server(&self, server: &Arc<str>) {
-        let mut now = self.lock();
-        if now.server.as_ref().is_none_or(|s| !Arc::ptr_eq(s, server)) {
-            now.server = Some(server.clone());
-        }
+        self.lock().name(server);
     }
 
     /// What the command does now (it waits, or runs again).
@@ -167,7 +177,10 @@ impl Activity {
         let mut now = self.lock();
         now.statement = None;
         now.since = at;
-        now.server = pinned_to.cloned();
+        match pinned_to {
+            Some(s) => now.name(s),
+            None => now.show_server = false,
+        }
         if now.schema.as_ref() != schema {
             now.schema = schema.cloned();
         }
@@ -200,7 +213,7 @@ impl Activity {
             (
                 now.statement.clone(),
                 now.since,
-                now.server.clone(),
+                now.server.clone().filter(|_| now.show_server),
                 now.schema.clone(),
             )
         };
