@@ -20,7 +20,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use prometheus_client::metrics::counter::Counter;
@@ -99,7 +99,9 @@ pub struct QueryLog {
     enabled: AtomicBool,
     /// A statement is logged when a draw below this comes (sample × 2^64).
     threshold: AtomicU64,
-    tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    /// The writer's channel, made when the log is first enabled (a
+    /// reload hands the writer a new file, not a new channel).
+    tx: OnceLock<mpsc::Sender<Msg>>,
     next: Arc<Mutex<Option<Target>>>,
     dropped: Counter,
 }
@@ -110,7 +112,7 @@ impl QueryLog {
         QueryLog {
             enabled: AtomicBool::new(false),
             threshold: AtomicU64::new(0),
-            tx: Mutex::new(None),
+            tx: OnceLock::new(),
             next: Arc::default(),
             dropped,
         }
@@ -150,8 +152,7 @@ impl QueryLog {
     /// Hands the writer its next file, starting the writer if none runs.
     fn retarget(&self, target: Target) {
         *self.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(target);
-        let mut tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        let sender = tx.get_or_insert_with(|| {
+        let sender = self.tx.get_or_init(|| {
             let (sender, rx) = mpsc::channel(CHANNEL_LINES);
             let next = self.next.clone();
             std::thread::Builder::new()
@@ -184,9 +185,9 @@ impl QueryLog {
             return;
         }
         bytes.push(b'\n');
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        let sent = tx
-            .as_ref()
+        let sent = self
+            .tx
+            .get()
             .is_some_and(|t| t.try_send(Msg::Line(bytes)).is_ok());
         if !sent {
             self.dropped.inc();
