@@ -152,7 +152,11 @@ impl Session<'_> {
         if let Some(p) = self.stmts.get(&id) {
             self.obs.digest.clear();
             self.obs.digest.push_str(&p.digest);
-            self.obs.digest_of = DigestOf::Whole;
+            self.obs.digest_of = if p.text.len() <= DIGEST_INPUT_MAX {
+                DigestOf::Whole
+            } else {
+                DigestOf::Prefix
+            };
         }
     }
 

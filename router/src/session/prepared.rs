@@ -42,7 +42,7 @@ pub(crate) struct Prepared {
     /// Its digest, made once (the statistics count every EXECUTE by it).
     pub(super) digest: Box<str>,
     /// The text, decoded once (routing reads it at every EXECUTE).
-    text: std::sync::Arc<str>,
+    pub(super) text: std::sync::Arc<str>,
     class: std::sync::Arc<Classified>,
     params: u16,
     /// The parameter-type block of the last EXECUTE that bound types.
