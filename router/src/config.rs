@@ -19,6 +19,9 @@ use crate::failover::FailoverConfig;
 pub use crate::rules::QueryRuleConfig;
 use crate::rules::Rules;
 
+mod observe;
+pub use observe::{QueryLogConfig, StatsConfig, MAX_DIGESTS};
+
 /// The whole configuration of one router.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -46,6 +49,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The admin SQL interface.
     pub admin: AdminConfig,
+    /// Per-statement statistics (query digests).
+    pub stats: StatsConfig,
+    /// The JSON-lines query log.
+    pub query_log: QueryLogConfig,
 }
 
 /// Client-facing side.
@@ -824,6 +831,8 @@ impl Config {
             self.admin
                 .validate(self.users.iter().map(|u| u.name.as_str())),
         );
+        errors.extend(self.stats.validate());
+        errors.extend(self.query_log.validate());
         if errors.is_empty() {
             Ok(())
         } else {
@@ -1170,5 +1179,26 @@ mod tests {
         };
         assert!(off.validate().is_empty());
         assert!(off.resolve_password().unwrap().is_empty());
+    }
+
+    #[test]
+    fn stats_and_query_log_sections_are_read_and_checked() {
+        let c = Config::from_toml(MINIMAL, Path::new("r.toml")).unwrap();
+        assert!(c.stats.digests && !c.query_log.enabled);
+        let text = format!(
+            "{MINIMAL}[stats]\ndigests = false\nmax_digests = 0\n\
+             [query_log]\nenabled = true\npath = \"q.log\"\nsample = 2.0\n"
+        );
+        let c = Config::from_toml(&text, Path::new("r.toml")).unwrap();
+        assert!(!c.stats.digests);
+        let ConfigError::Invalid(errors) = c.validate().unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("stats.max_digests")));
+        assert!(errors.iter().any(|e| e.contains("query_log.sample")));
+        let text = format!("{MINIMAL}[query_log]\nenable = true\n");
+        let err = Config::from_toml(&text, Path::new("r.toml")).unwrap_err();
+        assert!(err.to_string().contains("enable"), "{err}");
     }
 }

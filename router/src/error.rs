@@ -150,6 +150,31 @@ impl Error {
         }
     }
 
+    /// Its name in the error statistics (`crate::stats::errors`), in the
+    /// words of the `causeway_router_errors` kinds where one exists.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ClientIo(_) | Self::ClientTls(_) => "client_io",
+            Self::ClientProtocol(_)
+            | Self::BadHandshake(_)
+            | Self::ClientUnexpected(_)
+            | Self::BadCompressionLevel(_) => "client_protocol",
+            Self::ClientTimeout(_) | Self::ClientReadTimeout(_) => "client_timeout",
+            Self::AccessDenied { .. } | Self::ClientAuthUnsupported(_) => "access_denied",
+            Self::InsecureTransport => "insecure_transport",
+            Self::ClientBuffersFull(_) => "client_buffers_full",
+            Self::TooManyConnections => "max_connections",
+            Self::TooManyLogins(_) => "login_limit",
+            Self::UserLimit(_) => "user_limit",
+            Self::BackendConnect { .. } | Self::BackendTls(_) => "backend_connect",
+            Self::BackendIo(_) | Self::BackendProtocol(_) => "backend_lost",
+            Self::BackendRefused(_) => "backend_failed",
+            Self::BackendUnsupported(_) => "backend_unsupported",
+            Self::SessionLost(_) => "session_lost",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     /// The message with every source, for log lines: `backend i/o: connection reset`.
     pub fn report(&self) -> String {
         let mut out = self.to_string();

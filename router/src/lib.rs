@@ -31,6 +31,7 @@
 //! | [`error`] | the error type (side, retry, ERR packet) |
 //! | [`metrics`] | Prometheus metrics: names, counters, histograms |
 //! | [`status`] | the servers and pools as an operator reads them (admin tables, dashboard), and the sampler |
+//! | [`stats`] | query digests, errors sent to clients, what each session does now, the query log |
 //! | [`scrape`] | the metrics endpoint's text: the registry plus gauges read from the shared state |
 //! | [`dashboard`] | the live dashboard beside `/metrics`: an HTML page and the JSON document it polls |
 //!
@@ -67,6 +68,7 @@ pub mod scrape;
 pub mod session;
 pub mod shared;
 pub mod sqlscan;
+pub mod stats;
 pub mod status;
 pub mod tls;
 pub mod views;

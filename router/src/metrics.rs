@@ -113,6 +113,10 @@ pub const VIEW_CATCH_UP_SECONDS: &str = "causeway_router_view_catch_up_seconds";
 /// (what waiting for a replica competes with).
 pub const WRITER_READ_SECONDS: &str = "causeway_router_writer_read_seconds";
 
+/// Query log lines dropped because the log's writer was behind (a session
+/// never waits for it).
+pub const QUERY_LOG_DROPPED: &str = "causeway_router_query_log_dropped";
+
 /// Sessions holding a backend connection for a reason (transaction,
 /// temp_tables, named_locks, ...), by reason; a session counts once per
 /// reason.
@@ -233,6 +237,8 @@ pub struct Metrics {
     pub statements_evicted: Counter,
     /// See [`BACKEND_RESETS`].
     pub resets: Counter,
+    /// See [`QUERY_LOG_DROPPED`].
+    pub query_log_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -273,6 +279,7 @@ impl Metrics {
             captures: Counter::default(),
             statements_evicted: Counter::default(),
             resets: Counter::default(),
+            query_log_dropped: Counter::default(),
         };
         let strip = |name: &'static str| name.strip_prefix("causeway_router_").unwrap_or(name);
         let r = registry.sub_registry_with_prefix("causeway_router");
@@ -404,6 +411,11 @@ impl Metrics {
         for kind in ["served", "timeout", "full"] {
             let _ = m.writer_waits.get_or_create(&KindLabels { kind });
         }
+        r.register(
+            strip(QUERY_LOG_DROPPED),
+            "query log lines dropped because its writer was behind",
+            m.query_log_dropped.clone(),
+        );
         Metrics { registry, ..m }
     }
 

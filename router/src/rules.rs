@@ -663,8 +663,25 @@ fn shorten(text: &str) -> String {
 /// Never panics, linear in the text, one allocation. The law:
 /// `digest(&digest(x)) == digest(x)` for every `x`.
 pub fn digest(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    digest_into(sql, &mut out);
+    out
+}
+
+/// [`digest`] into `out` (replacing what it held), reusing its buffer: a
+/// caller that keeps one allocates nothing once it is large enough.
+pub fn digest_into(sql: &str, out: &mut String) {
+    let mut bytes = std::mem::take(out).into_bytes();
+    bytes.clear();
+    digest_bytes(sql, &mut bytes);
+    // Every cut is next to an ASCII byte of valid UTF-8, so this never
+    // fails; the fallback only avoids a panic path.
+    *out = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+}
+
+fn digest_bytes(sql: &str, out: &mut Vec<u8>) {
     let b = sql.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(b.len());
     let mut space = false;
     let mut i = 0;
     while i < b.len() {
@@ -700,17 +717,17 @@ pub fn digest(sql: &str) -> String {
                 end
             }
             // `t.1col`: a name after a qualifier, not a number.
-            b'0'..=b'9' if follows_qualifier(&out) => copy_word(b, i, &mut out),
-            b'0'..=b'9' => number(b, i, &mut out),
+            b'0'..=b'9' if follows_qualifier(out) => copy_word(b, i, out),
+            b'0'..=b'9' => number(b, i, out),
             b'.' if b.get(i + 1).is_some_and(u8::is_ascii_digit)
                 && !out.last().is_some_and(|&p| is_word(p) || p == b'`') =>
             {
-                number(b, i, &mut out)
+                number(b, i, out)
             }
-            _ if is_word(c) => word(b, i, &mut out),
+            _ if is_word(c) => word(b, i, out),
             b')' => {
                 out.push(c);
-                collapse_in_list(&mut out);
+                collapse_in_list(out);
                 i + 1
             }
             _ => {
@@ -724,9 +741,6 @@ pub fn digest(sql: &str) -> String {
         .rposition(|&c| c != b';' && c != b' ')
         .map_or(0, |p| p + 1);
     out.truncate(keep);
-    // Every cut above is next to an ASCII byte, so this never fails; the
-    // fallback only avoids a panic path.
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Words after which `-`/`+` before a number is a sign, not an operator.

@@ -533,6 +533,16 @@ proptest! {
     }
 
     #[test]
+    fn digest_into_a_reused_buffer_is_the_digest(a in sqlish(), b in sqlish()) {
+        // Whatever the buffer held before (a longer digest included).
+        let mut buf = String::from("left over from an earlier statement");
+        digest_into(&a, &mut buf);
+        prop_assert_eq!(&buf, &digest(&a));
+        digest_into(&b, &mut buf);
+        prop_assert_eq!(&buf, &digest(&b));
+    }
+
+    #[test]
     fn digest_of_sqlish_text_is_idempotent(sql in sqlish()) {
         let once = digest(&sql);
         prop_assert_eq!(digest(&once), once.clone(), "input {:?}", sql);

@@ -57,6 +57,8 @@ pub struct SessionInfo {
     pub kill: Arc<tokio::sync::Notify>,
     /// Interrupts its statement while no backend runs it (KILL QUERY).
     pub interrupt: Arc<Interrupt>,
+    /// What it is doing (the admin interface's processlist).
+    pub activity: Arc<crate::stats::Activity>,
 }
 
 /// KILL QUERY for a statement no backend runs yet (it waits for a pooled
@@ -176,6 +178,8 @@ pub struct Shared {
     /// The last minutes, one sample a second ([`crate::status::sample`]
     /// fills it): the dashboard's sparklines, the apply rates.
     pub history: Mutex<crate::history::History>,
+    /// Query digests, errors sent to clients, the query log.
+    pub stats: crate::stats::Stats,
     next_id: AtomicU32,
     reload_lock: tokio::sync::Mutex<()>,
     /// Tests switch the replay of session settings off to prove that the
@@ -214,6 +218,7 @@ impl Shared {
         retarget_views(&views, &runtime);
         let pools = Pools::new();
         let metrics = Arc::new(Metrics::new());
+        let stats = crate::stats::Stats::new(&config, &metrics)?;
         let current = current(
             Arc::new(runtime),
             &pools,
@@ -244,6 +249,7 @@ impl Shared {
             ops: crate::ops::Ops::default(),
             revision: Mutex::new((1, std::time::SystemTime::now())),
             history: Mutex::new(crate::history::History::default()),
+            stats,
             next_id: AtomicU32::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
             skip_replay_for_tests: std::sync::atomic::AtomicBool::new(false),
@@ -473,6 +479,7 @@ impl Shared {
             let config = Config::from_file(path)?;
             let runtime = Runtime::build(config)?;
             let password = runtime.config.monitor.resolve_password()?;
+            self.stats.configure(&runtime.config)?;
             Ok::<_, anyhow::Error>((runtime, password))
         }
         .await;
@@ -554,6 +561,20 @@ impl Shared {
             seen.get(&(user.clone(), schema.clone()))
                 .is_some_and(|at| at.elapsed() < Self::SCHEMA_SEEN_FOR)
         })
+    }
+
+    /// What every live session is doing (the processlist), by id.
+    pub fn sessions_snapshot(&self) -> Vec<crate::stats::SessionRow> {
+        let live: Vec<(u32, String, Arc<crate::stats::Activity>)> = match self.sessions.lock() {
+            Ok(s) => s
+                .iter()
+                .map(|(id, i)| (*id, i.user.clone(), i.activity.clone()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut rows: Vec<_> = live.iter().map(|(id, user, a)| a.row(*id, user)).collect();
+        rows.sort_by_key(|r| r.id);
+        rows
     }
 
     /// Whether session `id` is alive.

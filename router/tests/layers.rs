@@ -11,7 +11,7 @@
 //!    driver, KILL, the metrics endpoint.
 //!
 //! The session driver is one type whose `impl` is split over several files
-//! (`session/{driver,routing,conns,leave,forward,commands,causal,prepared}.rs`);
+//! (`session/{driver,routing,conns,leave,forward,commands,causal,prepared,observe}.rs`);
 //! they count as one module here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +29,7 @@ const GROUND: &[&str] = &[
     "route",
     "rules",
     "config",
+    "config::observe",
     "session::state",
     "session::track",
     "session::replay",
@@ -38,6 +39,7 @@ const GROUND: &[&str] = &[
     "config::admin",
     "admin::engine",
     "history",
+    "stats::histogram",
 ];
 
 const STATE: &[&str] = &[
@@ -57,6 +59,11 @@ const STATE: &[&str] = &[
     "writers",
     "ops",
     "status",
+    "stats",
+    "stats::digests",
+    "stats::errors",
+    "stats::activity",
+    "stats::querylog",
 ];
 
 const TOP: &[&str] = &[
@@ -86,6 +93,7 @@ const DRIVER_PARTS: &[&str] = &[
     "session::forward",
     "session::causal",
     "session::prepared",
+    "session::observe",
 ];
 
 fn floor(m: &str) -> Option<usize> {

@@ -119,6 +119,26 @@ async fn each_table_answers_with_the_sandbox_s_state() -> Result<()> {
         sessions.contains(&vec![id.to_string(), app_user]),
         "{sessions:?}"
     );
+    // Statements by digest, errors by kind, both resettable.
+    let _ = c.query_drop("SELECT * FROM no_such_table_here").await;
+    let digests = rows(
+        &mut a,
+        "SELECT count, errors FROM query_digests WHERE digest LIKE '%no_such_table_here%'",
+    )
+    .await?;
+    assert_eq!(digests, vec![vec!["1", "1"]]);
+    let errors = rows(
+        &mut a,
+        "SELECT code, origin, count FROM errors WHERE code = 1146",
+    )
+    .await?;
+    assert_eq!(errors, vec![vec!["1146", "backend", "1"]]);
+    a.query_drop("RESET query_digests").await?;
+    a.query_drop("RESET errors").await?;
+    assert!(rows(&mut a, "SELECT * FROM query_digests")
+        .await?
+        .is_empty());
+    assert!(rows(&mut a, "SELECT * FROM errors").await?.is_empty());
     // Pools joined with servers.
     let pools = rows(
         &mut a,

@@ -89,11 +89,10 @@ pub async fn execute(
         Statement::Reset(what) => {
             info!(operator = user, peer = %peer, ?what, "admin: RESET");
             match what {
-                Resettable::QueryDigests | Resettable::Errors => {
-                    // Wired to the statistics once they land (TEMPORARY).
-                    Reply::Err(unknown("table", "query_digests"))
-                }
+                Resettable::QueryDigests => shared.stats.digests.reset(),
+                Resettable::Errors => shared.stats.errors.reset(),
             }
+            Reply::Ok(String::new())
         }
         Statement::Ignored => Reply::Ok(String::new()),
         Statement::ReadOnly(_) => {

@@ -48,8 +48,61 @@ pub static POOLS: Schema = Schema {
 /// `sessions`: the processlist.
 pub static SESSIONS: Schema = Schema {
     name: "sessions",
-    about: "client sessions (the processlist)",
-    columns: &[("id", Int), ("user", Text), ("backend_threads", Text)],
+    about: "client sessions (the processlist): statement, time, where it runs, pinned or multiplexed and why",
+    columns: &[
+        ("id", Int),
+        ("user", Text),
+        ("client", Text),
+        ("schema", Text),
+        ("tls", Int),
+        ("command", Text),
+        ("statement", Text),
+        ("time_ms", Int),
+        ("server", Text),
+        ("pinned", Text),
+        ("multiplexed", Int),
+        ("statements", Int),
+    ],
+};
+
+/// `query_digests`: statements by digest.
+pub static QUERY_DIGESTS: Schema = Schema {
+    name: "query_digests",
+    about: "statements by digest, schema, user and hostgroup: count, times, rows, errors, replica vs writer reads (RESET query_digests)",
+    columns: &[
+        ("digest", Text),
+        ("schema", Text),
+        ("user", Text),
+        ("hostgroup", Text),
+        ("count", Int),
+        ("sum_ms", Real),
+        ("min_ms", Real),
+        ("max_ms", Real),
+        ("p50_ms", Real),
+        ("p99_ms", Real),
+        ("rows_sent", Int),
+        ("errors", Int),
+        ("replica_reads", Int),
+        ("writer_reads", Int),
+        ("first_seen", Text),
+        ("last_seen", Text),
+    ],
+};
+
+/// `errors`: recent errors sent to clients, by kind.
+pub static ERRORS: Schema = Schema {
+    name: "errors",
+    about: "errors sent to clients by kind, with counts (RESET errors)",
+    columns: &[
+        ("code", Int),
+        ("sql_state", Text),
+        ("kind", Text),
+        ("origin", Text),
+        ("last_message", Text),
+        ("count", Int),
+        ("first_seen", Text),
+        ("last_seen", Text),
+    ],
 };
 
 /// `config`: the configuration in force, flattened, secrets redacted.
@@ -103,6 +156,8 @@ pub static ALL: &[&Schema] = &[
     &SERVERS,
     &POOLS,
     &SESSIONS,
+    &QUERY_DIGESTS,
+    &ERRORS,
     &CAUSAL_READS,
     &CAUSAL_WAIT,
     &CONFIG,
@@ -132,6 +187,8 @@ pub fn snapshot(shared: &Arc<Shared>, sql: &str) -> Vec<Table> {
                     "servers" => servers(shared),
                     "pools" => pools(shared),
                     "sessions" => sessions(shared),
+                    "query_digests" => query_digests(shared),
+                    "errors" => errors(shared),
                     "config" => config(shared),
                     "causal_reads" => causal_reads(&samples()),
                     "causal_wait" => causal_wait(&samples()),
@@ -203,34 +260,76 @@ fn pools(shared: &Shared) -> Vec<Vec<Value>> {
 }
 
 fn sessions(shared: &Shared) -> Vec<Vec<Value>> {
-    let Ok(sessions) = shared.sessions.lock() else {
-        return Vec::new();
-    };
-    let mut rows: Vec<(u32, Vec<Value>)> = sessions
-        .iter()
-        .map(|(id, info)| {
-            let threads = info
-                .threads
-                .lock()
-                .map(|t| {
-                    t.iter()
-                        .map(|(s, t)| format!("{s}:{t}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
-            (
-                *id,
-                vec![
-                    i64::from(*id).into(),
-                    info.user.as_str().into(),
-                    threads.into(),
-                ],
-            )
+    shared
+        .sessions_snapshot()
+        .into_iter()
+        .map(|s| {
+            vec![
+                i64::from(s.id).into(),
+                s.user.into(),
+                s.client.to_string().into(),
+                s.schema.into(),
+                s.tls.into(),
+                s.command.label().into(),
+                s.statement.into(),
+                s.time_ms.into(),
+                s.server.into(),
+                s.pinned.clone().into(),
+                s.pinned.is_none().into(),
+                s.statements.into(),
+            ]
         })
-        .collect();
-    rows.sort_by_key(|(id, _)| *id);
-    rows.into_iter().map(|(_, r)| r).collect()
+        .collect()
+}
+
+fn query_digests(shared: &Shared) -> Vec<Vec<Value>> {
+    shared
+        .stats
+        .digests
+        .snapshot()
+        .into_iter()
+        .map(|d| {
+            vec![
+                d.digest.into(),
+                d.schema.into(),
+                d.user.into(),
+                d.hostgroup.into(),
+                d.count.into(),
+                d.sum_ms.into(),
+                d.min_ms.into(),
+                d.max_ms.into(),
+                d.p50_ms.into(),
+                d.p99_ms.into(),
+                d.rows_sent.into(),
+                d.errors.into(),
+                d.replica_reads.into(),
+                d.writer_reads.into(),
+                format_time(d.first_seen).into(),
+                format_time(d.last_seen).into(),
+            ]
+        })
+        .collect()
+}
+
+fn errors(shared: &Shared) -> Vec<Vec<Value>> {
+    shared
+        .stats
+        .errors
+        .snapshot()
+        .into_iter()
+        .map(|e| {
+            vec![
+                i64::from(e.code).into(),
+                e.sql_state.into(),
+                e.kind.into(),
+                e.origin.label().into(),
+                e.last_message.into(),
+                e.count.into(),
+                format_time(e.first_seen).into(),
+                format_time(e.last_seen).into(),
+            ]
+        })
+        .collect()
 }
 
 fn config(shared: &Shared) -> Vec<Vec<Value>> {

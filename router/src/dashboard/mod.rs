@@ -201,12 +201,25 @@ pub struct DigestRow {
     pub errors: u64,
 }
 
-/// The costliest statement digests, most total time first, for the
-/// dashboard. A hook: empty until the query digests are merged, which
-/// fill it from their table (and may reshape [`DigestRow`]).
+/// The costliest statement digests (most total time first, at most 10),
+/// for the dashboard.
 pub fn top_digests(shared: &Shared) -> Vec<DigestRow> {
-    let _ = shared;
-    Vec::new()
+    let mut rows = shared.stats.digests.snapshot();
+    rows.sort_by(|a, b| b.sum_ms.total_cmp(&a.sum_ms));
+    rows.into_iter()
+        .take(10)
+        .map(|d| DigestRow {
+            digest: d.digest,
+            schema: d.schema,
+            user: d.user,
+            hostgroup: d.hostgroup,
+            count: d.count,
+            total_ms: d.sum_ms,
+            p99_ms: Some(d.p99_ms),
+            rows_sent: d.rows_sent,
+            errors: d.errors,
+        })
+        .collect()
 }
 
 /// The document as of now.

@@ -398,6 +398,7 @@ impl Session<'_> {
                         self.shared
                             .metrics
                             .causal(scope_label(scope), "replica", "caught_up");
+                        self.observe_causal(scope_label(scope), "replica", "caught_up");
                         if waited {
                             self.shared
                                 .metrics
@@ -415,12 +416,15 @@ impl Session<'_> {
                 Route::Wait(left) => {
                     waited = true;
                     let interrupt = self.interrupt.clone();
+                    self.observe_waiting(Some(crate::stats::Command::WaitingReplica));
                     tokio::select! {
                         _ = tokio::time::timeout(left, changes.changed()) => {}
                         _ = interrupt.after(self.interrupts_seen) => {
+                            self.observe_waiting(None);
                             return Err(Failure::Client(super::kill::interrupted()));
                         }
                     }
+                    self.observe_waiting(None);
                 }
                 Route::Primary(why) => {
                     let reason = match why {
@@ -448,6 +452,7 @@ impl Session<'_> {
     ) -> std::result::Result<usize, Failure> {
         let m = &self.shared.metrics;
         m.causal(scope_label(scope), "primary", reason);
+        self.observe_causal(scope_label(scope), "primary", reason);
         if let Some(d) = waited {
             m.causal_wait_seconds.observe(d.as_secs_f64());
         }

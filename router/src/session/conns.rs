@@ -144,14 +144,18 @@ impl Session<'_> {
                         .await
                         .map_err(Failure::Fatal)?;
                     let interrupt = self.interrupt.clone();
-                    tokio::select! {
+                    self.observe_waiting(Some(crate::stats::Command::WaitingConnection));
+                    let got = tokio::select! {
                         got = pool.acquire(&want, b.queue_timeout, &mut evicted) => got,
                         // KILL QUERY: the queue is left (a connection
                         // granted meanwhile goes to the next waiter).
                         _ = interrupt.after(self.interrupts_seen) => {
+                            self.observe_waiting(None);
                             return Err(Failure::Client(super::kill::interrupted()));
                         }
-                    }
+                    };
+                    self.observe_waiting(None);
+                    got
                 }
             };
             if let Some(c) = evicted {

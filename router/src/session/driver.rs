@@ -139,6 +139,10 @@ pub struct Session<'a> {
     /// What of the current command's response reached the client:
     /// nothing, whole packets, or part of one (a packet over 16 MiB).
     pub(super) replied: Replied,
+    /// What the current statement did, for the statistics.
+    pub(super) obs: super::observe::Observed,
+    /// What the session is doing now (the processlist).
+    pub(super) activity: Arc<crate::stats::Activity>,
 }
 
 /// How much of a command's response the client got (what may follow when
@@ -165,6 +169,7 @@ impl<'a> Session<'a> {
         kill: Arc<tokio::sync::Notify>,
     ) -> Self {
         let mut client = est.client;
+        let activity = super::observe::activity(peer, client.tls, est.login.database.clone());
         client.set_write_timeout(Some(shared.config.frontend.net_write_timeout));
         client.set_read_limits(
             shared.config.frontend.net_read_timeout,
@@ -212,6 +217,8 @@ impl<'a> Session<'a> {
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             schema_unverified: false,
             compression: est.compression,
+            obs: Default::default(),
+            activity,
         }
     }
 
@@ -314,21 +321,17 @@ impl<'a> Session<'a> {
             }
             Cmd::UntranslatableKill => self.refuse_kill().await?,
             Cmd::Query { sql } => {
+                self.observe_begin(Some(sql.clone()), started);
                 self.query(first, &sql).await?;
-                self.shared
-                    .metrics
-                    .query_seconds
-                    .observe(started.elapsed().as_secs_f64());
+                self.observe_end();
             }
             Cmd::Prepare => self.prepare(first).await?,
             Cmd::Stmt(op, id) => {
-                self.statement(first, op, id).await?;
                 if op == StmtOp::Execute {
-                    self.shared
-                        .metrics
-                        .query_seconds
-                        .observe(started.elapsed().as_secs_f64());
+                    self.observe_execute(id, started);
                 }
+                self.statement(first, op, id).await?;
+                self.observe_end();
             }
             Cmd::ChangeUser => {
                 if !self.change_user(first).await? {
@@ -437,7 +440,7 @@ impl<'a> Session<'a> {
                     );
                     // As MySQL: sequence 0, no command is being answered.
                     self.client_seq = 0;
-                    let _ = self.send_client_err(&err).await;
+                    let _ = self.send_err_of("idle_timeout", &err).await;
                     self.close().await;
                     return Ok(None);
                 }
@@ -499,44 +502,12 @@ impl<'a> Session<'a> {
             return Ok(true);
         }
         if let Some(c) = err {
+            self.observe_backend_err(&c.payload);
             self.client.queue_chunk(&c);
             let _ = self.client.flush().await;
         }
         self.close().await;
         Ok(false)
-    }
-
-    /// Keeps `causeway_router_pinned_sessions` true for this session.
-    pub(super) fn count_pins(&mut self) {
-        if self.pinned_counted.is_empty()
-            && self.state.pins.is_empty()
-            && self.state.txn == super::state::Txn::Idle
-        {
-            return;
-        }
-        let mut now: Vec<PinReason> = Vec::new();
-        for h in &self.held {
-            for r in self.state.reasons(h.server) {
-                if !now.contains(&r) {
-                    now.push(r);
-                }
-            }
-        }
-        if now == self.pinned_counted {
-            return;
-        }
-        let m = &self.shared.metrics;
-        for r in &self.pinned_counted {
-            if !now.contains(r) {
-                m.pinned(*r).dec();
-            }
-        }
-        for r in &now {
-            if !self.pinned_counted.contains(r) {
-                m.pinned(*r).inc();
-            }
-        }
-        self.pinned_counted = now;
     }
 
     /// Takes the configuration in force; when it is a new one (a reload),
@@ -577,6 +548,7 @@ impl<'a> Session<'a> {
         }
         self.state.remap(&map);
         self.causal.remap(&map, &map_group);
+        self.obs.remap(&map, &map_group);
         self.affinity.clear();
         self.publish();
         lost.map_or(Ok(()), Err)
@@ -599,6 +571,7 @@ impl<'a> Session<'a> {
     /// broke, then close every leg.
     pub async fn fail(&mut self, e: &Error) {
         send_err(&mut self.client, self.client_seq, e, self.peer).await;
+        self.observe_failure(e);
         self.held.clear();
         self.count_pins();
     }
@@ -612,11 +585,18 @@ impl<'a> Session<'a> {
     }
 
     pub(super) async fn send_client_err(&mut self, err: &ErrPacket) -> Result<()> {
+        self.send_err_of("router", err).await
+    }
+
+    /// Sends an ERR the router made, of `kind` (its name in the error
+    /// statistics).
+    async fn send_err_of(&mut self, kind: &'static str, err: &ErrPacket) -> Result<()> {
         self.skip_rest().await?;
         if self.silent {
             self.withheld = Some(err.clone());
             return Ok(());
         }
+        self.observe_err(err, kind);
         let mut buf = BytesMut::new();
         err.encode(self.caps, &mut buf);
         self.client.write_packet(self.client_seq, &buf).await
@@ -631,7 +611,7 @@ impl<'a> Session<'a> {
             "refused: {}",
             String::from_utf8_lossy(&err.message)
         );
-        self.send_client_err(err).await
+        self.send_err_of(kind, err).await
     }
 
     /// An OK the router answers itself (COM_PING, a token, ...).
@@ -671,6 +651,7 @@ impl<'a> Session<'a> {
                     active: self.active.clone(),
                     kill: self.kill.clone(),
                     interrupt: self.interrupt.clone(),
+                    activity: self.activity.clone(),
                 },
             );
         }
@@ -699,6 +680,7 @@ impl<'a> Session<'a> {
             }
         }
         let sql = String::from_utf8_lossy(raw);
+        self.observe_text(&sql);
         let class = if first.more {
             // Over 16 MiB: not worth parsing; the writer takes it.
             Classified::unparsed()

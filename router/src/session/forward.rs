@@ -129,6 +129,9 @@ impl Session<'_> {
             if c.first {
                 let step = tracker.feed(&c.payload).map_err(Error::BackendProtocol)?;
                 done = step.done;
+                if matches!(step.role, PacketRole::Row) {
+                    self.obs.rows += 1;
+                }
                 match step.role {
                     PacketRole::Err
                         if first_packet
@@ -141,7 +144,10 @@ impl Session<'_> {
                         out.read_only_refused = true;
                         return Ok(());
                     }
-                    PacketRole::Err => out.err = true,
+                    PacketRole::Err => {
+                        out.err = true;
+                        self.observe_backend_err(&c.payload);
+                    }
                     PacketRole::Ok | PacketRole::ResultSetEnd => {
                         if let Some(p) = self.on_ok(i, &c.payload, out) {
                             c.payload = p;

@@ -18,6 +18,7 @@
 //! | `forward` | forwarding a command, streaming its response |
 //! | `causal` | causal reads: what the session needs, where its reads go |
 //! | `prepared` | prepared statements across connections |
+//! | `observe` | what the statistics record: each statement's digest, route, rows, ERR; what the session does now |
 //! | [`kill`] | KILL addressed to the router's connection ids |
 
 mod causal;
@@ -29,6 +30,7 @@ pub mod driver;
 mod forward;
 pub mod kill;
 mod leave;
+mod observe;
 pub mod plan;
 mod prepared;
 pub mod replay;
@@ -79,6 +81,18 @@ fn sessions_of(shared: &Shared, user: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Counts, in the error statistics, the ERR a client is sent before its
+/// session begins.
+fn count_err(shared: &Shared, e: &Error, peer: SocketAddr) {
+    if let Some(err) = e.client_err(&peer.ip().to_string()) {
+        let sent = crate::stats::Sent::of(&err, e.kind());
+        shared
+            .stats
+            .errors
+            .record(&sent, std::time::SystemTime::now());
+    }
+}
+
 /// Serves one client connection to the end.
 pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>) {
     let shared = &*shared;
@@ -107,6 +121,7 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>)
                 _ => "max_connections",
             });
             let mut client = PacketIo::new(Box::new(tcp), crate::error::Side::Client, 1024);
+            count_err(shared, &e, peer);
             handshake::send_err(&mut client, 0, &e, peer).await;
             return;
         }
@@ -117,6 +132,7 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>)
         Ok(est) => est,
         Err(e) => {
             shared.metrics.handshake_failures.inc();
+            count_err(shared, &e, peer);
             match &e {
                 Error::AccessDenied { user, reason, .. } => {
                     shared.metrics.auth_failures.inc();
@@ -136,6 +152,7 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>)
     if shared.metrics.sessions.get() > max {
         warn!("too many connections; refused");
         shared.metrics.error("max_connections");
+        count_err(shared, &Error::TooManyConnections, peer);
         handshake::send_err(&mut est.client, est.seq, &Error::TooManyConnections, peer).await;
         return;
     }
@@ -148,6 +165,7 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>)
         warn!(user = %est.user, limit, "user connection limit reached; refused");
         shared.metrics.error("user_limit");
         let e = Error::UserLimit(est.user.clone());
+        count_err(shared, &e, peer);
         handshake::send_err(&mut est.client, est.seq, &e, peer).await;
         return;
     }

@@ -37,9 +37,12 @@ const PARAMETER_COUNT_AVAILABLE: u8 = 0x08;
 /// A prepared statement, as the client knows it.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    sql: Bytes,
+    /// The text as the client sent it.
+    pub(super) sql: Bytes,
+    /// Its digest, made once (the statistics count every EXECUTE by it).
+    pub(super) digest: Box<str>,
     /// The text, decoded once (routing reads it at every EXECUTE).
-    text: std::sync::Arc<str>,
+    pub(super) text: std::sync::Arc<str>,
     class: std::sync::Arc<Classified>,
     params: u16,
     /// The parameter-type block of the last EXECUTE that bound types.
@@ -66,6 +69,7 @@ impl Session<'_> {
         }
         let raw = first.payload.slice(1..);
         let sql = String::from_utf8_lossy(&raw).into_owned();
+        let digest = self.observe_prepare(&sql);
         let class = self.classify(&sql);
         let Some((i, _, _)) = self.connection_for(&sql, &class).await? else {
             return Ok(());
@@ -94,6 +98,7 @@ impl Session<'_> {
                 id,
                 Prepared {
                     sql: raw,
+                    digest,
                     text: sql.into(),
                     class: std::sync::Arc::new(class),
                     params,

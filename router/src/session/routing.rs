@@ -80,7 +80,7 @@ impl Session<'_> {
                 .and_then(|s| std::str::from_utf8(s).ok());
             let out = rt.rules.evaluate(&RuleInput {
                 sql,
-                digest: None,
+                digest: self.whole_digest(),
                 user: &self.user,
                 schema,
                 client_ip: self.peer.ip(),
@@ -215,7 +215,7 @@ impl Session<'_> {
         }
         match got {
             Ok((i, why)) => {
-                self.count_route(why, i);
+                self.count_route(why, i, class.is_plain_read());
                 if sticky {
                     let s = self.held[i].server;
                     self.state.stick(s);
@@ -348,12 +348,14 @@ impl Session<'_> {
         self.shared.monitor.hurry();
         let nap = (until - now).min(Duration::from_millis(250));
         let interrupt = self.interrupt.clone();
+        self.observe_waiting(Some(crate::stats::Command::WaitingWriter));
         tokio::select! {
             _ = changed.changed() => {}
             _ = tokio::time::sleep(nap) => {}
             // KILL QUERY: the caller plans again and finds it.
             _ = interrupt.after(self.interrupts_seen) => {}
         }
+        self.observe_waiting(None);
         // A client that went away gives its place back now.
         if self.client.peer_closed() {
             return Err(Error::ClientIo(std::io::Error::from(
@@ -467,15 +469,16 @@ impl Session<'_> {
         }
     }
 
-    /// Counts a statement routed to held connection `i`, labelled with the
-    /// group its server serves in force (a promoted replica's writes count
-    /// for the writer group).
-    fn count_route(&self, why: Why, i: usize) {
+    /// Counts a statement (`read`: a plain read) routed to held
+    /// connection `i`, labelled with the group its server serves in force
+    /// (a promoted replica's writes count for the writer group).
+    fn count_route(&mut self, why: Why, i: usize, read: bool) {
         let s = self.held[i].server;
         let g = self.cur.members.serving(s, self.cur.rt.servers[s].group);
         if let Some(c) = self.cur.routed[g].get(why.index()) {
             c.inc();
         }
+        self.observe_route(i, g, why, read);
     }
 
     /// The held connection to `server`.
