@@ -96,6 +96,34 @@ fn check_running(dir: &Path) -> Result<()> {
         "{dashboard} is not the dashboard: {page}"
     );
 
+    // The router's admin interface, with the operator named in topology.env.
+    let admin_port = env
+        .get("CAUSEWAY_ROUTER_ADMIN_PORT")
+        .context("no CAUSEWAY_ROUTER_ADMIN_PORT in topology.env")?;
+    let out = std::process::Command::new(&env["CAUSEWAY_MYSQL"])
+        .args([
+            "--no-defaults",
+            "-h127.0.0.1",
+            "-P",
+            admin_port,
+            &format!("-u{}", env["CAUSEWAY_ROUTER_ADMIN_USER"]),
+            &format!("-p{}", env["CAUSEWAY_ROUTER_ADMIN_PASSWORD"]),
+            "--batch",
+            "--skip-column-names",
+            "-e",
+            "SELECT name FROM servers ORDER BY name",
+        ])
+        .output()?;
+    ensure!(
+        out.status.success() && text(&out).starts_with("primary\nreplica1\nreplica2\n"),
+        "the admin interface did not list the servers: {}",
+        text(&out)
+    );
+    ensure!(
+        status_text.contains(&format!("admin interface: 127.0.0.1:{admin_port}")),
+        "status does not point at the admin interface: {status_text}"
+    );
+
     let again = sandbox(dir, &["up"])?;
     ensure!(!again.status.success(), "up twice must refuse");
     ensure!(
