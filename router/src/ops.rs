@@ -25,7 +25,8 @@ use std::time::SystemTime;
 /// What an operator made of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerOp {
-    /// No new statements; it leaves its group once nothing runs there.
+    /// No new statements (it leaves its groups at once); what runs there
+    /// finishes, and it shows as drained once nothing does.
     Draining,
     /// No statements at all.
     Offline,
@@ -116,6 +117,30 @@ impl Ops {
             .unwrap_or_default()
     }
 
+    /// Whether any hostgroup is paused (one atomic load).
+    pub fn any_paused(&self) -> bool {
+        self.any_paused.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// After a reload: forgets what was set for servers and hostgroups the
+    /// configuration no longer names (statements waiting on a hostgroup
+    /// that is gone are released, to be steered by the new configuration).
+    pub fn retain(&self, server: impl Fn(&str) -> bool, group: impl Fn(&str) -> bool) {
+        if let Ok(mut m) = self.servers.lock() {
+            m.retain(|name, _| server(name));
+        }
+        if let Ok(mut p) = self.paused.lock() {
+            let before = p.len();
+            p.retain(|name| group(name));
+            self.any_paused
+                .store(!p.is_empty(), std::sync::atomic::Ordering::Release);
+            if p.len() != before {
+                drop(p);
+                self.resumed.notify_waiters();
+            }
+        }
+    }
+
     /// Whether hostgroup `name` is paused (one atomic load when none is).
     pub fn is_paused(&self, name: &str) -> bool {
         self.any_paused.load(std::sync::atomic::Ordering::Acquire)
@@ -188,6 +213,15 @@ mod tests {
         assert!(!ops.set_server("a", None));
         assert_eq!(ops.server("a"), None);
         assert_eq!(ops.generation(), 3);
+        ops.set_server("a", Some(ServerOp::Offline));
+        ops.set_server("b", Some(ServerOp::Draining));
+        ops.retain(|s| s == "b", |_| true);
+        assert_eq!(
+            ops.server("a"),
+            None,
+            "a server no longer configured is forgotten"
+        );
+        assert!(ops.server("b").is_some());
     }
 
     #[tokio::test]
@@ -204,6 +238,20 @@ mod tests {
         assert!(!waiter.is_finished());
         ops.wait_resumed("w").await;
         assert!(ops.set_paused("r", false));
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("released")
+            .unwrap();
+        // A paused group a reload removed releases its waiters too.
+        ops.set_paused("gone", true);
+        let waiter = tokio::spawn({
+            let ops = ops.clone();
+            async move { ops.wait_resumed("gone").await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        ops.retain(|_| true, |g| g != "gone");
+        assert!(!ops.any_paused());
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await
             .expect("released")

@@ -496,6 +496,21 @@ impl Shared {
         {
             tracing::warn!("frontend and metrics settings change only at restart");
         }
+        let (a, b) = (&runtime.config.admin, &self.config.admin);
+        if (a.enabled, a.listen, a.max_connections, a.query_timeout)
+            != (b.enabled, b.listen, b.max_connections, b.query_timeout)
+        {
+            tracing::warn!(
+                "admin settings other than its users (listen, max_connections, query_timeout) \
+                 change only at restart"
+            );
+        }
+        // What an operator set stays for the servers and hostgroups still
+        // named, and is forgotten for the others.
+        self.ops.retain(
+            |s| runtime.server_named(s).is_some(),
+            |g| runtime.group_named(g).is_some(),
+        );
         self.monitor
             .reconfigure(runtime.config.monitor.clone(), monitor_password);
         self.monitor.retarget(monitor_targets(&runtime));

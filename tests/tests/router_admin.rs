@@ -519,10 +519,12 @@ async fn reload_of_a_broken_file_returns_every_problem_and_changes_nothing() -> 
 }
 
 fn tempdir() -> Result<std::path::PathBuf> {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
     let dir = std::env::temp_dir().join(format!(
-        "causeway-admin-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
+        "causeway-admin-{}-{since_epoch}",
+        std::process::id()
     ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

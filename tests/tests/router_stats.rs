@@ -323,7 +323,7 @@ async fn the_query_log_says_why_a_causal_read_went_where_it_went() -> Result<()>
     let mut cfg = topo.causal_config(Scope::Session)?;
     cfg.query_log.enabled = true;
     cfg.query_log.path = log.clone();
-    // Errors only, and every causal read: sample 0.
+    // Sample 0: only errors are logged.
     cfg.query_log.sample = 0.0;
     let router = start_router(cfg).await?;
     let mut c = app(&topo, &router).await?;

@@ -126,7 +126,7 @@ async fn query(shared: &Arc<Shared>, user: &str, id: u32, q: String) -> Reply {
     let limits = Limits {
         timeout: cfg.query_timeout,
         max_rows: 1_000_000,
-        max_bytes: 256 << 20,
+        max_bytes: 64 << 20,
     };
     let session = engine::Session {
         user: user.to_string(),
@@ -221,16 +221,13 @@ async fn server(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let in_use = pool.in_use();
-    let group = &cur.rt.groups[cur.rt.servers[sid].group];
-    let alone = op.is_some()
-        && cur.members.writer.iter().flatten().any(|w| *w == sid)
-        && !shared
-            .current()
-            .members
-            .writer
-            .iter()
-            .flatten()
-            .any(|_| true);
+    // The server was its cluster's writer, and the cluster has none now.
+    let cluster = cur.rt.servers[sid].cluster;
+    let group = &cur.rt.groups[cluster];
+    let writer_of =
+        |c: &crate::shared::Current| c.members.writer.get(cluster.index()).copied().flatten();
+    let alone =
+        op.is_some() && writer_of(&cur) == Some(sid) && writer_of(&shared.current()).is_none();
     let mut info = match op {
         Some(ServerOp::Draining) => format!(
             "server {name} draining: no new statements; {in_use} connection(s) in use finish \

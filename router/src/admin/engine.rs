@@ -193,6 +193,13 @@ pub fn run(
     db.pragma_update(None, "query_only", true).map_err(other)?;
     db.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)
         .map_err(other)?;
+    // No single value (a randomblob(), a repeat()) larger than the answer
+    // may be.
+    let length = i32::try_from(limits.max_bytes)
+        .unwrap_or(i32::MAX)
+        .max(1 << 20);
+    db.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, length)
+        .map_err(other)?;
     let deadline = Instant::now() + limits.timeout;
     db.progress_handler(1000, Some(move || Instant::now() > deadline));
     let res = query(&db, sql, limits);
@@ -245,14 +252,20 @@ fn query(db: &Connection, sql: &str, limits: Limits) -> Result<Answer, EngineErr
                 }
                 ValueRef::Text(t) | ValueRef::Blob(t) => {
                     seen.get_or_insert(Kind::Text);
+                    // Counted before it is copied.
+                    bytes += t.len();
+                    if bytes > limits.max_bytes {
+                        return Err(too_large(limits));
+                    }
                     Some(String::from_utf8_lossy(t).into_owned())
                 }
             };
-            bytes += v.as_ref().map_or(1, String::len);
+            // What a value costs beyond its bytes.
+            bytes += std::mem::size_of::<Option<String>>() + v.as_ref().map_or(0, String::len);
             values.push(v);
         }
         if bytes > limits.max_bytes {
-            return Err(EngineError::TooLarge(format!("{} bytes", limits.max_bytes)));
+            return Err(too_large(limits));
         }
         out.push(values);
     }
@@ -262,6 +275,10 @@ fn query(db: &Connection, sql: &str, limits: Limits) -> Result<Answer, EngineErr
         .map(|(name, (d, s))| (name, d.or(s).unwrap_or(Kind::Text)))
         .collect();
     Ok(Answer { columns, rows: out })
+}
+
+fn too_large(limits: Limits) -> EngineError {
+    EngineError::TooLarge(format!("{} bytes", limits.max_bytes))
 }
 
 fn fill(db: &Connection, tables: &[Table]) -> Result<(), EngineError> {
@@ -464,6 +481,22 @@ mod tests {
              SELECT i FROM n",
             &s,
             few,
+        );
+        assert!(matches!(r, Err(EngineError::TooLarge(_))), "{r:?}");
+        let small = Limits {
+            max_bytes: 1 << 20,
+            ..limits()
+        };
+        let r = run(&tables(), "SELECT randomblob(100000000)", &s, small);
+        assert!(
+            r.is_err(),
+            "a value past the limit is refused by SQLite: {r:?}"
+        );
+        let r = run(
+            &tables(),
+            "SELECT zeroblob(900000) AS a, zeroblob(900000) AS b",
+            &s,
+            small,
         );
         assert!(matches!(r, Err(EngineError::TooLarge(_))), "{r:?}");
     }

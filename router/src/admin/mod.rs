@@ -89,9 +89,12 @@ async fn session(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>)
             return;
         }
     };
+    let mut client = est.client;
+    // A client that stops reading does not hold its slot and its answer.
+    client.set_write_timeout(Some(shared.config.frontend.net_write_timeout));
     let mut admin = Admin {
         shared,
-        client: est.client,
+        client,
         caps: est.caps,
         user: est.user,
         peer,

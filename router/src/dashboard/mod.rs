@@ -11,7 +11,7 @@
 //!   servers, pools:     status::{servers, pools}   (the admin tables read the same rows)
 //!   history:            shared.history             (status::sample, one sample a second, 5 min)
 //!   reads, errors:      the metrics registry       (causal_reads, queries, errors families)
-//!   digests:            top_digests()              (empty until the query digests land)
+//!   digests:            top_digests()              (shared.stats.digests, the 10 costliest)
 //! ```
 //! The page draws whatever the document holds and says so when it holds
 //! nothing yet (a router just started, no reader, no traffic).
@@ -204,10 +204,11 @@ pub struct DigestRow {
 /// The costliest statement digests (most total time first, at most 10),
 /// for the dashboard.
 pub fn top_digests(shared: &Shared) -> Vec<DigestRow> {
-    let mut rows = shared.stats.digests.snapshot();
-    rows.sort_by(|a, b| b.sum_ms.total_cmp(&a.sum_ms));
-    rows.into_iter()
-        .take(10)
+    shared
+        .stats
+        .digests
+        .top(10)
+        .into_iter()
         .map(|d| DigestRow {
             digest: d.digest,
             schema: d.schema,

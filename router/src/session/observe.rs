@@ -129,6 +129,10 @@ impl Session<'_> {
     /// The digest of `sql` into the buffer (of its beginning when long).
     fn digest(&mut self, sql: &str) {
         let cut = crate::stats::digests::truncated(sql, DIGEST_INPUT_MAX);
+        // A long statement's buffer does not stay with the session.
+        if self.obs.digest.capacity() > 4096 && cut.len() < 1024 {
+            self.obs.digest = String::new();
+        }
         crate::rules::digest_into(cut, &mut self.obs.digest);
         self.obs.digest_of = if cut.len() == sql.len() {
             DigestOf::Whole
@@ -290,7 +294,10 @@ impl Session<'_> {
                 session: self.id,
                 user: &self.user,
                 schema: schema.as_deref(),
-                digest: &o.digest,
+                digest: crate::stats::digests::truncated(
+                    &o.digest,
+                    crate::stats::digests::MAX_DIGEST_LEN,
+                ),
                 hostgroup: routed.map(|_| hostgroup),
                 server: routed.map(|(_, s, _)| s),
                 route: routed.map(|(_, _, why)| why.label()),

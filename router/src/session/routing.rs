@@ -149,6 +149,15 @@ impl Session<'_> {
                 }
             };
             self.backend_timeout = timeout;
+            // A paused hostgroup: the statement waits for RESUME, then is
+            // steered again (a reload may have come meanwhile).
+            if let Some(g) = self.paused_target(class, &steer) {
+                match self.wait_resumed(g).await {
+                    Ok(()) => continue,
+                    Err(Failure::Client(e)) => break (Err(Failure::Client(e)), sticky),
+                    Err(Failure::Fatal(e)) => return Err(e),
+                }
+            }
             let (got, cluster) = self.plan_and_get(class, &steer, &ask).await;
             match (got, cluster) {
                 (Err(Failure::Client(e)), Some(w)) if matches!(e.code, 9001 | 9002) => {
@@ -252,33 +261,16 @@ impl Session<'_> {
         let groups = plan::groups_of(&*self.cur.rt, writer, default);
         let target = plan::target(class, &lives, steer, &groups);
         self.turn = self.turn.wrapping_add(1);
-        let p = loop {
-            let held_servers: Vec<ServerId> = self.held.iter().map(|h| h.server).collect();
-            let cur = self.cur.clone();
-            let p = plan::plan(
-                &*cur.rt,
-                &cur.members,
-                target,
-                &held_servers,
-                |s| cur.pool(s).in_use(),
-                self.turn,
-            );
-            // A paused hostgroup: what it would run waits for RESUME, but
-            // for what runs on a connection the session is pinned to (an
-            // open transaction goes on to its end).
-            let pinned = matches!(p, Plan::Held(s, _) if self.state.pinned(s));
-            match target {
-                Target::Group(g, _)
-                    if !pinned && self.shared.ops.is_paused(&cur.rt.groups[g].name) =>
-                {
-                    if let Err(e) = self.wait_resumed(g).await {
-                        return (Err(e), None);
-                    }
-                }
-                _ => break p,
-            }
-        };
+        let held_servers: Vec<ServerId> = self.held.iter().map(|h| h.server).collect();
         let cur = self.cur.clone();
+        let p = plan::plan(
+            &*cur.rt,
+            &cur.members,
+            target,
+            &held_servers,
+            |s| cur.pool(s).in_use(),
+            self.turn,
+        );
         // What the session keeps on a server the monitor finds unreachable
         // is lost: the statement is not sent there.
         if let (Target::Conn(s, _), Plan::Held(..) | Plan::Borrow(..)) = (target, &p) {
@@ -364,6 +356,29 @@ impl Session<'_> {
         }
         self.refresh().await?;
         Ok(true)
+    }
+
+    /// The hostgroup a statement goes to when an operator paused it and the
+    /// session holds no pinned connection (what runs on one goes on, so an
+    /// open transaction can end). One atomic load when nothing is paused.
+    fn paused_target(&self, class: &Classified, steer: &Steer) -> Option<GroupId> {
+        if !self.shared.ops.any_paused() {
+            return None;
+        }
+        if self.held.iter().any(|h| self.state.pinned(h.server)) {
+            return None;
+        }
+        let held: Vec<(ServerId, ConnId)> =
+            self.held.iter().map(|h| (h.server, h.conn.id)).collect();
+        let lives = plan::lives(&self.state, class, &held);
+        let (writer, default) = self.user_groups();
+        let groups = plan::groups_of(&*self.cur.rt, writer, default);
+        match plan::target(class, &lives, steer, &groups) {
+            Target::Group(g, _) if self.shared.ops.is_paused(&self.cur.rt.groups[g].name) => {
+                Some(g)
+            }
+            _ => None,
+        }
     }
 
     /// Waits while an operator keeps hostgroup `g` paused, giving back

@@ -170,3 +170,26 @@ fn concurrent_sessions_count_every_statement() {
     assert_eq!(rows.len(), 100);
     assert_eq!(rows.iter().map(|r| r.count).sum::<u64>(), 4000);
 }
+
+#[test]
+fn top_picks_the_costliest_across_shards() {
+    let d = Digests::new(1000);
+    let names: Vec<String> = (0..100u64).map(|i| format!("SELECT {i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        for _ in 0..3 {
+            d.record(&sample(name, "app", "primary", i as u64 + 1));
+        }
+    }
+    let top = d.top(5);
+    let got: Vec<&str> = top.iter().map(|r| r.digest.as_str()).collect();
+    assert_eq!(
+        got,
+        [
+            "SELECT 99",
+            "SELECT 98",
+            "SELECT 97",
+            "SELECT 96",
+            "SELECT 95"
+        ]
+    );
+}

@@ -330,6 +330,14 @@ mod tests {
         let err = log.configure(&bad).unwrap_err();
         assert!(err.to_string().contains("query_log.path"), "{err}");
         assert!(!log.enabled());
+        // ... also while it logs: the file in force stays.
+        c.enabled = true;
+        log.configure(&c).unwrap();
+        assert!(log.configure(&bad).is_err());
+        assert!(
+            log.enabled() && log.wants(0, true),
+            "a refused change turned it off"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
