@@ -72,6 +72,11 @@ enum Reads {
     /// `token`, the session first sets `@causeway_min_gtid` to the primary's
     /// set after the write (obtained outside the router).
     Fresh { prefix: &'static str, token: bool },
+    /// Across routers: the writes through the hunt's router with
+    /// `session_track_gtids = OWN_GTID`, each read in a fresh session
+    /// through another router (on `port`), given the write's GTID from the
+    /// OK packet as a token (`min_gtid` hint) or not.
+    Across { port: u16, token: bool },
     /// As a connection pool does: the writes on one connection of the
     /// `writer` user, the reads on another connection of the `reader`
     /// user (open for the whole hunt, never writing), with this prefix.
@@ -143,13 +148,39 @@ async fn hunter(
     if let Reads::OwnAfter(setup) = &reads {
         writer.query_drop(*setup).await?;
     }
+    // Across routers the writes go through a client that reads its OK
+    // packets' GTIDs (the login above did caching_sha2's full exchange, so
+    // this one takes the fast path).
+    let mut tracked = match &reads {
+        Reads::Across { .. } => {
+            let who = topo.user("APP")?;
+            let caps = RAW_CAPS | CapabilityFlags::SESSION_TRACK;
+            let plugin = "caching_sha2_password";
+            let mut raw =
+                Raw::login_with(router_port, &who.user, &who.password, plugin, caps).await?;
+            ok_of(&mut raw, "SET session_track_gtids = OWN_GTID").await?;
+            Some(raw)
+        }
+        _ => None,
+    };
+    let mut gtid = String::new();
     let mut tally = Tally::default();
     let mut id = id_base;
     while Instant::now() < deadline {
         id += 1;
-        writer
-            .exec_drop("INSERT INTO causeway.hunt (id, v) VALUES (?, ?)", (id, id))
-            .await?;
+        match tracked.as_mut() {
+            Some(raw) => {
+                let insert = format!("INSERT INTO causeway.hunt (id, v) VALUES ({id}, {id})");
+                let ok = ok_of(raw, &insert).await?;
+                let set = ok.gtids()?.context("no GTID in the write's OK packet")?;
+                gtid = String::from_utf8(set.to_vec())?;
+            }
+            None => {
+                writer
+                    .exec_drop("INSERT INTO causeway.hunt (id, v) VALUES (?, ?)", (id, id))
+                    .await?
+            }
+        }
         let sql = |prefix: &str| {
             format!("{prefix}SELECT @@port, (SELECT COUNT(*) FROM causeway.hunt WHERE id = {id})")
         };
@@ -175,6 +206,17 @@ async fn hunter(
                 let reader = pooled.as_mut().context("no reading connection")?;
                 reader.query_first(sql(prefix)).await?
             }
+            Reads::Across { port, token } => {
+                let mut fresh = Conn::new(opts(&topo, *port, "APP", false)?).await?;
+                let prefix = if *token {
+                    format!("/* causeway: min_gtid={gtid} */ ")
+                } else {
+                    String::new()
+                };
+                let row = fresh.query_first(sql(&prefix)).await?;
+                fresh.disconnect().await?;
+                row
+            }
         };
         let (port, found) = row.context("no row")?;
         tally.reads += 1;
@@ -185,6 +227,9 @@ async fn hunter(
     }
     writer.disconnect().await?;
     primary.disconnect().await?;
+    if let Some(mut raw) = tracked {
+        raw.send(0, &[0x01]).await?;
+    }
     if let Some(c) = pooled {
         c.disconnect().await?;
     }
@@ -351,6 +396,44 @@ async fn stale_read_hunters() -> Result<()> {
     ensure!(
         no_token.stale > 0,
         "fresh sessions without a token never read stale: the token hunt proves nothing"
+    );
+
+    // Across routers: a write through this router, its GTID (from the OK
+    // packet) handed to a fresh session of a second router as a token: no
+    // stale read; the same reads without the token find stale ones.
+    let other = start_router(topo.causal_config(Scope::Session)?).await?;
+    let across = hunt(
+        &topo,
+        &router,
+        11,
+        Reads::Across {
+            port: other.port,
+            token: true,
+        },
+        false,
+    )
+    .await?;
+    report("across routers, token", &topo, &across);
+    assert_eq!(across.stale, 0, "stale reads with a token across routers");
+    ensure!(
+        across.on_replicas(&topo) > 0,
+        "no read across routers was served by a replica"
+    );
+    let across_no_token = hunt(
+        &topo,
+        &router,
+        12,
+        Reads::Across {
+            port: other.port,
+            token: false,
+        },
+        false,
+    )
+    .await?;
+    report("across routers, no token", &topo, &across_no_token);
+    ensure!(
+        across_no_token.stale > 0,
+        "reads through another router without a token never read stale: the hunt proves nothing"
     );
 
     // global: a fresh session's read sees everything committed before it.
