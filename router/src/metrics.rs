@@ -506,20 +506,32 @@ impl Series {
 /// not parse are skipped).
 pub fn parse_series(text: &str, name: &str) -> Vec<Series> {
     text.lines()
+        .filter_map(|line| series_after_name(line.strip_prefix(name)?))
+        .collect()
+}
+
+/// Every series of Prometheus text `text`, with its metric name (pure;
+/// comments and lines that do not parse are skipped).
+pub fn parse_all_series(text: &str) -> Vec<(String, Series)> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            let (labels, value) = match rest.strip_prefix('{') {
-                Some(inner) => {
-                    let (labels, after) = parse_labels(inner)?;
-                    (labels, after)
-                }
-                None if rest.starts_with(' ') => (Vec::new(), rest),
-                None => return None,
-            };
-            let value = value.split_whitespace().next()?.parse().ok()?;
-            Some(Series { labels, value })
+            let end = line.find(['{', ' '])?;
+            let series = series_after_name(&line[end..])?;
+            Some((line[..end].to_string(), series))
         })
         .collect()
+}
+
+/// The labels and value of a series line, after its metric name.
+fn series_after_name(rest: &str) -> Option<Series> {
+    let (labels, value) = match rest.strip_prefix('{') {
+        Some(inner) => parse_labels(inner)?,
+        None if rest.starts_with(' ') => (Vec::new(), rest),
+        None => return None,
+    };
+    let value = value.split_whitespace().next()?.parse().ok()?;
+    Some(Series { labels, value })
 }
 
 /// `k="v",...}` and what follows the closing brace.

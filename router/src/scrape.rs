@@ -305,7 +305,7 @@ fn render_views(shared: &Shared, out: &mut String) {
 }
 
 /// A label value with `\\`, `"` and newlines escaped.
-fn escape(v: &str) -> String {
+pub fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::admin::engine::{format_time, Kind, Schema, Table, Value};
+use crate::metrics::Series;
 use crate::shared::Shared;
 
 use Kind::{Int, Real, Text};
@@ -168,11 +169,11 @@ pub static ALL: &[&Schema] = &[
 /// Every table, those `sql` names filled from `shared`.
 pub fn snapshot(shared: &Arc<Shared>, sql: &str) -> Vec<Table> {
     let lower = sql.to_ascii_lowercase();
-    let mut metrics: Option<Vec<Sample>> = None;
+    let mut metrics: Option<Vec<(String, Series)>> = None;
     let mut samples = || {
         metrics
             .get_or_insert_with(|| {
-                parse_exposition(&causeway_common::metrics_http::Render::render(
+                crate::metrics::parse_all_series(&causeway_common::metrics_http::Render::render(
                     &crate::scrape::Live(shared.clone()),
                 ))
             })
@@ -194,7 +195,7 @@ pub fn snapshot(shared: &Arc<Shared>, sql: &str) -> Vec<Table> {
                     "causal_wait" => causal_wait(&samples()),
                     "metrics" => samples()
                         .into_iter()
-                        .map(|s| vec![s.name.into(), s.labels.into(), s.value.into()])
+                        .map(|(name, s)| vec![name.into(), labels_text(&s).into(), s.value.into()])
                         .collect(),
                     "paused" => shared
                         .ops
@@ -382,93 +383,42 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, Optio
     }
 }
 
-/// One metric sample of the text exposition.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// Metric name (with its `_total`, `_bucket`... suffix).
-    pub name: String,
-    /// Its labels as written (`a="x",b="y"`).
-    pub labels: String,
-    /// Its value.
-    pub value: f64,
+/// A series' labels as the exposition writes them (`a="x",b="y"`).
+fn labels_text(s: &Series) -> String {
+    s.labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", crate::scrape::escape(v)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-impl Sample {
-    /// The value of label `name`.
-    pub fn label(&self, name: &str) -> Option<&str> {
-        let key = format!("{name}=\"");
-        let mut from = 0;
-        while let Some(at) = self.labels[from..].find(&key) {
-            let start = from + at;
-            if start == 0 || self.labels.as_bytes()[start - 1] == b',' {
-                let rest = &self.labels[start + key.len()..];
-                return rest.find('"').map(|end| &rest[..end]);
-            }
-            from = start + key.len();
-        }
-        None
-    }
-}
-
-/// The samples of a Prometheus / OpenMetrics text exposition.
-pub fn parse_exposition(text: &str) -> Vec<Sample> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let (name, labels, rest) = match line.find('{') {
-            Some(open) => {
-                let Some(close) = line.rfind('}') else {
-                    continue;
-                };
-                (&line[..open], &line[open + 1..close], &line[close + 1..])
-            }
-            None => match line.split_once(' ') {
-                Some((n, r)) => (n, "", r),
-                None => continue,
-            },
-        };
-        let Some(value) = rest
-            .split_ascii_whitespace()
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-        else {
-            continue;
-        };
-        out.push(Sample {
-            name: name.to_string(),
-            labels: labels.to_string(),
-            value,
-        });
-    }
-    out
-}
-
-fn causal_reads(samples: &[Sample]) -> Vec<Vec<Value>> {
+/// The series of metric `name` among `samples`.
+fn named<'a>(samples: &'a [(String, Series)], name: &'a str) -> impl Iterator<Item = &'a Series> {
     samples
         .iter()
-        .filter(|s| s.name == format!("{}_total", crate::metrics::CAUSAL_READS))
+        .filter(move |(n, _)| n == name)
+        .map(|(_, s)| s)
+}
+
+fn causal_reads(samples: &[(String, Series)]) -> Vec<Vec<Value>> {
+    let name = format!("{}_total", crate::metrics::CAUSAL_READS);
+    named(samples, &name)
         .map(|s| {
             vec![
-                s.label("scope").unwrap_or("").into(),
-                s.label("served").unwrap_or("").into(),
-                s.label("reason").unwrap_or("").into(),
+                s.label("scope").into(),
+                s.label("served").into(),
+                s.label("reason").into(),
                 (s.value as i64).into(),
             ]
         })
         .collect()
 }
 
-fn causal_wait(samples: &[Sample]) -> Vec<Vec<Value>> {
-    samples
-        .iter()
-        .filter(|s| s.name == format!("{}_bucket", crate::metrics::CAUSAL_WAIT_SECONDS))
+fn causal_wait(samples: &[(String, Series)]) -> Vec<Vec<Value>> {
+    let name = format!("{}_bucket", crate::metrics::CAUSAL_WAIT_SECONDS);
+    named(samples, &name)
         .map(|s| {
-            let le = s
-                .label("le")
-                .and_then(|v| v.parse::<f64>().ok())
-                .map(|v| v * 1000.0);
+            let le = s.label("le").parse::<f64>().ok().map(|v| v * 1000.0);
             vec![le.into(), (s.value as i64).into()]
         })
         .collect()
@@ -492,13 +442,17 @@ mod tests {
                     causeway_router_causal_reads_total{scope=\"session\",served=\"replica\",reason=\"applied\"} 12\n\
                     plain 3.5\n\
                     causeway_router_causal_wait_seconds_bucket{le=\"0.005\"} 4\n# EOF\n";
-        let s = parse_exposition(text);
+        let s = crate::metrics::parse_all_series(text);
         assert_eq!(s.len(), 3);
-        assert_eq!(s[0].label("served"), Some("replica"));
-        assert_eq!(s[0].label("scope"), Some("session"));
-        assert_eq!(s[0].label("nope"), None);
-        assert_eq!(s[1].name, "plain");
-        assert_eq!(s[1].value, 3.5);
+        assert_eq!(s[0].1.label("served"), "replica");
+        assert_eq!(s[0].1.label("scope"), "session");
+        assert_eq!(s[0].1.label("nope"), "");
+        assert_eq!(
+            labels_text(&s[0].1),
+            "scope=\"session\",served=\"replica\",reason=\"applied\""
+        );
+        assert_eq!(s[1].0, "plain");
+        assert_eq!(s[1].1.value, 3.5);
         let reads = causal_reads(&s);
         assert_eq!(
             reads,
