@@ -19,6 +19,9 @@ use crate::failover::FailoverConfig;
 pub use crate::rules::QueryRuleConfig;
 use crate::rules::Rules;
 
+mod fleet;
+pub use self::fleet::{EtcdConfig, Listen, Overrides};
+
 mod observe;
 pub use observe::{QueryLogConfig, StatsConfig, MAX_DIGESTS};
 

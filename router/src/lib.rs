@@ -33,6 +33,7 @@
 //! | [`status`] | the servers and pools as an operator reads them (admin tables, dashboard), and the sampler |
 //! | [`stats`] | query digests, errors sent to clients, what each session does now, the query log |
 //! | [`scrape`] | the metrics endpoint's text: the registry plus gauges read from the shared state |
+//! | [`fleet`] | a fleet on etcd: the configuration followed, registration, the peers' acknowledged GTIDs, `fleet` commands |
 //! | [`dashboard`] | the live dashboard beside `/metrics`: an HTML page and the JSON document it polls |
 //!
 //! ```text
@@ -52,6 +53,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod failover;
+pub mod fleet;
 pub mod frontend;
 pub mod global;
 pub mod health;
@@ -96,9 +98,20 @@ impl Router {
     /// Builds the shared state and binds `frontend.listen`. With `path`,
     /// [`Shared::reload`] reads that file again.
     pub async fn bind(config: Config, path: Option<PathBuf>) -> anyhow::Result<Router> {
+        Router::bind_with(config, path, config::Overrides::default()).await
+    }
+
+    /// [`Router::bind`], with what the command line set over the
+    /// configuration (applied again to every configuration reloaded).
+    pub async fn bind_with(
+        config: Config,
+        path: Option<PathBuf>,
+        overrides: config::Overrides,
+    ) -> anyhow::Result<Router> {
         let addr = config.frontend.listen;
         let mut shared = Shared::new(config)?;
         shared.config_path = path;
+        shared.overrides = overrides;
         let shared = Arc::new(shared);
         let listener = TcpListener::bind(addr)
             .await

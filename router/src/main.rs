@@ -1,38 +1,61 @@
 //! `causeway-router`: speaks MySQL to applications and routes their
 //! statements over hostgroups of MySQL servers.
 //!
-//! Settings come from a TOML file (`--config`); a few flags override it,
-//! each of which may also be given as an environment variable (see `--help`).
+//! Settings come from a TOML file (`--config`) or, for a fleet, from an
+//! etcd key (`--config-etcd`, `--config-key`); a few flags override them,
+//! each of which may also be given as an environment variable (see
+//! `--help`). `causeway-router fleet ...` publishes a fleet's configuration
+//! and shows the fleet.
 
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use causeway_common::logging::{self, Output};
 use causeway_common::metrics_http;
 use causeway_common::signal::terminate;
-use causeway_router::config::Config;
+use causeway_router::config::{Config, EtcdConfig, Listen, Overrides};
+use causeway_router::fleet;
 use causeway_router::Router;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use tracing::info;
 
 /// MySQL router: read/write split over hostgroups, query rules, pools, health checks.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
-    /// TOML configuration file (see router/examples/router.toml).
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish the fleet's configuration to etcd and look at the fleet.
+    Fleet(FleetArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// TOML configuration file (see router/examples/router.toml), or a file
+    /// holding only an [etcd] table (the configuration then lives in etcd).
     #[arg(long, env = "CAUSEWAY_ROUTER_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
     /// Address clients connect to (overrides frontend.listen).
     #[arg(long, env = "CAUSEWAY_ROUTER_LISTEN")]
     listen: Option<SocketAddr>,
     /// Address of the Prometheus endpoint ("off" disables it).
     #[arg(long, env = "CAUSEWAY_ROUTER_METRICS_LISTEN")]
-    metrics_listen: Option<String>,
+    metrics_listen: Option<Listen>,
     /// Address of the admin interface (overrides admin.listen; "off"
     /// disables it).
     #[arg(long, env = "CAUSEWAY_ROUTER_ADMIN_LISTEN")]
-    admin_listen: Option<String>,
+    admin_listen: Option<Listen>,
     /// Worker threads (default: one per CPU).
     #[arg(long, env = "CAUSEWAY_ROUTER_THREADS")]
     threads: Option<usize>,
@@ -52,39 +75,191 @@ struct Cli {
     reload: bool,
 }
 
-fn load(cli: &Cli) -> anyhow::Result<Config> {
-    let mut cfg = Config::from_file(&cli.config)?;
-    if let Some(v) = cli.listen {
-        cfg.frontend.listen = v;
-    }
-    if let Some(v) = &cli.metrics_listen {
-        if v.eq_ignore_ascii_case("off") {
-            cfg.metrics.enabled = false;
-        } else {
-            cfg.metrics.enabled = true;
-            cfg.metrics.listen = v
-                .parse()
-                .with_context(|| format!("--metrics-listen: {v:?} is not host:port or \"off\""))?;
+/// Where etcd is and which key holds the configuration; each overrides
+/// the [etcd] table of the `--config` file, when it has one.
+#[derive(Debug, Args)]
+struct EtcdArgs {
+    /// etcd endpoints, comma separated (host:port or http(s)://host:port):
+    /// read the configuration from etcd and follow its changes.
+    #[arg(
+        long = "config-etcd",
+        env = "CAUSEWAY_ROUTER_CONFIG_ETCD",
+        value_delimiter = ','
+    )]
+    endpoints: Vec<String>,
+    /// The etcd key holding the configuration document.
+    #[arg(long = "config-key", env = "CAUSEWAY_ROUTER_CONFIG_KEY")]
+    key: Option<String>,
+    /// etcd user (etcd authentication).
+    #[arg(long = "etcd-user", env = "CAUSEWAY_ETCD_USER")]
+    user: Option<String>,
+    /// Environment variable holding the etcd user's password.
+    #[arg(long = "etcd-password-env")]
+    password_env: Option<String>,
+    /// File holding the etcd user's password.
+    #[arg(long = "etcd-password-file", env = "CAUSEWAY_ETCD_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+    /// CA certificate (PEM) for etcd's TLS.
+    #[arg(long = "etcd-ca", env = "CAUSEWAY_ETCD_CA")]
+    ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's TLS authentication.
+    #[arg(long = "etcd-cert", env = "CAUSEWAY_ETCD_CERT")]
+    cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long = "etcd-key", env = "CAUSEWAY_ETCD_KEY")]
+    key_file: Option<PathBuf>,
+    /// This router's id in the fleet (default: host name:listen port).
+    #[arg(long = "router-id", env = "CAUSEWAY_ROUTER_ID")]
+    router_id: Option<String>,
+    /// A router that dies leaves the fleet view after this long (e.g. 10s).
+    #[arg(long = "etcd-lease-ttl", env = "CAUSEWAY_ETCD_LEASE_TTL", value_parser = humantime::parse_duration)]
+    lease_ttl: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+struct FleetArgs {
+    /// A file holding an [etcd] table (the flags below override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    #[command(subcommand)]
+    action: FleetAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetAction {
+    /// Check FILE as --check does, then write it to the key, only if the
+    /// key is still at the revision the file was edited from.
+    Put {
+        /// The configuration file.
+        file: PathBuf,
+        /// The revision the file was edited from (default: from its first
+        /// line, as `fleet get` writes it).
+        #[arg(long)]
+        expect_revision: Option<i64>,
+        /// Do not read the secrets and files the configuration names (they
+        /// exist only on the routers' hosts).
+        #[arg(long)]
+        no_resolve: bool,
+    },
+    /// Print the configuration in etcd, its revision on the first line.
+    Get {
+        /// Write it to this file instead.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Show what FILE would change (exit status 1 when it differs).
+    Diff {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// List the live routers; exit status 1 when one is not on the latest
+    /// revision or refused its last one.
+    Status,
+}
+
+impl EtcdArgs {
+    /// The etcd settings: the bootstrap file's, overridden by flags; `None`
+    /// when neither names etcd.
+    fn resolve(&self, file: Option<&Path>) -> anyhow::Result<Option<EtcdConfig>> {
+        let from_file = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                EtcdConfig::from_bootstrap(&text, p)?
+            }
+            None => None,
+        };
+        let given = !self.endpoints.is_empty() || self.key.is_some();
+        if from_file.is_none() && !given {
+            return Ok(None);
         }
-    }
-    if let Some(v) = &cli.admin_listen {
-        if v.eq_ignore_ascii_case("off") {
-            cfg.admin.enabled = false;
-        } else {
-            cfg.admin.enabled = true;
-            cfg.admin.listen = v
-                .parse()
-                .with_context(|| format!("--admin-listen: {v:?} is not host:port or \"off\""))?;
+        if let (Some(p), None, true) = (file, &from_file, given) {
+            anyhow::bail!(
+                "--config {} is a configuration file, and --config-etcd/--config-key name etcd: \
+                 give one source",
+                p.display()
+            );
         }
+        let mut c = from_file.unwrap_or_default();
+        if !self.endpoints.is_empty() {
+            c.endpoints = self.endpoints.clone();
+        }
+        macro_rules! over {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = Some(v.clone()); } )* };
+        }
+        over!(
+            user,
+            password_env,
+            password_file,
+            ca_file,
+            cert_file,
+            key_file,
+            router_id
+        );
+        if let Some(k) = &self.key {
+            c.key = k.clone();
+        }
+        if let Some(t) = self.lease_ttl {
+            c.lease_ttl = t;
+        }
+        c.validate()?;
+        Ok(Some(c))
     }
+}
+
+/// Where the running configuration comes from.
+enum Source {
+    File(PathBuf),
+    Etcd(Box<(EtcdConfig, fleet::Initial)>),
+}
+
+fn overrides(cli: &RunArgs) -> Overrides {
+    Overrides {
+        listen: cli.listen,
+        metrics_listen: cli.metrics_listen,
+        admin_listen: cli.admin_listen,
+    }
+}
+
+async fn load(cli: &RunArgs) -> anyhow::Result<(Config, Source)> {
+    let etcd = cli.etcd.resolve(cli.config.as_deref())?;
+    let (mut cfg, source) = match etcd {
+        Some(e) => {
+            let first = fleet::initial(&e).await?;
+            let origin = PathBuf::from(format!("etcd:{}@{}", e.key, first.revision));
+            let cfg = Config::from_toml(&first.text, &origin)?;
+            (cfg, Source::Etcd(Box::new((e, first))))
+        }
+        None => {
+            let path = cli
+                .config
+                .clone()
+                .context("give --config FILE, or --config-etcd and --config-key")?;
+            (Config::from_file(&path)?, Source::File(path))
+        }
+    };
+    overrides(cli).apply(&mut cfg);
     cfg.validate()?;
-    Ok(cfg)
+    Ok((cfg, source))
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    logging::init(Output::Stderr, cli.log_json)?;
-    let cfg = load(&cli)?;
+    let log_json = cli.run.log_json;
+    logging::init(Output::Stderr, log_json)?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.run.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.enable_all().build()?;
+    if let Some(Command::Fleet(f)) = &cli.command {
+        let code = rt.block_on(fleet_command(f))?;
+        std::process::exit(code);
+    }
+    let cli = cli.run;
+    let (cfg, source) = rt.block_on(load(&cli))?;
     let warnings = cfg.warnings();
     if cli.check || cli.reload {
         // Resolves every password and loads every certificate and key.
@@ -101,11 +276,7 @@ fn main() -> anyhow::Result<()> {
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = cli.threads {
-        rt.worker_threads(n.max(1));
-    }
-    let res = rt.enable_all().build()?.block_on(run(cfg, &cli));
+    let res = rt.block_on(run(cfg, source, &cli));
     if let Some(p) = &cli.pid_file {
         // Only our own: a router started since (a restart that did not wait
         // for this one to drain) has written its pid there.
@@ -115,6 +286,49 @@ fn main() -> anyhow::Result<()> {
         }
     }
     res
+}
+
+/// Runs `fleet ...`; returns the exit status.
+async fn fleet_command(f: &FleetArgs) -> anyhow::Result<i32> {
+    let cfg = f
+        .etcd
+        .resolve(f.config.as_deref())?
+        .context("name etcd: --config-etcd and --config-key, or --config with an [etcd] table")?;
+    let mut out = std::io::stdout().lock();
+    match &f.action {
+        FleetAction::Put {
+            file,
+            expect_revision,
+            no_resolve,
+        } => match fleet::cli::put(&cfg, file, *expect_revision, !no_resolve).await? {
+            fleet::cli::Put::Written(rev) => {
+                eprintln!("{}: written, revision {rev}", cfg.key)
+            }
+            fleet::cli::Put::Unchanged(rev) => {
+                eprintln!("{}: unchanged, revision {rev}", cfg.key)
+            }
+        },
+        FleetAction::Get { output } => {
+            let text = fleet::cli::get(&cfg).await?;
+            match output {
+                Some(p) => {
+                    std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?
+                }
+                None => out.write_all(text.as_bytes())?,
+            }
+        }
+        FleetAction::Diff { file } => {
+            let d = fleet::cli::diff(&cfg, file).await?;
+            out.write_all(d.as_bytes())?;
+            return Ok(i32::from(!d.is_empty()));
+        }
+        FleetAction::Status => {
+            let (table, all_well) = fleet::cli::status(&cfg).await?;
+            out.write_all(table.as_bytes())?;
+            return Ok(i32::from(!all_well));
+        }
+    }
+    Ok(0)
 }
 
 /// Sends SIGHUP to the router whose pid is in `pid_file`.
@@ -134,33 +348,73 @@ fn signal_reload(pid_file: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(cfg: Config, cli: &Cli) -> anyhow::Result<()> {
+async fn run(cfg: Config, source: Source, cli: &RunArgs) -> anyhow::Result<()> {
     let metrics_addr = cfg.metrics.enabled.then_some(cfg.metrics.listen);
-    let router = Router::bind(cfg, Some(cli.config.clone())).await?;
-    info!(addr = %router.local_addr()?, "listening");
+    let path = match &source {
+        Source::File(p) => Some(p.clone()),
+        Source::Etcd(_) => None,
+    };
+    let router = Router::bind_with(cfg, path, overrides(cli)).await?;
+    let listen = router.local_addr()?;
+    info!(addr = %listen, "listening");
     if let Some(addr) = router.admin_addr() {
         info!(addr = %addr, "admin interface listening");
     }
-    if let Some(p) = &cli.pid_file {
-        std::fs::write(p, format!("{}\n", std::process::id()))
-            .with_context(|| format!("writing {}", p.display()))?;
-    }
     let shared = router.shared();
+    let mut metrics_local = None;
     if let Some(addr) = metrics_addr {
         let l = metrics_http::bind(addr)
             .await
             .with_context(|| format!("binding the metrics endpoint {addr}"))?;
         let local = l.local_addr()?;
+        metrics_local = Some(local);
         info!(addr = %local, dashboard = %format!("http://{local}/dashboard"), "metrics listening");
         tokio::spawn(causeway_router::dashboard::serve(l, shared.clone()));
+    }
+    let etcd = match source {
+        Source::Etcd(b) => {
+            let (e, mut first) = *b;
+            let id = fleet::router_id(&e, listen);
+            fleet::claim_id(&mut first.client, &e, &id).await?;
+            shared.fleet.set_source(fleet::state::Source::Etcd {
+                config: Box::new(e.clone()),
+                router_id: id.clone(),
+            });
+            shared.fleet.applied(first.revision);
+            shared.metrics.fleet_config_revision.set(first.revision);
+            let base = fleet::registration(id, listen, router.admin_addr(), metrics_local);
+            info!(key = %e.key, revision = first.revision, router_id = %base.id, "configuration from etcd");
+            tokio::spawn(fleet::agent::run(
+                shared.clone(),
+                e.clone(),
+                base,
+                first.client,
+            ));
+            Some(e)
+        }
+        Source::File(_) => None,
+    };
+    if let Some(p) = &cli.pid_file {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
     let reloads = async {
         while hup.recv().await.is_some() {
-            info!("SIGHUP: reloading the configuration");
-            // Errors are logged (with the file's line) by reload itself.
-            let _ = shared.reload().await;
+            match &etcd {
+                Some(e) => {
+                    info!(key = %e.key, "SIGHUP: reading the configuration from etcd again");
+                    if let Err(err) = fleet::agent::refetch(&shared, e).await {
+                        tracing::error!(error = %format!("{err:#}"), "SIGHUP: etcd unreachable; the configuration in force stays");
+                    }
+                }
+                None => {
+                    info!("SIGHUP: reloading the configuration");
+                    // Errors are logged (with the file's line) by reload itself.
+                    let _ = shared.reload().await;
+                }
+            }
         }
     };
     tokio::select! {

@@ -39,6 +39,14 @@ pub const QUERY_SECONDS: &str = "causeway_router_query_seconds";
 pub const RELOADS: &str = "causeway_router_reloads";
 /// Configuration reloads refused (the running configuration stayed).
 pub const RELOAD_FAILURES: &str = "causeway_router_reload_failures";
+/// 1 while the router is connected to etcd (configuration from etcd only).
+pub const FLEET_ETCD_CONNECTED: &str = "causeway_router_fleet_etcd_connected";
+/// The etcd revision of the configuration document in force.
+pub const FLEET_CONFIG_REVISION: &str = "causeway_router_fleet_config_revision";
+/// Writes to etcd, by kind (registration, acknowledged, keepalive).
+pub const FLEET_ETCD_WRITES: &str = "causeway_router_fleet_etcd_writes";
+/// Live routers in the fleet view (this one included).
+pub const FLEET_ROUTERS: &str = "causeway_router_fleet_routers";
 /// Statements that waited for a writer (a failover, a switchover), by how
 /// the wait ended: `served` (a writer came), `timeout` (the cluster's
 /// window ran out), `full` (its `max_waiting` statements waited already).
@@ -239,6 +247,14 @@ pub struct Metrics {
     pub resets: Counter,
     /// See [`QUERY_LOG_DROPPED`].
     pub query_log_dropped: Counter,
+    /// See [`FLEET_ETCD_CONNECTED`].
+    pub fleet_etcd_connected: Gauge,
+    /// See [`FLEET_CONFIG_REVISION`].
+    pub fleet_config_revision: Gauge,
+    /// See [`FLEET_ETCD_WRITES`].
+    pub fleet_etcd_writes: Family<KindLabels, Counter>,
+    /// See [`FLEET_ROUTERS`].
+    pub fleet_routers: Gauge,
 }
 
 impl Default for Metrics {
@@ -280,6 +296,10 @@ impl Metrics {
             statements_evicted: Counter::default(),
             resets: Counter::default(),
             query_log_dropped: Counter::default(),
+            fleet_etcd_connected: Gauge::default(),
+            fleet_config_revision: Gauge::default(),
+            fleet_etcd_writes: Family::default(),
+            fleet_routers: Gauge::default(),
         };
         let strip = |name: &'static str| name.strip_prefix("causeway_router_").unwrap_or(name);
         let r = registry.sub_registry_with_prefix("causeway_router");
@@ -330,6 +350,26 @@ impl Metrics {
             m.query_seconds.clone(),
         );
         r.register(strip(RELOADS), "configuration reloads", m.reloads.clone());
+        r.register(
+            strip(FLEET_ETCD_CONNECTED),
+            "1 while connected to etcd (configuration from etcd)",
+            m.fleet_etcd_connected.clone(),
+        );
+        r.register(
+            strip(FLEET_CONFIG_REVISION),
+            "etcd revision of the configuration document in force",
+            m.fleet_config_revision.clone(),
+        );
+        r.register(
+            strip(FLEET_ETCD_WRITES),
+            "writes to etcd, by kind",
+            m.fleet_etcd_writes.clone(),
+        );
+        r.register(
+            strip(FLEET_ROUTERS),
+            "live routers in the fleet view",
+            m.fleet_routers.clone(),
+        );
         r.register(
             strip(RELOAD_FAILURES),
             "configuration reloads refused",

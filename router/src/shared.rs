@@ -141,6 +141,13 @@ pub struct Shared {
     current: RwLock<Arc<Current>>,
     /// Where the configuration was read from (for reloads).
     pub config_path: Option<PathBuf>,
+    /// What the command line set over the configuration: applied again to
+    /// every configuration reloaded (an etcd document is shared by the
+    /// routers of a fleet; their listen addresses differ).
+    pub overrides: crate::config::Overrides,
+    /// The fleet: where the configuration comes from, the other routers,
+    /// what they acknowledged.
+    pub fleet: crate::fleet::state::FleetState,
     /// TLS towards clients.
     pub tls_acceptor: Option<TlsAcceptor>,
     /// The RSA key pair of the caching_sha2 exchange, loaded or generated once.
@@ -232,6 +239,8 @@ impl Shared {
             config,
             current: RwLock::new(Arc::new(current)),
             config_path: None,
+            overrides: Default::default(),
+            fleet: Default::default(),
             tls_acceptor,
             rsa,
             full_auth_done: Mutex::new(HashSet::new()),
@@ -285,6 +294,7 @@ impl Shared {
     pub async fn follow_monitor(&self) {
         let mut changes = self.monitor.subscribe();
         let mut views = self.views.subscribe();
+        let mut peers = self.fleet.peers_changes();
         let mut no_writer_since: HashMap<String, Instant> = HashMap::new();
         loop {
             let catching_up = !self.current().members.catching_up.is_empty();
@@ -297,6 +307,7 @@ impl Shared {
                 }
                 _ = views.changed(), if catching_up => {}
                 _ = self.ops.changed() => {}
+                _ = peers.changed(), if catching_up => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)), if catching_up => {}
             }
             let health = changes.borrow_and_update().clone();
@@ -393,7 +404,7 @@ impl Shared {
         let rt = &cur.rt;
         let now = Instant::now();
         let mut facts = Facts {
-            acked: self.writers.acknowledged(),
+            acked: self.acknowledged_by_fleet(rt),
             fenced: self.writers.fenced([], |_| false),
             ops: self.ops.server_ops(),
             ..Facts::default()
@@ -443,6 +454,7 @@ impl Shared {
                                 everywhere,
                                 crate::acked::ALL_INTERVALS,
                             );
+                            self.fleet.prune(&group.name, everywhere);
                         }
                         _ => {}
                     }
@@ -464,19 +476,58 @@ impl Shared {
         facts
     }
 
+    /// Per cluster, what this router and the other routers of its fleet
+    /// acknowledged: what a new writer must hold.
+    pub fn acknowledged_by_fleet(&self, rt: &Runtime) -> HashMap<String, causeway_gtid::GtidSet> {
+        let mut acked = self.writers.acknowledged();
+        for (_, group) in rt.groups.with_ids() {
+            if group.role == crate::config::Role::Writer {
+                let mut theirs = causeway_gtid::GtidSet::default();
+                self.fleet.peers_union(&group.name, &mut theirs);
+                if !theirs.is_empty() {
+                    acked
+                        .entry(group.name.clone())
+                        .or_default()
+                        .union_with(&theirs);
+                }
+            }
+        }
+        acked
+    }
+
     /// Reads the configuration file again and, when it is valid as a
     /// whole, puts it in force: sessions pick it up before their next
     /// statement, no connection is dropped. When it is not, the running
     /// configuration stays and the error (with its line) is returned.
     /// `frontend` and `metrics` changes need a restart (a warning says so).
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let _one_at_a_time = self.reload_lock.lock().await;
         let path = self
             .config_path
-            .as_ref()
+            .clone()
             .context("the router was not started from a configuration file")?;
+        self.put_in_force(|| Ok(Config::from_file(&path)?)).await
+    }
+
+    /// Puts a configuration document (TOML text; `origin` names it in
+    /// errors, e.g. the etcd key and revision) in force as [`Self::reload`]
+    /// does a file.
+    pub async fn reload_document(
+        &self,
+        text: &str,
+        origin: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        self.put_in_force(|| Ok(Config::from_toml(text, origin)?))
+            .await
+    }
+
+    async fn put_in_force(
+        &self,
+        read: impl FnOnce() -> anyhow::Result<Config>,
+    ) -> anyhow::Result<()> {
+        let _one_at_a_time = self.reload_lock.lock().await;
         let res = async {
-            let config = Config::from_file(path)?;
+            let mut config = read()?;
+            self.overrides.apply(&mut config);
             let runtime = Runtime::build(config)?;
             let password = runtime.config.monitor.resolve_password()?;
             self.stats.configure(&runtime.config)?;

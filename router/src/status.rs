@@ -251,7 +251,7 @@ fn gather<'a>(
             .map(|p| p.in_use())
             .collect::<Vec<_>>()
             .into(),
-        acked: shared.writers.acknowledged(),
+        acked: shared.acknowledged_by_fleet(rt),
         apply_rate,
     }
 }

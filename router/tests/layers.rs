@@ -40,6 +40,9 @@ const GROUND: &[&str] = &[
     "admin::engine",
     "history",
     "stats::histogram",
+    "config::fleet",
+    "fleet::view",
+    "fleet::diff",
 ];
 
 const STATE: &[&str] = &[
@@ -64,6 +67,7 @@ const STATE: &[&str] = &[
     "stats::errors",
     "stats::activity",
     "stats::querylog",
+    "fleet::state",
 ];
 
 const TOP: &[&str] = &[
@@ -82,6 +86,10 @@ const TOP: &[&str] = &[
     "admin::sql",
     "admin::tables",
     "dashboard",
+    "fleet",
+    "fleet::etcd",
+    "fleet::agent",
+    "fleet::cli",
 ];
 
 /// Files that are part of the session driver's one type.

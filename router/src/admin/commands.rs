@@ -254,7 +254,11 @@ async fn server(
 
 async fn reload(shared: &Arc<Shared>, user: &str, peer: SocketAddr) -> Reply {
     warn!(operator = user, peer = %peer, "admin: RELOAD");
-    match shared.reload().await {
+    let res = match shared.fleet.etcd() {
+        Some(etcd) => crate::fleet::agent::refetch(shared, &etcd).await,
+        None => shared.reload().await,
+    };
+    match res {
         Ok(()) => {
             let (revision, _) = shared.revision();
             Reply::Rows(text_rows(

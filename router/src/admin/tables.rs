@@ -152,6 +152,31 @@ pub static PAUSED: Schema = Schema {
     columns: &[("hostgroup", Text)],
 };
 
+/// `fleet`: the routers of the fleet (configuration from etcd).
+pub static FLEET: Schema = Schema {
+    name: "fleet",
+    about:
+        "live routers of the fleet (etcd): configuration revision in force, latest, last refused",
+    columns: &[
+        ("router_id", Text),
+        ("address", Text),
+        ("admin", Text),
+        ("metrics", Text),
+        ("version", Text),
+        ("pid", Int),
+        ("started", Text),
+        ("config_revision", Int),
+        ("latest_revision", Int),
+        ("config_since", Text),
+        ("on_latest", Int),
+        ("reload_failed", Int),
+        ("last_error", Text),
+        ("problem", Text),
+        ("this_router", Int),
+        ("etcd_link", Text),
+    ],
+};
+
 /// Every table, in `SHOW TABLES` order.
 pub static ALL: &[&Schema] = &[
     &SERVERS,
@@ -164,6 +189,7 @@ pub static ALL: &[&Schema] = &[
     &CONFIG,
     &METRICS,
     &PAUSED,
+    &FLEET,
 ];
 
 /// Every table, those `sql` names filled from `shared`.
@@ -197,6 +223,7 @@ pub fn snapshot(shared: &Arc<Shared>, sql: &str) -> Vec<Table> {
                         .into_iter()
                         .map(|(name, s)| vec![name.into(), labels_text(&s).into(), s.value.into()])
                         .collect(),
+                    "fleet" => fleet(shared),
                     "paused" => shared
                         .ops
                         .paused()
@@ -333,14 +360,59 @@ fn errors(shared: &Shared) -> Vec<Vec<Value>> {
         .collect()
 }
 
+fn fleet(shared: &Shared) -> Vec<Vec<Value>> {
+    use crate::fleet::state::{Link, Source};
+    let snap = shared.fleet.snapshot();
+    let me = match &snap.source {
+        Source::Etcd { router_id, .. } => router_id.clone(),
+        Source::File => return Vec::new(),
+    };
+    let secs = |s: u64| format_time(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+    let link = match &snap.link {
+        Link::Unused => String::new(),
+        Link::Up(t) => format!("up since {}", format_time(*t)),
+        Link::Down(t, why) => format!("down since {}: {why}", format_time(*t)),
+    };
+    snap.rows
+        .iter()
+        .map(|r| {
+            let own = r.reg.id == me;
+            vec![
+                r.reg.id.clone().into(),
+                r.reg.address.clone().into(),
+                Value::from(r.reg.admin.clone().unwrap_or_default()),
+                Value::from(r.reg.metrics.clone().unwrap_or_default()),
+                r.reg.version.clone().into(),
+                u64::from(r.reg.pid).into(),
+                secs(r.reg.started).into(),
+                r.reg.config_revision.into(),
+                r.latest.into(),
+                secs(r.reg.config_since).into(),
+                (!r.behind).into(),
+                r.reload_failed.into(),
+                r.reg.last_error.clone().unwrap_or_default().into(),
+                r.problem().into(),
+                own.into(),
+                if own { link.clone() } else { String::new() }.into(),
+            ]
+        })
+        .collect()
+}
+
 fn config(shared: &Shared) -> Vec<Vec<Value>> {
     let rt = shared.runtime();
-    let source = shared
-        .config_path
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "(built in)".to_string());
-    let (revision, loaded_at) = shared.revision();
+    let (mut revision, loaded_at) = shared.revision();
+    let source = match shared.fleet.etcd() {
+        Some(e) => {
+            revision = shared.fleet.applied_revision().max(0) as u64;
+            format!("etcd:{}", e.key)
+        }
+        None => shared
+            .config_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(built in)".to_string()),
+    };
     let mut flat = Vec::new();
     if let Ok(v) = serde_json::to_value(&rt.config) {
         flatten("", &v, &mut flat);
