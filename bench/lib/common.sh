@@ -23,6 +23,9 @@ bench_work=
 
 bench_init() {
   cd "$bench_repo"
+  # shellcheck source=scripts/lib/ensure-tools.sh
+  source "$bench_repo/scripts/lib/ensure-tools.sh"
+  ensure_protoc
   bench_work=$(mktemp -d)
   trap bench_exit EXIT
 }

@@ -2,7 +2,8 @@
 # Installs what the tests and the demo need and a fresh machine may lack:
 # node and npm (for the real client programs in tests/clients/node) and the
 # npm packages of those clients, the other client programs, and a headless
-# browser for the dashboard's test. Sourced by scripts/test and scripts/demo.
+# browser for the dashboard's test; protoc for the build. Sourced by
+# scripts/test, scripts/demo, scripts/sandbox and the benches.
 
 apt_install() {
   if [ "$(id -u)" != 0 ]; then
@@ -14,6 +15,16 @@ apt_install() {
     CAUSEWAY_APT_UPDATED=1
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
+}
+
+# protoc, which the etcd client crate's build runs on etcd's .proto files:
+# every build of the router needs it (scripts/test, scripts/sandbox, the
+# benches call this first).
+ensure_protoc() {
+  if ! command -v protoc >/dev/null; then
+    echo "installing protobuf-compiler (protoc) from Debian" >&2
+    apt_install protobuf-compiler
+  fi
 }
 
 ensure_node_clients() {

@@ -47,6 +47,18 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `<sandbox dir>-<name>`.
+fn isolated_dir(name: &str) -> PathBuf {
+    let shared = sandbox_dir();
+    shared.with_file_name(format!(
+        "{}-{name}",
+        shared
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("sandbox")
+    ))
+}
+
 fn sandbox_dir() -> PathBuf {
     std::env::var_os("CAUSEWAY_SANDBOX_DIR")
         .map(PathBuf::from)
@@ -87,25 +99,23 @@ impl Topology {
     /// process) when none runs. Left running for the next test; `scripts/test`
     /// takes it down at the end.
     pub fn get() -> Result<Topology> {
-        Topology::get_in(&sandbox_dir())
+        Topology::get_in(&sandbox_dir(), &["up"])
     }
 
     /// A sandbox of its own for tests that break servers on purpose, so the
     /// shared one stays healthy for the others: `<sandbox dir>-<name>`,
     /// started on first use and taken down by `scripts/test`.
     pub fn isolated(name: &str) -> Result<Topology> {
-        let shared = sandbox_dir();
-        let dir = shared.with_file_name(format!(
-            "{}-{name}",
-            shared
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("sandbox")
-        ));
-        Topology::get_in(&dir)
+        Topology::get_in(&isolated_dir(name), &["up"])
     }
 
-    fn get_in(dir: &Path) -> Result<Topology> {
+    /// An isolated sandbox started with `--etcd`: etcd and two fleet
+    /// routers reading their configuration from it.
+    pub fn isolated_fleet(name: &str) -> Result<Topology> {
+        Topology::get_in(&isolated_dir(name), &["up", "--etcd"])
+    }
+
+    fn get_in(dir: &Path, up: &[&str]) -> Result<Topology> {
         let dir = dir.to_path_buf();
         fs::create_dir_all(dir.parent().unwrap_or(Path::new(".")))?;
         let lock_path = dir.with_extension("lock");
@@ -117,7 +127,7 @@ impl Topology {
         // fail then); start one when none is running.
         let running = env_file.exists() && servers_alive(&dir);
         if !running {
-            let out = sandbox(&dir, &["up"])?;
+            let out = sandbox(&dir, up)?;
             if !out.status.success() {
                 bail!(
                     "scripts/sandbox up failed:\n{}{}",

@@ -187,9 +187,13 @@ async fn each_table_answers_with_the_sandbox_s_state() -> Result<()> {
         "config",
         "causal_reads",
         "metrics",
+        "fleet",
     ] {
         assert!(tables.contains(t), "{t} missing from {tables:?}");
     }
+    // A router configured from a file is in no fleet.
+    let fleet = rows(&mut a, "SELECT * FROM fleet").await?;
+    assert!(fleet.is_empty(), "{fleet:?}");
     // What clients ask when they connect.
     let v: String = a
         .query_first("SELECT @@version_comment")
