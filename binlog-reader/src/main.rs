@@ -27,7 +27,7 @@ use tracing::{error, info};
 
 /// Follows one mysqld's binlog and streams the GTIDs it has made visible.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = causeway_reader::VERSION, about)]
 struct Cli {
     /// TOML configuration file; flags override it.
     #[arg(long, env = "CAUSEWAY_READER_CONFIG")]

@@ -18,7 +18,7 @@ use tracing::info;
 
 /// MySQL router: read/write split over hostgroups, query rules, pools, health checks.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = causeway_router::VERSION, about)]
 struct Cli {
     /// TOML configuration file (see router/examples/router.toml).
     #[arg(long, env = "CAUSEWAY_ROUTER_CONFIG")]
