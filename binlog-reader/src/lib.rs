@@ -10,7 +10,6 @@
 //! See [`tracker`] for why a binlog GTID is not announced until
 //! `@@global.gtid_executed` contains it.
 
-
 /// What this reader was built from (`--version`, the `build_info` gauge).
 pub const BUILD: causeway_common::build_info::BuildInfo = causeway_common::build_info::BuildInfo {
     version: env!("CARGO_PKG_VERSION"),

@@ -38,7 +38,7 @@ struct Cli {
     /// Port of the mysqld.
     #[arg(long, env = "CAUSEWAY_READER_MYSQL_PORT")]
     mysql_port: Option<u16>,
-    /// User with REPLICATION SLAVE and REPLICATION CLIENT.
+    /// User with REPLICATION SLAVE (dist/grants.sql).
     #[arg(long, env = "CAUSEWAY_READER_MYSQL_USER")]
     mysql_user: Option<String>,
     /// Environment variable that holds the password.

@@ -67,7 +67,9 @@ mod tests {
         b.register(registry.sub_registry_with_prefix("x"));
         let text = registry.render();
         assert!(
-            text.contains("x_build_info{version=\"1.2.3\",commit=\"abc1234\",profile=\"release\"} 1\n"),
+            text.contains(
+                "x_build_info{version=\"1.2.3\",commit=\"abc1234\",profile=\"release\"} 1\n"
+            ),
             "{text}"
         );
     }

@@ -43,7 +43,6 @@
 //!        --> idle: connections holding nothing of the session go back to their pools
 //! ```
 
-
 /// What this router was built from (`--version`, the `build_info` gauge).
 pub const BUILD: causeway_common::build_info::BuildInfo = causeway_common::build_info::BuildInfo {
     version: env!("CARGO_PKG_VERSION"),
