@@ -23,7 +23,7 @@ use anyhow::{bail, ensure, Context, Result};
 use causeway_e2e::{http_get, workspace_root, Topology};
 use causeway_router::metrics::parse_series;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
+use mysql_async::{Conn, OptsBuilder, SslOpts};
 
 const PACKAGES: [&str; 2] = ["causeway-router", "causeway-reader"];
 const SERVERS: [&str; 3] = ["primary", "replica1", "replica2"];
@@ -535,7 +535,10 @@ async fn packages_install_serve_a_causal_read_and_purge_without_a_trace() -> Res
         .pass(Some(app_pw.clone()))
         .db_name(Some("pkgtest_app"))
         // Not the replica's unix socket that `SELECT @@socket` names.
-        .prefer_socket(false);
+        .prefer_socket(false)
+        // Over TLS (the router's self-signed certificate): the password
+        // needs no RSA key, which a debug build takes seconds to generate.
+        .ssl_opts(SslOpts::default().with_danger_accept_invalid_certs(true));
     // The table, by the sandbox's administrator: grants.sql gives the
     // application DML only.
     topo.mysql_batch(
@@ -616,5 +619,40 @@ async fn packages_install_serve_a_causal_read_and_purge_without_a_trace() -> Res
         "the causeway user or group is left after the purge"
     );
     drop(lock);
+    Ok(())
+}
+
+/// The router.toml the package ships as /etc/causeway/router.toml and the
+/// README's copy of it (the first-run section) are the same settings, and
+/// both are a valid configuration.
+#[test]
+fn the_shipped_router_toml_is_the_readmes_and_validates() -> Result<()> {
+    let root = workspace_root();
+    let shipped = root.join("router/dist/router.toml");
+    let readme = fs::read_to_string(root.join("README.md"))?;
+    let section = readme
+        .split_once("## Run it against your own servers")
+        .context("README.md has no first-run section")?
+        .1;
+    let block = section
+        .split_once("```toml\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .context("no toml block in the first-run section")?
+        .0;
+    let settings = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    assert_eq!(
+        settings(block),
+        settings(&fs::read_to_string(&shipped)?),
+        "README.md's router.toml and router/dist/router.toml differ"
+    );
+    let cfg = causeway_router::config::Config::from_file(&shipped)?;
+    cfg.validate()?;
+    assert_eq!(cfg.servers.len(), 3);
+    assert_eq!(cfg.consistent_pairs.len(), 1);
     Ok(())
 }
