@@ -27,7 +27,7 @@ use tracing::{error, info};
 
 /// Follows one mysqld's binlog and streams the GTIDs it has made visible.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = causeway_reader::VERSION, about)]
 struct Cli {
     /// TOML configuration file; flags override it.
     #[arg(long, env = "CAUSEWAY_READER_CONFIG")]
@@ -38,7 +38,7 @@ struct Cli {
     /// Port of the mysqld.
     #[arg(long, env = "CAUSEWAY_READER_MYSQL_PORT")]
     mysql_port: Option<u16>,
-    /// User with REPLICATION SLAVE and REPLICATION CLIENT.
+    /// User with REPLICATION SLAVE (dist/grants.sql).
     #[arg(long, env = "CAUSEWAY_READER_MYSQL_USER")]
     mysql_user: Option<String>,
     /// Environment variable that holds the password.

@@ -41,6 +41,9 @@ pub const RESETS: &str = "causeway_reader_resets";
 pub const VIEW_AGE: &str = "causeway_reader_view_age_seconds";
 /// 1 while the binlog connection is up.
 pub const CONNECTED: &str = "causeway_reader_connected";
+/// Always 1, labelled `version`, `commit` and `profile`: what this reader
+/// was built from (as `--version` prints it).
+pub const BUILD_INFO: &str = "causeway_reader_build_info";
 
 /// All metrics of one reader.
 #[derive(Debug)]
@@ -177,6 +180,7 @@ impl Metrics {
             "binlog connection up",
             m.connected.clone(),
         );
+        crate::BUILD.register(reader);
         Metrics { registry, ..m }
     }
 }
@@ -209,6 +213,7 @@ mod tests {
             SUBSCRIBERS,
             SUBSCRIBERS_DROPPED,
             SUBSCRIBERS_RESNAPSHOT,
+            BUILD_INFO,
             VISIBILITY_DELAY,
             RECONNECTS,
             RESETS,

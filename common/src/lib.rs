@@ -3,6 +3,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`build_info`] | a program's version, git commit and build profile; the `build_info` gauge |
 //! | [`config`] | a TOML file into a serde struct, errors as `path:line:column: message` |
 //! | [`secret`] | [`secret::Secret`] (never printed) and reading one from inline / env / file |
 //! | [`logging`] | the `tracing` subscriber: `RUST_LOG` filter, text or JSON lines |
@@ -13,6 +14,7 @@
 //! Each module has its own error type, so a caller handles exactly the
 //! failures of the function it called.
 
+pub mod build_info;
 pub mod config;
 pub mod logging;
 pub mod metrics_http;

@@ -24,7 +24,7 @@ use tracing::info;
 
 /// MySQL router: read/write split over hostgroups, query rules, pools, health checks.
 #[derive(Debug, Parser)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(version = causeway_router::VERSION, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -153,6 +153,9 @@ pub const BACKEND_RESETS: &str = "causeway_router_backend_resets";
 pub const PREPARED_EVICTED: &str = "causeway_router_prepared_statements_evicted";
 /// Requests waiting for a backend connection now, per server.
 pub const POOL_WAITING: &str = "causeway_router_pool_waiting";
+/// Always 1, labelled `version`, `commit` and `profile`: what this router
+/// was built from (as `--version` prints it).
+pub const BUILD_INFO: &str = "causeway_router_build_info";
 
 /// Labels of [`PINNED_SESSIONS`].
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -456,6 +459,7 @@ impl Metrics {
             "query log lines dropped because its writer was behind",
             m.query_log_dropped.clone(),
         );
+        crate::BUILD.register(r);
         Metrics { registry, ..m }
     }
 
@@ -649,6 +653,7 @@ mod tests {
         for name in [
             CONNECTIONS,
             SESSIONS,
+            BUILD_INFO,
             HANDSHAKE_FAILURES,
             AUTH_FAILURES,
             BACKEND_CONNECT_ERRORS,

@@ -78,3 +78,17 @@ ensure_browser() {
     apt_install chromium chromium-driver
   fi
 }
+
+# What scripts/package uses beyond dpkg-deb and gzip (always there on
+# Debian): groff to check the man pages, readelf and objdump (binutils,
+# there wherever cargo links) for the packages' Depends.
+ensure_package_tools() {
+  if ! command -v groff >/dev/null; then
+    echo "installing groff-base from Debian" >&2
+    apt_install groff-base
+  fi
+  if ! command -v readelf >/dev/null || ! command -v objdump >/dev/null; then
+    echo "installing binutils from Debian" >&2
+    apt_install binutils
+  fi
+}

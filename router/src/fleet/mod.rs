@@ -85,7 +85,7 @@ pub fn registration(
         address: address.to_string(),
         admin: admin.map(|a| a.to_string()),
         metrics: metrics.map(|a| a.to_string()),
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version: crate::VERSION.to_string(),
         pid: std::process::id(),
         started: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
