@@ -56,6 +56,7 @@ pub mod frontend;
 pub mod global;
 pub mod health;
 pub mod history;
+pub mod import;
 pub mod ids;
 pub mod io;
 pub mod metrics;

@@ -40,6 +40,11 @@ const GROUND: &[&str] = &[
     "admin::engine",
     "history",
     "stats::histogram",
+    "import::libconfig",
+    "import::model",
+    "import::flatten",
+    "import::convert",
+    "import::emit",
 ];
 
 const STATE: &[&str] = &[
@@ -64,6 +69,8 @@ const STATE: &[&str] = &[
     "stats::errors",
     "stats::activity",
     "stats::querylog",
+    "import",
+    "import::admin",
 ];
 
 const TOP: &[&str] = &[
