@@ -18,11 +18,11 @@ use tracing::info;
 
 /// MySQL router: read/write split over hostgroups, query rules, pools, health checks.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, subcommand_negates_reqs = true)]
 struct Cli {
     /// TOML configuration file (see router/examples/router.toml).
-    #[arg(long, env = "CAUSEWAY_ROUTER_CONFIG")]
-    config: PathBuf,
+    #[arg(long, env = "CAUSEWAY_ROUTER_CONFIG", required = true)]
+    config: Option<PathBuf>,
     /// Address clients connect to (overrides frontend.listen).
     #[arg(long, env = "CAUSEWAY_ROUTER_LISTEN")]
     listen: Option<SocketAddr>,
@@ -50,10 +50,19 @@ struct Cli {
     /// on SIGHUP sent any other way.
     #[arg(long, requires = "pid_file")]
     reload: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Convert a ProxySQL configuration (proxysql.cnf, or a live admin
+    /// interface: mysql://user:password@host:6032) to a Causeway one.
+    ImportProxysql(causeway_router::import::Args),
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
-    let mut cfg = Config::from_file(&cli.config)?;
+    let mut cfg = Config::from_file(cli.config.as_deref().context("--config is required")?)?;
     if let Some(v) = cli.listen {
         cfg.frontend.listen = v;
     }
@@ -83,6 +92,9 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::ImportProxysql(args)) = &cli.command {
+        return Ok(causeway_router::import::run(args)?);
+    }
     logging::init(Output::Stderr, cli.log_json)?;
     let cfg = load(&cli)?;
     let warnings = cfg.warnings();
@@ -136,7 +148,7 @@ fn signal_reload(pid_file: &std::path::Path) -> anyhow::Result<()> {
 
 async fn run(cfg: Config, cli: &Cli) -> anyhow::Result<()> {
     let metrics_addr = cfg.metrics.enabled.then_some(cfg.metrics.listen);
-    let router = Router::bind(cfg, Some(cli.config.clone())).await?;
+    let router = Router::bind(cfg, cli.config.clone()).await?;
     info!(addr = %router.local_addr()?, "listening");
     if let Some(addr) = router.admin_addr() {
         info!(addr = %addr, "admin interface listening");
