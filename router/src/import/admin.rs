@@ -134,11 +134,16 @@ pub async fn read(dsn: &Dsn, tables: Tables) -> Result<Proxysql, String> {
         compression: None,
     };
     let fail = |what: &str, e: Error| format!("{what} {}:{}: {}", dsn.host, dsn.port, describe(&e));
-    let mut conn = connect::connect(&ep).await.map_err(|e| fail("connecting to", e))?;
+    let mut conn = connect::connect(&ep)
+        .await
+        .map_err(|e| fail("connecting to", e))?;
     let caps = REQUIRED | CapabilityFlags::TRANSACTIONS | CapabilityFlags::DEPRECATE_EOF;
     let login = Login {
         user: Bytes::copy_from_slice(dsn.user.as_bytes()),
-        database: dsn.database.as_ref().map(|d| Bytes::copy_from_slice(d.as_bytes())),
+        database: dsn
+            .database
+            .as_ref()
+            .map(|d| Bytes::copy_from_slice(d.as_bytes())),
         // utf8mb4_general_ci: ProxySQL's admin and MySQL both know it.
         charset: 45,
         capabilities: caps,
@@ -216,7 +221,12 @@ mod tests {
     fn dsns_parse_with_defaults_and_escapes() {
         let d = parse_dsn("mysql://admin:admin@127.0.0.1:6032").unwrap();
         assert_eq!(
-            (d.user.as_str(), d.password.as_str(), d.host.as_str(), d.port),
+            (
+                d.user.as_str(),
+                d.password.as_str(),
+                d.host.as_str(),
+                d.port
+            ),
             ("admin", "admin", "127.0.0.1", 6032)
         );
         assert_eq!(d.database, None);

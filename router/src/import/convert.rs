@@ -174,11 +174,12 @@ impl Converter<'_> {
             // The writer of a pair is written under the writer group even
             // when a reader row for it comes first.
             let hg = match pairs.iter().find(|(_, r)| **r == hg) {
-                Some((w, _)) if self.p.servers.iter().any(|x| {
-                    x.text("hostname") == Some(host)
-                        && x.int_or("port", 3306) == i64::from(port)
-                        && x.int("hostgroup_id") == Some(*w)
-                }) =>
+                Some((w, _))
+                    if self.p.servers.iter().any(|x| {
+                        x.text("hostname") == Some(host)
+                            && x.int_or("port", 3306) == i64::from(port)
+                            && x.int("hostgroup_id") == Some(*w)
+                    }) =>
                 {
                     *w
                 }
@@ -260,8 +261,7 @@ impl Converter<'_> {
             let mut user = UserConfig {
                 name: name.to_string(),
                 default_hostgroup: Some(hostgroup_name(u.int_or("default_hostgroup", 0))),
-                max_connections: usize::try_from(u.int_or("max_connections", 10000))
-                    .unwrap_or(0),
+                max_connections: usize::try_from(u.int_or("max_connections", 10000)).unwrap_or(0),
                 ..UserConfig::default()
             };
             match u.text("password") {
@@ -302,7 +302,9 @@ impl Converter<'_> {
             if let Some(schema) = u.text("default_schema") {
                 self.not(
                     o,
-                    format!("user {name}: default_schema {schema}: clients name their schema at login"),
+                    format!(
+                        "user {name}: default_schema {schema}: clients name their schema at login"
+                    ),
                 );
             }
             if let Some(a) = u.text("attributes") {
@@ -316,7 +318,10 @@ impl Converter<'_> {
         let mut rows: Vec<&Row> = Vec::new();
         for r in &self.p.rules {
             if r.int_or("active", 1) == 0 {
-                self.not(&r.origin, "inactive rule, not converted (ProxySQL skips it too)");
+                self.not(
+                    &r.origin,
+                    "inactive rule, not converted (ProxySQL skips it too)",
+                );
                 continue;
             }
             rows.push(r);
@@ -345,7 +350,10 @@ impl Converter<'_> {
                 ("cache_timeout", "cache_timeout"),
                 ("mirror_hostgroup", "mirroring (mirror_hostgroup)"),
                 ("mirror_flagOUT", "mirroring (mirror_flagOUT)"),
-                ("next_query_flagIN", "next_query_flagIN (a flag for the next statement)"),
+                (
+                    "next_query_flagIN",
+                    "next_query_flagIN (a flag for the next statement)",
+                ),
                 ("reconnect", "reconnect"),
                 ("retries", "retries"),
                 ("delay", "delay"),
@@ -387,7 +395,11 @@ impl Converter<'_> {
             .collect();
         let mut rules = Vec::new();
         for u in &self.config.users {
-            if !u.default_hostgroup.as_ref().is_some_and(|d| paired.contains(d)) {
+            if !u
+                .default_hostgroup
+                .as_ref()
+                .is_some_and(|d| paired.contains(d))
+            {
                 continue;
             }
             rules.push(QueryRuleConfig {
@@ -430,7 +442,12 @@ impl Converter<'_> {
     fn hostgroups(&mut self, pairs: &Pairs) {
         let mut ids = BTreeSet::new();
         let parse = |name: &str| name.strip_prefix("hg").and_then(|n| n.parse::<i64>().ok());
-        ids.extend(self.config.servers.iter().filter_map(|s| parse(&s.hostgroup)));
+        ids.extend(
+            self.config
+                .servers
+                .iter()
+                .filter_map(|s| parse(&s.hostgroup)),
+        );
         for u in &self.config.users {
             ids.extend(u.default_hostgroup.as_deref().and_then(parse));
         }
@@ -458,13 +475,19 @@ impl Converter<'_> {
             let name = hostgroup_name(id);
             let writer_of = pairs.iter().find(|(_, r)| **r == id).map(|(w, _)| *w);
             let role = if pairs.contains_key(&id)
-                || (writer_of.is_none() && (defaults.contains(&name) || gtid_writers.contains(&name)))
+                || (writer_of.is_none()
+                    && (defaults.contains(&name) || gtid_writers.contains(&name)))
             {
                 Role::Writer
             } else {
                 Role::Reader
             };
-            let n = self.config.servers.iter().filter(|s| s.hostgroup == name).count();
+            let n = self
+                .config
+                .servers
+                .iter()
+                .filter(|s| s.hostgroup == name)
+                .count();
             if role == Role::Writer && !pairs.contains_key(&id) && n > 1 {
                 self.diff(
                     &format!("hostgroup {id}"),
@@ -491,7 +514,8 @@ impl Converter<'_> {
             .collect();
         let mut kept = Vec::new();
         for p in std::mem::take(&mut self.config.consistent_pairs) {
-            if roles.get(&p.reader) == Some(&Role::Reader) && roles.get(&p.writer) == Some(&Role::Writer)
+            if roles.get(&p.reader) == Some(&Role::Reader)
+                && roles.get(&p.writer) == Some(&Role::Writer)
             {
                 kept.push(p);
             } else {
@@ -525,12 +549,20 @@ impl Converter<'_> {
                 });
             }
         }
-        if !self.config.hostgroups.iter().any(|h| h.role == Role::Writer) {
+        if !self
+            .config
+            .hostgroups
+            .iter()
+            .any(|h| h.role == Role::Writer)
+        {
             if let Some(first) = self.config.hostgroups.first_mut() {
                 first.role = Role::Writer;
                 first.writer = None;
                 let name = first.name.clone();
-                self.diff(&name, "no writer hostgroup: the first hostgroup takes writes");
+                self.diff(
+                    &name,
+                    "no writer hostgroup: the first hostgroup takes writes",
+                );
             }
         }
     }
@@ -541,7 +573,9 @@ impl Converter<'_> {
         let mut handled: BTreeSet<&str> = BTreeSet::new();
         let mut get = |name: &'static str| {
             handled.insert(name);
-            self.p.variable(name).map(|v| (v.value.trim().to_string(), v.origin.clone()))
+            self.p
+                .variable(name)
+                .map(|v| (v.value.trim().to_string(), v.origin.clone()))
         };
         let ms = |v: &str| v.parse::<u64>().ok().map(Duration::from_millis);
         let yes = |v: &str| matches!(v.to_ascii_lowercase().as_str(), "1" | "true");
@@ -550,7 +584,9 @@ impl Converter<'_> {
             m.enabled = yes(&v);
         }
         m.user = get("mysql-monitor_username").map_or("monitor".into(), |v| v.0);
-        m.password = Some(Secret(get("mysql-monitor_password").map_or("monitor".into(), |v| v.0)));
+        m.password = Some(Secret(
+            get("mysql-monitor_password").map_or("monitor".into(), |v| v.0),
+        ));
         // One check does everything in Causeway: it runs as often as the
         // most frequent of ProxySQL's (defaults: ping 8 s, read_only 1 s,
         // lag 10 s).
@@ -560,7 +596,9 @@ impl Converter<'_> {
             ("mysql-monitor_read_only_interval", 1000),
             ("mysql-monitor_replication_lag_interval", 10000),
         ] {
-            let v = get(name).and_then(|(v, _)| ms(&v)).unwrap_or(Duration::from_millis(default));
+            let v = get(name)
+                .and_then(|(v, _)| ms(&v))
+                .unwrap_or(Duration::from_millis(default));
             intervals.push(v);
         }
         let interval = intervals.iter().copied().filter(|d| !d.is_zero()).min();
@@ -635,7 +673,11 @@ impl Converter<'_> {
                 continue;
             }
             let secret = v.name.contains("password") || v.name.contains("credentials");
-            let value = if secret { "(not shown)" } else { v.value.as_str() };
+            let value = if secret {
+                "(not shown)"
+            } else {
+                v.value.as_str()
+            };
             let why = match v.name.as_str() {
                 "mysql-threads" => "use causeway-router --threads".to_string(),
                 n if n.starts_with("admin-") => {
@@ -656,7 +698,9 @@ impl Converter<'_> {
                 "mysql_galera_hostgroups" => "Galera clusters: no equivalent",
                 "mysql_group_replication_hostgroups" => "group replication: no equivalent",
                 "mysql_aws_aurora_hostgroups" => "Aurora: no equivalent",
-                "mysql_query_rules_fast_routing" => "fast routing by user and schema: not converted",
+                "mysql_query_rules_fast_routing" => {
+                    "fast routing by user and schema: not converted"
+                }
                 _ => "no equivalent",
             };
             self.not.push(Note {
@@ -670,10 +714,7 @@ impl Converter<'_> {
 /// A rule's match criteria as conditions.
 fn criteria(r: &Row) -> Result<Vec<Lit>, String> {
     let mut lits = Vec::new();
-    for (col, what) in [
-        ("error_msg", "error_msg"),
-        ("OK_msg", "OK_msg"),
-    ] {
+    for (col, what) in [("error_msg", "error_msg"), ("OK_msg", "OK_msg")] {
         if r.text(col).is_some() {
             return Err(format!(
                 "{what}: ProxySQL answers the statements it matches itself; Causeway runs them"
@@ -724,9 +765,8 @@ fn client_network(a: &str) -> Result<Option<String>, String> {
         return Ok(None);
     }
     let octets: Vec<&str> = prefix.trim_end_matches('.').split('.').collect();
-    let whole = prefix.ends_with('.')
-        && octets.len() < 4
-        && octets.iter().all(|o| o.parse::<u8>().is_ok());
+    let whole =
+        prefix.ends_with('.') && octets.len() < 4 && octets.iter().all(|o| o.parse::<u8>().is_ok());
     if !whole {
         return Err(format!(
             "client_addr {a:?} is a text prefix that is not whole IPv4 octets"

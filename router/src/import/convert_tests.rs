@@ -18,8 +18,7 @@ fn fixture(name: &str) -> Proxysql {
 fn check(name: &str) -> (Conversion, Config, String) {
     let conv = convert(&fixture(name), &Options::default());
     let text = emit(&conv, name);
-    let cfg = Config::from_toml(&text, Path::new(name))
-        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let cfg = Config::from_toml(&text, Path::new(name)).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(cfg, conv.config, "{text}");
     cfg.validate().unwrap_or_else(|e| panic!("{e}\n{text}"));
     let mut built = cfg.clone();
@@ -32,6 +31,9 @@ fn check(name: &str) -> (Conversion, Config, String) {
     Runtime::build(built).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
     (conv, cfg, text)
 }
+
+/// A rule's user, digest, destination and chain.
+type RuleView<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, bool);
 
 fn not_converted(conv: &Conversion) -> Vec<String> {
     conv.not_converted
@@ -68,7 +70,10 @@ fn read_write_split_guide() {
         .collect();
     assert_eq!(
         roles,
-        [("hg1", Role::Writer, None), ("hg2", Role::Reader, Some("hg1"))]
+        [
+            ("hg1", Role::Writer, None),
+            ("hg2", Role::Reader, Some("hg1"))
+        ]
     );
     assert_eq!(cfg.servers[1].weight, 10);
     assert_eq!(cfg.servers[1].max_connections, 200);
@@ -77,7 +82,7 @@ fn read_write_split_guide() {
         Some(Duration::from_secs(10))
     );
     // The users' default hostgroups first (chained), then the guide's rules.
-    let rules: Vec<(Option<&str>, Option<&str>, Option<&str>, bool)> = cfg
+    let rules: Vec<RuleView<'_>> = cfg
         .query_rules
         .iter()
         .map(|r| {
@@ -134,7 +139,10 @@ fn gtid_causal_reads_guide() {
     assert_eq!(r.consistency, Some(Scope::Session));
     assert_eq!(r.destination.as_deref(), Some("hg2"));
     let readers: Vec<Option<&str>> = cfg.servers.iter().map(|s| s.reader.as_deref()).collect();
-    assert_eq!(readers, [Some("db1:3307"), Some("db2:3307"), Some("db3:3307")]);
+    assert_eq!(
+        readers,
+        [Some("db1:3307"), Some("db2:3307"), Some("db3:3307")]
+    );
     assert!(!cfg.routing.writer_is_also_reader);
     assert_eq!(cfg.monitor.interval, Duration::from_secs(1));
     assert!(conv.not_converted.is_empty(), "{:#?}", conv.not_converted);
@@ -153,7 +161,13 @@ fn large_configuration_with_chains_and_unconvertible_features() {
     let offline = cfg.servers.iter().find(|s| s.host == "10.1.0.3").unwrap();
     assert_eq!(offline.weight, 0);
     assert_eq!(cfg.backend.tls.mode, BackendTlsMode::Required);
-    assert!(cfg.servers.iter().find(|s| s.host == "10.3.0.1").unwrap().tls.is_none());
+    assert!(cfg
+        .servers
+        .iter()
+        .find(|s| s.host == "10.3.0.1")
+        .unwrap()
+        .tls
+        .is_none());
     assert_eq!(
         cfg.servers[0].tls.as_ref().map(|t| t.mode),
         Some(BackendTlsMode::Disabled)

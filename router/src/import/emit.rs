@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::convert::{Conversion, Note};
 use crate::config::{
-    BackendConfig, BackendTls, BackendTlsMode, FrontendConfig, MonitorConfig, Role,
-    RoutingConfig, ServerConfig, UserConfig,
+    BackendConfig, BackendTls, BackendTlsMode, FrontendConfig, MonitorConfig, Role, RoutingConfig,
+    ServerConfig, UserConfig,
 };
 use crate::config::{ConsistentPair, QueryRuleConfig};
 
@@ -60,11 +60,7 @@ pub fn emit(conv: &Conversion, source: &str) -> String {
         "Not converted (no equivalent in Causeway)",
         &conv.not_converted,
     );
-    notes(
-        &mut out,
-        "Converted, with differences",
-        &conv.differences,
-    );
+    notes(&mut out, "Converted, with differences", &conv.differences);
     out
 }
 
@@ -254,7 +250,11 @@ fn rule(out: &mut String, r: &QueryRuleConfig) {
 fn routing(out: &mut String, r: &RoutingConfig) {
     if r.writer_is_also_reader != RoutingConfig::default().writer_is_also_reader {
         out.push_str("\n[routing]\n");
-        kv(out, "writer_is_also_reader", &r.writer_is_also_reader.to_string());
+        kv(
+            out,
+            "writer_is_also_reader",
+            &r.writer_is_also_reader.to_string(),
+        );
     }
 }
 
@@ -297,8 +297,7 @@ mod tests {
         ] {
             let doc = format!("v = {}\n", s(text));
             let parsed: std::collections::BTreeMap<String, String> =
-                causeway_common::config::parse_toml(&doc, std::path::Path::new("t.toml"))
-                    .unwrap();
+                causeway_common::config::parse_toml(&doc, std::path::Path::new("t.toml")).unwrap();
             assert_eq!(parsed["v"], text, "{doc}");
         }
     }

@@ -234,7 +234,11 @@ fn name(step: &Step, path: &Path, reached: usize) -> String {
     let mut name = format!("proxysql rule {}", step.id);
     if !path.via.is_empty() {
         let via: Vec<String> = path.via.iter().map(|i| i.to_string()).collect();
-        name.push_str(&format!(" (flagIN {} via {})", step.flag_in, via.join(", ")));
+        name.push_str(&format!(
+            " (flagIN {} via {})",
+            step.flag_in,
+            via.join(", ")
+        ));
     } else if reached > 1 {
         name.push_str(&format!(" (flagIN {})", step.flag_in));
     }
@@ -347,11 +351,7 @@ fn to_rule(lits: &[Lit]) -> Result<QueryRuleConfig, String> {
                 _ => {}
             }
         }
-        [_] => {
-            return Err(
-                "needs a pattern to match and another not to match at once".into(),
-            )
-        }
+        [_] => return Err("needs a pattern to match and another not to match at once".into()),
         _ => {
             return Err(
                 "needs several patterns not to match at once (negate_match_pattern with both \

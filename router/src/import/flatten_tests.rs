@@ -95,11 +95,7 @@ const STATEMENTS: &[&str] = &[
 
 fn check_same(steps: &[Step]) -> Flattened {
     let flat = flatten(steps);
-    assert!(
-        flat.not_converted.is_empty(),
-        "{:?}",
-        flat.not_converted
-    );
+    assert!(flat.not_converted.is_empty(), "{:?}", flat.not_converted);
     let rules = Rules::compile(&flat.rules).unwrap();
     for sql in STATEMENTS {
         for user in ["app", "reports"] {
@@ -141,7 +137,13 @@ fn a_flag_chain_becomes_conjunctions() {
     // By user into flag 1, then by pattern within it; flag-0 rules after
     // the chain only see the statements of other users.
     let steps = [
-        no_action(step(1, 0, Some(1), false, vec![Lit::User("reports".into(), true)])),
+        no_action(step(
+            1,
+            0,
+            Some(1),
+            false,
+            vec![Lit::User("reports".into(), true)],
+        )),
         step(2, 1, None, true, vec![pat("^SELECT")]),
         step(3, 1, None, true, vec![]),
         step(4, 0, None, true, vec![pat("^SELECT")]),
@@ -150,10 +152,7 @@ fn a_flag_chain_becomes_conjunctions() {
     let r2 = &flat.rules[0];
     assert_eq!(r2.user.as_deref(), Some("reports"));
     assert_eq!(r2.match_pattern.as_deref(), Some("^SELECT"));
-    assert_eq!(
-        r2.name.as_deref(),
-        Some("proxysql rule 2 (flagIN 1 via 1)")
-    );
+    assert_eq!(r2.name.as_deref(), Some("proxysql rule 2 (flagIN 1 via 1)"));
     // Rule 4 needs "user is not reports": not expressible; but rule 3
     // (flag 1, apply, no criteria) stops every reports statement first,
     // so rule 4 needs no guard at all.
@@ -176,7 +175,13 @@ fn a_negated_pattern_guard_is_expressed_with_negate() {
 #[test]
 fn a_guard_needing_not_a_user_is_reported_not_broadened() {
     let steps = [
-        no_action(step(1, 0, Some(1), false, vec![Lit::User("reports".into(), true)])),
+        no_action(step(
+            1,
+            0,
+            Some(1),
+            false,
+            vec![Lit::User("reports".into(), true)],
+        )),
         step(2, 1, None, false, vec![pat("^SELECT")]),
         step(3, 0, None, true, vec![pat("^SELECT")]),
     ];
@@ -203,13 +208,21 @@ fn negate_with_both_patterns_is_reported() {
     )];
     let flat = flatten(&steps);
     assert!(flat.rules.is_empty());
-    assert!(flat.not_converted[0].1.contains("several patterns not to match"));
+    assert!(flat.not_converted[0]
+        .1
+        .contains("several patterns not to match"));
 }
 
 #[test]
 fn contradictory_guards_are_dropped() {
     let steps = [
-        no_action(step(1, 0, Some(1), false, vec![Lit::User("app".into(), true)])),
+        no_action(step(
+            1,
+            0,
+            Some(1),
+            false,
+            vec![Lit::User("app".into(), true)],
+        )),
         step(2, 1, None, true, vec![Lit::User("reports".into(), true)]),
         step(3, 1, None, true, vec![pat("^SELECT")]),
     ];
@@ -238,10 +251,7 @@ fn random_rule_sets_route_like_proxysql() {
             .map(|id| {
                 let mut lits = Vec::new();
                 if next(3) == 0 {
-                    lits.push(Lit::User(
-                        ["app", "reports"][next(2) as usize].into(),
-                        true,
-                    ));
+                    lits.push(Lit::User(["app", "reports"][next(2) as usize].into(), true));
                 }
                 if next(4) != 0 {
                     let negate = next(5) == 0;

@@ -215,9 +215,7 @@ impl Parser {
                 Some('=' | ':') => {
                     self.bump();
                 }
-                Some(c) => {
-                    return self.error(format!("expected '=' after {name:?}, found {c:?}"))
-                }
+                Some(c) => return self.error(format!("expected '=' after {name:?}, found {c:?}")),
                 None => return self.error(format!("expected '=' after {name:?}")),
             }
             self.skip()?;
@@ -491,7 +489,16 @@ msg = "a \"quoted\" " "joined\tstring"
 
     #[test]
     fn any_bytes_give_a_value_or_an_error() {
-        for text in ["", "{", "}", "a=(", "a=[1,", "a=\"\\x", "a={b=(c=1)}", "\u{0}"] {
+        for text in [
+            "",
+            "{",
+            "}",
+            "a=(",
+            "a=[1,",
+            "a=\"\\x",
+            "a={b=(c=1)}",
+            "\u{0}",
+        ] {
             let _ = parse(text);
         }
     }

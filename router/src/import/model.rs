@@ -103,7 +103,9 @@ impl Proxysql {
                         });
                     }
                 }
-                "mysql_servers" | "mysql_users" | "mysql_query_rules"
+                "mysql_servers"
+                | "mysql_users"
+                | "mysql_query_rules"
                 | "mysql_replication_hostgroups" => {
                     for (i, v) in value.elements().iter().enumerate() {
                         let row = row_of(name, v, origin(i, v));
@@ -119,7 +121,8 @@ impl Proxysql {
                 _ => match &value.kind {
                     Kind::List(items) | Kind::Array(items) => {
                         for (i, v) in items.iter().enumerate() {
-                            out.other.push((name.clone(), row_of(name, v, origin(i, v))));
+                            out.other
+                                .push((name.clone(), row_of(name, v, origin(i, v))));
                         }
                     }
                     _ => {
