@@ -45,6 +45,7 @@ const GROUND: &[&str] = &[
     "import::flatten",
     "import::convert",
     "import::emit",
+    "import::variables",
 ];
 
 const STATE: &[&str] = &[

@@ -9,7 +9,7 @@
 //!                                    |
 //!                              Conversion { config, not_converted, differences } --emit--> TOML
 //! ```
-//! `libconfig`, `model`, `flatten`, `convert` and `emit` are pure (the
+//! `libconfig`, `model`, `flatten`, `convert`, `variables` and `emit` are pure (the
 //! ground floor); `admin` and this module's [`load`] do the reading.
 
 pub mod admin;
@@ -18,6 +18,7 @@ pub mod emit;
 pub mod flatten;
 pub mod libconfig;
 pub mod model;
+pub mod variables;
 
 use std::path::PathBuf;
 

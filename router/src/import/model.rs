@@ -53,6 +53,15 @@ pub struct Variable {
     pub origin: String,
 }
 
+/// Something of the ProxySQL configuration, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// The table row or variable (`mysql_query_rules[3] (line 80)`).
+    pub origin: String,
+    /// What was not converted, or differs, and why.
+    pub what: String,
+}
+
 /// Everything read from one ProxySQL.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Proxysql {
