@@ -607,7 +607,10 @@ fn criteria(r: &Row) -> Result<Vec<Lit>, String> {
 /// network; `None` for `%` (everyone).
 fn client_network(a: &str) -> Result<Option<String>, String> {
     let Some(prefix) = a.strip_suffix('%') else {
-        return Ok(Some(a.to_string()));
+        return match a.parse::<std::net::IpAddr>() {
+            Ok(_) => Ok(Some(a.to_string())),
+            Err(_) => Err(format!("client_addr {a:?} is not an IP address")),
+        };
     };
     if prefix.is_empty() {
         return Ok(None);

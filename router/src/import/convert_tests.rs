@@ -275,4 +275,5 @@ fn client_addr_prefixes_become_networks() {
         Some("10.1.2.3")
     );
     assert!(client_network("10.1%").is_err());
+    assert!(client_network("app-host").is_err());
 }
