@@ -76,6 +76,7 @@ pub mod global;
 pub mod health;
 pub mod history;
 pub mod ids;
+pub mod import;
 pub mod io;
 pub mod metrics;
 pub mod monitor;

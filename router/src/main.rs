@@ -35,7 +35,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Publish the fleet's configuration to etcd and look at the fleet.
-    Fleet(FleetArgs),
+    Fleet(Box<FleetArgs>),
+    /// Convert a ProxySQL configuration (proxysql.cnf, or a live admin
+    /// interface: mysql://user:password@host:6032) to a Causeway one.
+    ImportProxysql(causeway_router::import::Args),
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +250,9 @@ async fn load(cli: &RunArgs) -> anyhow::Result<(Config, Source)> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::ImportProxysql(args)) = &cli.command {
+        return Ok(causeway_router::import::run(args)?);
+    }
     let log_json = cli.run.log_json;
     logging::init(Output::Stderr, log_json)?;
     let mut rt = tokio::runtime::Builder::new_multi_thread();

@@ -43,6 +43,12 @@ const GROUND: &[&str] = &[
     "config::fleet",
     "fleet::view",
     "fleet::diff",
+    "import::libconfig",
+    "import::model",
+    "import::flatten",
+    "import::convert",
+    "import::emit",
+    "import::variables",
 ];
 
 const STATE: &[&str] = &[
@@ -68,6 +74,8 @@ const STATE: &[&str] = &[
     "stats::activity",
     "stats::querylog",
     "fleet::state",
+    "import",
+    "import::admin",
 ];
 
 const TOP: &[&str] = &[
