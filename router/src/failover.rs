@@ -84,6 +84,9 @@ pub struct Candidate {
     pub incumbent: bool,
     /// Acknowledged GTIDs it is not known to have.
     pub missing: GtidSet,
+    /// What was acknowledged is not all known (a router of a fleet cut
+    /// from etcd): only the writer in force qualifies.
+    pub blind: bool,
 }
 
 /// Who takes the cluster's writes.
@@ -119,7 +122,7 @@ pub fn elect(candidates: &[Candidate], accept_missing: bool) -> Election {
     }
     let qualified: Vec<&Candidate> = candidates
         .iter()
-        .filter(|c| c.incumbent || c.missing.is_empty() || accept_missing)
+        .filter(|c| c.incumbent || (c.missing.is_empty() && !c.blind) || accept_missing)
         .collect();
     let Some(latest) = qualified.iter().map(|c| c.writable).max() else {
         return Election::CatchingUp(
@@ -172,7 +175,22 @@ mod tests {
             writable,
             incumbent,
             missing: set(missing),
+            blind: false,
         }
+    }
+
+    #[test]
+    fn a_router_blind_to_its_fleet_keeps_the_writer_in_force_and_elects_no_other() {
+        let mut c = cand(0, Writable::Turned(1), false, "");
+        c.blind = true;
+        assert_eq!(
+            elect(&[c.clone()], false),
+            Election::CatchingUp(vec![(ServerId::new(0), set(""))])
+        );
+        // The policy that accepts a loss after the window accepts this too.
+        assert_eq!(elect(&[c.clone()], true), writer(0, &[]));
+        c.incumbent = true;
+        assert_eq!(elect(&[c], false), writer(0, &[]));
     }
 
     fn writer(i: usize, fenced: &[usize]) -> Election {

@@ -157,7 +157,7 @@ enum FleetAction {
         /// The configuration file.
         file: PathBuf,
     },
-    /// List the live routers; exit status 1 when one is not on the latest
+    /// List the live routers; exit status 1 when there is none, or one is not on the latest
     /// revision or refused its last one.
     Status,
 }

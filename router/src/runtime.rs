@@ -375,6 +375,7 @@ impl Runtime {
                         writable,
                         incumbent: facts.writers.get(wname) == Some(&s.name),
                         missing,
+                        blind: facts.blind.contains(wname),
                     });
                 }
                 // A fenced server made read-only (by the router or an
@@ -456,6 +457,10 @@ pub struct Facts {
     pub accept_missing: std::collections::HashSet<String>,
     /// Servers an operator drained or took offline: they serve no group.
     pub ops: HashMap<String, crate::ops::ServerOp>,
+    /// Writer groups whose acknowledged GTIDs are not all known: a router
+    /// of a fleet that lost etcd does not know what the others
+    /// acknowledged meanwhile, so it elects no new writer.
+    pub blind: std::collections::HashSet<String>,
 }
 
 impl crate::session::plan::Topology for Runtime {

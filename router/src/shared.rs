@@ -416,6 +416,10 @@ impl Shared {
         // set's holes; with one server (none to fail over to), its own.
         let mut common: HashMap<GroupId, (usize, causeway_gtid::GtidSet)> = HashMap::new();
         let mut servers: HashMap<GroupId, usize> = HashMap::new();
+        // Per cluster, what every configured server has, down or not (one
+        // not heard from has nothing): what the fleet's acknowledged sets
+        // may forget, whichever server is promoted next.
+        let mut all_have: HashMap<GroupId, causeway_gtid::GtidSet> = HashMap::new();
         {
             let views = self.views.read();
             for (i, s) in rt.servers.with_ids() {
@@ -428,6 +432,10 @@ impl Shared {
                     facts.seen.insert(s.name.clone(), v.set.clone());
                     known.union_with(&v.set);
                 }
+                all_have
+                    .entry(s.cluster)
+                    .and_modify(|c| *c = c.intersection(&known))
+                    .or_insert_with(|| known.clone());
                 if !health.get(&s.name).is_some_and(|h| h.is_usable()) {
                     continue;
                 }
@@ -440,9 +448,17 @@ impl Shared {
                     .or_insert((1, known));
             }
         }
+        let knows_fleet = self.fleet.knows_fleet();
+        let mut everywhere = HashMap::new();
         for (g, group) in rt.groups.with_ids() {
             if group.role != crate::config::Role::Writer {
                 continue;
+            }
+            if let Some(all) = all_have.remove(&g) {
+                everywhere.insert(group.name.clone(), all);
+            }
+            if !knows_fleet {
+                facts.blind.insert(group.name.clone());
             }
             match cur.members.writer[g] {
                 Some(w) => {
@@ -454,7 +470,6 @@ impl Shared {
                                 everywhere,
                                 crate::acked::ALL_INTERVALS,
                             );
-                            self.fleet.prune(&group.name, everywhere);
                         }
                         _ => {}
                     }
@@ -473,6 +488,7 @@ impl Shared {
                 }
             }
         }
+        self.fleet.set_everywhere(everywhere);
         facts
     }
 
@@ -709,8 +725,13 @@ fn log_election(rt: &Runtime, before: &Membership, after: &Membership) {
             .iter()
             .any(|(bg, bs, _)| bg == g && bs == s)
         {
-            tracing::warn!(hostgroup = %rt.groups[*g].name, server = %rt.servers[*s].name, missing = %gap,
-                "writable, but lacks GTIDs the router acknowledged: writes wait for it");
+            if gap.is_empty() {
+                tracing::warn!(hostgroup = %rt.groups[*g].name, server = %rt.servers[*s].name,
+                    "writable, but what the fleet's routers acknowledged is not known (etcd unreachable): writes wait");
+            } else {
+                tracing::warn!(hostgroup = %rt.groups[*g].name, server = %rt.servers[*s].name, missing = %gap,
+                    "writable, but lacks GTIDs the router acknowledged: writes wait for it");
+            }
         }
     }
     for (g, gap) in &after.lost {

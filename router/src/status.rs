@@ -345,11 +345,17 @@ pub fn fold(inp: &Inputs<'_>) -> Vec<ServerRow> {
                 ));
             }
             if let Some((_, _, gap)) = catching_up {
-                why.push(format!(
-                    "writable, lacks {} acknowledged transaction{} ({gap}): writes wait for it",
-                    gap.count(),
-                    plural(gap.count())
-                ));
+                why.push(if gap.is_empty() {
+                    "writable, but what the fleet's routers acknowledged is not known (etcd \
+                     unreachable): writes wait"
+                        .to_string()
+                } else {
+                    format!(
+                        "writable, lacks {} acknowledged transaction{} ({gap}): writes wait for it",
+                        gap.count(),
+                        plural(gap.count())
+                    )
+                });
             }
             if let Status::Shunned { reason } = h.status {
                 why.push(match (reason, &h.last_error) {

@@ -13,7 +13,6 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -42,8 +41,6 @@ pub struct Writers {
     waiting: Mutex<HashMap<String, usize>>,
     /// Bumped whenever the configuration in force or membership changes.
     changed: watch::Sender<u64>,
-    /// Acknowledgements so far (the fleet publishes the sets when it moved).
-    generation: AtomicU64,
 }
 
 impl Default for Writers {
@@ -54,7 +51,6 @@ impl Default for Writers {
             fenced: Mutex::default(),
             waiting: Mutex::default(),
             changed: watch::channel(0).0,
-            generation: AtomicU64::new(0),
         }
     }
 }
@@ -74,13 +70,7 @@ impl Writers {
             None => acked.entry(cluster.to_string()).or_default(),
         };
         a.acknowledge(user, set, Instant::now());
-        self.generation.fetch_add(1, Ordering::Relaxed);
         a.all().interval_count()
-    }
-
-    /// Grows with every acknowledgement and compaction.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Relaxed)
     }
 
     /// Adds to `into` what a read of `cluster` must see of the GTIDs
@@ -109,11 +99,7 @@ impl Writers {
     /// committed and replicated.
     pub fn compact(&self, cluster: &str, everywhere: &GtidSet, max: usize) {
         if let Some(a) = lock(&self.acked).get_mut(cluster) {
-            let before = a.all().interval_count();
             a.compact(everywhere, max);
-            if a.all().interval_count() != before {
-                self.generation.fetch_add(1, Ordering::Relaxed);
-            }
         }
     }
 

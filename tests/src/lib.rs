@@ -78,7 +78,12 @@ pub fn sandbox(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
 
 /// Whether every server pid recorded by `scripts/sandbox up` is alive.
 fn servers_alive(dir: &Path) -> bool {
-    ["primary", "replica1", "replica2"].iter().all(|name| {
+    pids_alive(dir, &["primary", "replica1", "replica2"])
+}
+
+/// Whether each named process recorded by `scripts/sandbox up` is alive.
+fn pids_alive(dir: &Path, names: &[&str]) -> bool {
+    names.iter().all(|name| {
         fs::read_to_string(dir.join("pids").join(format!("{name}.pid")))
             .map(|pid| Path::new("/proc").join(pid.trim()).exists())
             .unwrap_or(false)
@@ -125,7 +130,12 @@ impl Topology {
         // Reuse a sandbox whose servers are alive, even if one is paused or
         // restarting for a fault-injection test right now (`status` would
         // fail then); start one when none is running.
-        let running = env_file.exists() && servers_alive(&dir);
+        let mut running = env_file.exists() && servers_alive(&dir);
+        if running && up.contains(&"--etcd") && !pids_alive(&dir, &["etcd", "fleet-a", "fleet-b"]) {
+            // A former run left its fleet half down: start afresh.
+            let _ = sandbox(&dir, &["down"]);
+            running = false;
+        }
         if !running {
             let out = sandbox(&dir, up)?;
             if !out.status.success() {

@@ -350,21 +350,30 @@ async fn a_put_reaches_every_router_and_a_broken_revision_is_refused_by_all() ->
         "{table}"
     );
 
-    // The admin table of either router lists both, on the latest revision.
+    // The admin table of either router lists both, on the latest revision
+    // (once fleet-a's watch saw fleet-b's registration).
     let mut admin = f.admin(0).await?;
-    let rows: Vec<(String, i64, i64, i64, i64, i64)> = admin
-        .query(
-            "SELECT router_id, config_revision, latest_revision, on_latest, reload_failed, \
-             this_router FROM fleet ORDER BY router_id",
-        )
-        .await?;
-    ensure!(
-        rows == vec![
-            ("fleet-a".to_string(), rev, rev, 1, 0, 1),
-            ("fleet-b".to_string(), rev, rev, 1, 0, 0)
-        ],
-        "fleet table: {rows:?}"
-    );
+    let want = vec![
+        ("fleet-a".to_string(), rev, rev, 1, 0, 1),
+        ("fleet-b".to_string(), rev, rev, 1, 0, 0),
+    ];
+    let start = Instant::now();
+    loop {
+        let rows: Vec<(String, i64, i64, i64, i64, i64)> = admin
+            .query(
+                "SELECT router_id, config_revision, latest_revision, on_latest, reload_failed, \
+                 this_router FROM fleet ORDER BY router_id",
+            )
+            .await?;
+        if rows == want {
+            break;
+        }
+        ensure!(
+            start.elapsed() < Duration::from_secs(15),
+            "fleet table: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Two operators: a copy from before the last put is refused.
     let stale = format!(
@@ -658,22 +667,22 @@ async fn hold_what_every_router_acknowledged(f: &Fleet) -> Result<()> {
             .ssl_opts(SslOpts::default().with_danger_accept_invalid_certs(true));
         Conn::new(o).await?
     };
-    let q = "SELECT name, writer, missing_acknowledged FROM servers";
+    let q = "SELECT name, writer, missing_acknowledged, state FROM servers";
     // replica1's (writer, missing_acknowledged) as `admin` shows it, once
     // `done` says so (or fails with the last seen after `limit`).
     async fn replica1_until(
         admin: &mut Conn,
         what: &str,
-        done: impl Fn(&(i64, String)) -> bool,
-    ) -> Result<(i64, String)> {
-        let q = "SELECT name, writer, missing_acknowledged FROM servers";
+        done: impl Fn(&(i64, String, String)) -> bool,
+    ) -> Result<(i64, String, String)> {
+        let q = "SELECT name, writer, missing_acknowledged, state FROM servers";
         let start = Instant::now();
         loop {
-            let rows: Vec<(String, i64, String)> = admin.query(q).await?;
+            let rows: Vec<(String, i64, String, String)> = admin.query(q).await?;
             let w = rows
                 .into_iter()
                 .find(|r| r.0 == "replica1")
-                .map(|r| (r.1, r.2))
+                .map(|r| (r.1, r.2, r.3))
                 .context("no replica1 row")?;
             if done(&w) {
                 return Ok(w);
@@ -690,24 +699,59 @@ async fn hold_what_every_router_acknowledged(f: &Fleet) -> Result<()> {
     // fleet-b, which never acknowledged anything itself, refuses it: it
     // lacks what fleet-a acknowledged.
     let mut b_admin = f.admin(1).await?;
-    replica1_until(&mut b_admin, "fleet-b reports what replica1 lacks", |w| {
-        w.0 == 0 && !w.1.is_empty()
+    replica1_until(&mut b_admin, "fleet-b holds replica1 as catching up", |w| {
+        w.0 == 0 && !w.1.is_empty() && w.2 == "catching_up"
     })
     .await?;
     // And stays so.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rows: Vec<(String, i64, String)> = b_admin.query(q).await?;
+    let rows: Vec<(String, i64, String, String)> = b_admin.query(q).await?;
     let w = rows
         .into_iter()
         .find(|r| r.0 == "replica1")
-        .map(|r| (r.1, r.2))
+        .map(|r| (r.1, r.2, r.3))
         .context("replica1 row")?;
-    ensure!(w.0 == 0, "fleet-b took replica1 as writer: {w:?}");
+    ensure!(
+        w.0 == 0 && w.2 == "catching_up",
+        "fleet-b took replica1 as writer: {w:?}"
+    );
     let missing = causeway_gtid::GtidSet::parse(&w.1)?;
     let want = causeway_gtid::GtidSet::parse(&lacking.replace('\n', ""))?;
     ensure!(
         missing.is_superset(&want),
         "fleet-b says replica1 lacks {missing}, it lacks {want}"
+    );
+
+    // fleet-a dies: what it acknowledged stays needed (its key outlives
+    // its lease until every server has it), so fleet-b still refuses.
+    let pid = std::fs::read_to_string(f.topo.dir.join("pids/fleet-a.pid"))?;
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()?;
+    ensure!(killed.success());
+    until(
+        "fleet-a leaves the fleet view",
+        Duration::from_secs(20),
+        || async {
+            let (t, _) = f.status()?;
+            Ok(!t.contains("fleet-a"))
+        },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let w = replica1_until(&mut b_admin, "fleet-b still refuses replica1", |_| true).await?;
+    ensure!(
+        w.0 == 0 && w.2 == "catching_up",
+        "fleet-b took replica1 once fleet-a was gone: {w:?}"
+    );
+    let doc = f.etcdctl(&[
+        "get",
+        "--print-value-only",
+        &format!("{}/acknowledged/fleet-a", f.key),
+    ])?;
+    ensure!(
+        doc.contains("primary"),
+        "fleet-a's acknowledged GTIDs went: {doc:?}"
     );
     Ok(())
 }

@@ -211,6 +211,13 @@ impl EtcdConfig {
         {
             errors.push("etcd: a password without etcd.user".to_string());
         }
+        if self.tls() && self.ca_file.is_none() {
+            errors.push(
+                "etcd: TLS needs etcd.ca_file, the CA etcd's certificate chains to (for a public \
+                 CA: /etc/ssl/certs/ca-certificates.crt)"
+                    .to_string(),
+            );
+        }
         if self.cert_file.is_some() != self.key_file.is_some() {
             errors.push("etcd: cert_file and key_file go together".to_string());
         }
@@ -344,6 +351,7 @@ mod tests {
             "a password without etcd.user",
             "cert_file and key_file go together",
             "lease_ttl must be at least 2s",
+            "TLS needs etcd.ca_file",
             "router_id \"a/b\"",
         ] {
             assert!(err.contains(want), "{want:?} missing from {err}");

@@ -3,13 +3,16 @@
 //! the GTIDs it acknowledged published, the other routers watched.
 //!
 //! ```text
-//! connect ──> lease (lease_ttl) ──> get document: revision not in force ──> reload_document
-//!         ──> list routers/ and acknowledged/ ──> register, publish
+//! connect ──> lease (lease_ttl) ──> get document: a later revision ──> reload_document
+//!         ──> list routers/ and acknowledged/ (this router's own: inherited) ──> caught up
+//!         ──> register (leased)
 //!         ──> watch document, routers/, acknowledged/ from the revision read
 //!               document put ──> reload_document ──> in force, or refused (kept, reported)
 //!               routers/ID, acknowledged/ID ──> the fleet view, the peers' sets
-//!               record changed ──> register again;  every publish_interval: sets moved ──> publish
-//!               keepalive every lease_ttl/3
+//!               record changed ──> register again
+//!               every publish_interval: own ∪ inherited changed ──> put acknowledged/ID (not
+//!                 leased); keys of stopped routers every server has ──> deleted (CAS)
+//!               keepalive every lease_ttl/3; none answered for lease_ttl ──> error
 //!         any error ──> link down (the configuration in force stays) ──> backoff 0.5 s … 10 s
 //!                   ──> reconnect, new lease, catch up from a fresh read
 //! ```
@@ -64,10 +67,36 @@ pub async fn run(shared: Arc<Shared>, cfg: EtcdConfig, base: Registration, clien
     }
 }
 
+/// When a document at some revision is put in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// A new revision seen (watch, catch-up): only one later than the
+    /// one in force, and not the one refused last.
+    Newer,
+    /// Asked for (SIGHUP, RELOAD): the one in force too (its secrets and
+    /// certificates are read again), never an older one.
+    Asked,
+}
+
 /// Puts the document at `rev` in force, or records why not (and returns
-/// it).
-pub async fn apply(shared: &Shared, cfg: &EtcdConfig, text: &[u8], rev: i64) -> anyhow::Result<()> {
+/// it). One at a time, recorded before the next.
+pub async fn apply(
+    shared: &Shared,
+    cfg: &EtcdConfig,
+    text: &[u8],
+    rev: i64,
+    when: When,
+) -> anyhow::Result<()> {
+    let _one = shared.fleet.apply_lock.lock().await;
     shared.fleet.saw_revision(rev);
+    let in_force = shared.fleet.applied_revision();
+    let skip = match when {
+        When::Newer => rev <= in_force || shared.fleet.refused_revision() == Some(rev),
+        When::Asked => rev < in_force,
+    };
+    if skip {
+        return Ok(());
+    }
     let origin = std::path::PathBuf::from(format!("etcd:{}@{rev}", cfg.key));
     let res = match std::str::from_utf8(text) {
         Ok(t) => shared.reload_document(t, &origin).await,
@@ -91,12 +120,12 @@ pub async fn apply(shared: &Shared, cfg: &EtcdConfig, text: &[u8], rev: i64) -> 
 }
 
 /// Reads the document again on a connection of its own (SIGHUP, admin
-/// RELOAD) and puts it in force when its revision is not.
+/// RELOAD) and puts it in force, unless a later one is already.
 pub async fn refetch(shared: &Shared, cfg: &EtcdConfig) -> anyhow::Result<()> {
     let mut client = etcd::connect(cfg).await?;
     let (doc, _) = etcd::get(&mut client, &cfg.key).await?;
     let v = doc.with_context(|| format!("etcd holds nothing at {}", cfg.key))?;
-    apply(shared, cfg, &v.value, v.mod_revision).await
+    apply(shared, cfg, &v.value, v.mod_revision, When::Asked).await
 }
 
 enum Never {}
@@ -127,10 +156,9 @@ async fn follow(
     // Catch up: the document, the routers, the acknowledged sets.
     let (doc, rev) = etcd::get(&mut client, &cfg.key).await?;
     match doc {
-        Some(v) if v.mod_revision != shared.fleet.applied_revision() => {
-            let _ = apply(shared, cfg, &v.value, v.mod_revision).await;
+        Some(v) => {
+            let _ = apply(shared, cfg, &v.value, v.mod_revision, When::Newer).await;
         }
-        Some(v) => shared.fleet.saw_revision(v.mod_revision),
         None => {
             tracing::warn!(key = %cfg.key, "the configuration key is missing in etcd; the configuration in force stays")
         }
@@ -140,21 +168,36 @@ async fn follow(
     let (regs, _) = etcd::list(&mut client, &routers_prefix).await?;
     shared.fleet.set_routers(
         regs.into_iter()
-            .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
+            .filter_map(|(k, v, _)| Some((k, serde_json::from_slice(&v).ok()?)))
             .collect(),
     );
+    shared
+        .metrics
+        .fleet_routers
+        .set(shared.fleet.router_count() as i64);
     let (acks, _) = etcd::list(&mut client, &acked_prefix).await?;
     shared.fleet.peers(|p| {
-        let gone: Vec<String> = p.live().map(str::to_string).collect();
-        for g in gone {
-            p.depart(&g);
+        let before: Vec<String> = p.routers().map(str::to_string).collect();
+        for r in before {
+            if !acks.iter().any(|(k, ..)| *k == r) {
+                p.remove(&r);
+            }
         }
-        for (router, doc) in &acks {
-            if router != id {
-                p.set(router, view::parse_published(doc).0);
+        for (router, doc, rev) in &acks {
+            let (sets, bad) = view::parse_published(doc);
+            if !bad.is_empty() {
+                tracing::warn!(router = %router, problems = ?bad, "unreadable acknowledged sets");
+            }
+            if router == id {
+                // What this router published before it (re)started: still
+                // needed until every server has it.
+                p.inherit(sets);
+            } else {
+                p.set(router, sets, !bad.is_empty(), *rev);
             }
         }
     });
+    shared.fleet.set_caught_up();
 
     let from = rev + 1;
     let mut doc_watch = watch(&mut client, &cfg.key, from, false).await?;
@@ -165,14 +208,22 @@ async fn follow(
     let my_acked = format!("{acked_prefix}{id}");
     let mut record = shared.fleet.record_changes();
     register(shared, &mut client, &my_key, base, lease).await?;
-    let mut published_gen = u64::MAX;
+    let mut published = String::new();
     let mut keepalive = tokio::time::interval(Duration::from_secs((ttl / 3).max(1) as u64));
     let mut publish = tokio::time::interval(cfg.publish_interval);
     publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut membership = shared.writers.subscribe();
+    let mut answered = Instant::now();
     loop {
         tokio::select! {
             _ = keepalive.tick() => {
+                // An etcd that stopped answering (a stalled process, a
+                // partition that keeps the socket open) shows here first.
+                anyhow::ensure!(
+                    answered.elapsed() < cfg.lease_ttl,
+                    "etcd answered no lease keepalive for {:?}",
+                    answered.elapsed()
+                );
                 keeper.keep_alive().await.context("sending a lease keepalive")?;
                 count(shared, "keepalive");
             }
@@ -180,12 +231,13 @@ async fn follow(
                 let m = m.context("lease keepalive stream")?
                     .context("etcd closed the lease keepalive stream")?;
                 anyhow::ensure!(m.ttl() > 0, "the router's lease expired");
+                answered = Instant::now();
             }
             w = doc_watch.message() => {
                 for ev in events(w, &cfg.key)? {
                     match ev {
                         (_, Some((value, rev))) => {
-                            let _ = apply(shared, cfg, &value, rev).await;
+                            let _ = apply(shared, cfg, &value, rev, When::Newer).await;
                         }
                         (_, None) => tracing::warn!(key = %cfg.key,
                             "the configuration key was deleted in etcd; the configuration in force stays"),
@@ -193,9 +245,15 @@ async fn follow(
                 }
             }
             w = routers_watch.message() => {
+                let mut gone = false;
                 for (k, v) in events(w, &routers_prefix)? {
+                    gone |= k == id && v.is_none();
                     let reg = v.and_then(|(v, _)| serde_json::from_slice(&v).ok());
                     shared.fleet.router_event(&k, reg);
+                }
+                if gone {
+                    // Deleted by hand while this router lives: back.
+                    register(shared, &mut client, &my_key, base, lease).await?;
                 }
                 shared.metrics.fleet_routers.set(shared.fleet.router_count() as i64);
             }
@@ -204,18 +262,22 @@ async fn follow(
                 shared.fleet.peers(|p| {
                     for (router, v) in evs {
                         if router == id {
+                            if v.is_none() {
+                                // Deleted by someone: published again below.
+                                published.clear();
+                            }
                             continue;
                         }
                         match v {
-                            Some((doc, _)) => {
+                            Some((doc, rev)) => {
                                 let (sets, bad) = view::parse_published(&doc);
                                 if !bad.is_empty() {
                                     tracing::warn!(router = %router, problems = ?bad,
-                                        "unreadable acknowledged sets from a router");
+                                        "unreadable acknowledged sets from a router; its former sets are kept");
                                 }
-                                p.set(&router, sets);
+                                p.set(&router, sets, !bad.is_empty(), rev);
                             }
-                            None => p.depart(&router),
+                            None => p.remove(&router),
                         }
                     }
                 });
@@ -225,22 +287,24 @@ async fn follow(
                 register(shared, &mut client, &my_key, base, lease).await?;
             }
             _ = publish.tick() => {
-                let generation = shared.writers.generation();
-                if generation != published_gen {
-                    publish_acked(shared, &mut client, &my_acked, lease).await?;
-                    published_gen = generation;
+                publish_acked(shared, &mut client, &my_acked, &mut published).await?;
+                // Other routers' keys every server has: gone.
+                for (router, rev) in shared.fleet.removable() {
+                    let key = format!("{acked_prefix}{router}");
+                    if etcd::delete_if(&mut client, &key, rev).await? {
+                        count(shared, "cleanup");
+                        tracing::info!(router = %router,
+                            "deleted a stopped router's acknowledged GTIDs: every server has them");
+                    }
                 }
             }
             r = membership.changed() => {
                 r.context("the router is stopping")?;
                 // A writer hostgroup without a writer: what this router
                 // acknowledged goes out now, not at the next tick.
-                let cur = shared.current();
-                let lost_writer = cur.members.writer.iter().any(Option::is_none);
-                let generation = shared.writers.generation();
-                if lost_writer && generation != published_gen {
-                    publish_acked(shared, &mut client, &my_acked, lease).await?;
-                    published_gen = generation;
+                let lost_writer = shared.current().members.writer.iter().any(Option::is_none);
+                if lost_writer {
+                    publish_acked(shared, &mut client, &my_acked, &mut published).await?;
                 }
             }
         }
@@ -269,14 +333,24 @@ async fn register(
     Ok(())
 }
 
+/// Publishes what this router acknowledged (and inherited) when it
+/// differs from what it published last (`published`).
 async fn publish_acked(
     shared: &Shared,
     client: &mut Client,
     key: &str,
-    lease: i64,
+    published: &mut String,
 ) -> anyhow::Result<()> {
-    let doc = view::publish(&shared.writers.acknowledged());
-    etcd::put_leased(client, key, doc, lease).await?;
+    let mut sets = shared.writers.acknowledged();
+    for (c, s) in shared.fleet.inherited() {
+        sets.entry(c).or_default().union_with(&s);
+    }
+    let doc = view::publish(&sets);
+    if doc == *published || (published.is_empty() && doc == "{}") {
+        return Ok(());
+    }
+    etcd::put(client, key, doc.clone()).await?;
+    *published = doc;
     count(shared, "acknowledged");
     Ok(())
 }

@@ -21,17 +21,17 @@ use crate::config::{Config, EtcdConfig};
 
 const HEADER: &str = "# causeway fleet: revision ";
 
-/// The revision named by a document's first line, and the document
-/// without it.
-pub fn split_header(text: &str) -> (Option<i64>, &str) {
+/// The revision and key named by a document's first line, and the
+/// document without it.
+pub fn split_header(text: &str) -> (Option<(i64, &str)>, &str) {
     let Some(rest) = text.strip_prefix(HEADER) else {
         return (None, text);
     };
     let (line, doc) = rest.split_once('\n').unwrap_or((rest, ""));
-    let rev = line.split_whitespace().next().and_then(|n| n.parse().ok());
-    match rev {
-        Some(r) => (Some(r), doc),
-        None => (None, text),
+    let (rev, key) = line.split_once(" of ").unwrap_or((line, ""));
+    match rev.trim().parse() {
+        Ok(r) => (Some((r, key.trim())), doc),
+        Err(_) => (None, text),
     }
 }
 
@@ -40,7 +40,8 @@ pub async fn get(cfg: &EtcdConfig) -> anyhow::Result<String> {
     let mut c = etcd::connect(cfg).await?;
     let (v, _) = etcd::get(&mut c, &cfg.key).await?;
     let v = v.with_context(|| format!("etcd holds nothing at {}", cfg.key))?;
-    let text = String::from_utf8_lossy(&v.value);
+    let text = String::from_utf8(v.value)
+        .map_err(|_| anyhow::anyhow!("etcd:{}: the document is not UTF-8 text", cfg.key))?;
     Ok(format!("{HEADER}{} of {}\n{text}", v.mod_revision, cfg.key))
 }
 
@@ -66,6 +67,15 @@ pub async fn put(
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let (header, doc) = split_header(&text);
+    if let Some((_, key)) = header {
+        anyhow::ensure!(
+            key.is_empty() || key == cfg.key,
+            "{} was read from {key}, not {}: put it there, or remove its first line",
+            file.display(),
+            cfg.key
+        );
+    }
+    let header = header.map(|(rev, _)| rev);
     check(doc, file, resolve)?;
     let mut c = etcd::connect(cfg).await?;
     let (now, _) = etcd::get(&mut c, &cfg.key).await?;
@@ -139,7 +149,7 @@ pub async fn status(cfg: &EtcdConfig) -> anyhow::Result<(String, bool)> {
     let (items, _) = etcd::list(&mut c, &cfg.routers_prefix()).await?;
     let regs: BTreeMap<String, Registration> = items
         .into_iter()
-        .map(|(id, v)| {
+        .map(|(id, v, _)| {
             let r = serde_json::from_slice(&v).unwrap_or_else(|_| Registration {
                 id: id.clone(),
                 last_error: Some("unreadable registration".into()),
@@ -149,10 +159,8 @@ pub async fn status(cfg: &EtcdConfig) -> anyhow::Result<(String, bool)> {
         })
         .collect();
     let rows = view::rows(&regs, latest);
-    Ok((
-        table(&cfg.key, latest, &rows),
-        rows.iter().all(|r| r.problem().is_empty()),
-    ))
+    let all_well = !rows.is_empty() && rows.iter().all(|r| r.problem().is_empty());
+    Ok((table(&cfg.key, latest, &rows), all_well))
 }
 
 /// The status table.
@@ -204,7 +212,9 @@ mod tests {
     #[test]
     fn the_header_names_the_revision_and_is_not_part_of_the_document() {
         let (rev, doc) = split_header("# causeway fleet: revision 42 of /c\n[frontend]\n");
-        assert_eq!((rev, doc), (Some(42), "[frontend]\n"));
+        assert_eq!((rev, doc), (Some((42, "/c")), "[frontend]\n"));
+        let (rev, _) = split_header("# causeway fleet: revision 7\n");
+        assert_eq!(rev, Some((7, "")));
         let (rev, doc) = split_header("# a comment\n[frontend]\n");
         assert_eq!((rev, doc), (None, "# a comment\n[frontend]\n"));
         let (rev, doc) = split_header("# causeway fleet: revision x\n");

@@ -18,18 +18,25 @@ pub async fn connect(cfg: &EtcdConfig) -> anyhow::Result<Client> {
         .with_connect_timeout(cfg.timeout)
         .with_timeout(cfg.timeout)
         .with_keep_alive(Duration::from_secs(5), cfg.timeout)
-        .with_keep_alive_while_idle(true);
+        .with_keep_alive_while_idle(true)
+        // A member cut from the others' quorum answers nothing fresh:
+        // requests and watches on it fail instead of stalling.
+        .with_require_leader(true)
+        // etcd's auth tokens expire; the client gets a new one.
+        .with_auto_token_refresh(true);
     if let Some(user) = &cfg.user {
         let password = cfg.resolve_password()?.unwrap_or_default();
+        if !cfg.tls() {
+            tracing::warn!(user = %user, "the etcd password goes over plain http: configure TLS (etcd.ca_file)");
+        }
         opts = opts.with_user(user.clone(), password);
     }
     if cfg.tls() {
         let mut tls = TlsOptions::new();
+        // validate() requires it with TLS.
         if let Some(ca) = &cfg.ca_file {
             let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
             tls = tls.ca_certificate(Certificate::from_pem(pem));
-        } else {
-            tls = tls.with_enabled_roots();
         }
         if let (Some(cert), Some(key)) = (&cfg.cert_file, &cfg.key_file) {
             let c = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
@@ -69,12 +76,13 @@ pub async fn get(client: &mut Client, key: &str) -> anyhow::Result<(Option<Value
     Ok((v, rev))
 }
 
-/// Every key under `prefix` with its value (the prefix stripped), and the
-/// store's revision the read saw.
+/// Every key under `prefix` with its value and revision (the prefix
+/// stripped), and the store's revision the read saw.
+#[allow(clippy::type_complexity)]
 pub async fn list(
     client: &mut Client,
     prefix: &str,
-) -> anyhow::Result<(Vec<(String, Vec<u8>)>, i64)> {
+) -> anyhow::Result<(Vec<(String, Vec<u8>, i64)>, i64)> {
     let resp = client
         .get(prefix, Some(GetOptions::new().with_prefix()))
         .await
@@ -88,6 +96,7 @@ pub async fn list(
             (
                 k.strip_prefix(prefix).unwrap_or(&k).to_string(),
                 kv.value().to_vec(),
+                kv.mod_revision(),
             )
         })
         .collect();
@@ -106,6 +115,27 @@ pub async fn put_leased(
         .await
         .with_context(|| format!("writing {key} to etcd"))?;
     Ok(())
+}
+
+/// Puts `value` under `key` (no lease: it outlives the router).
+pub async fn put(client: &mut Client, key: &str, value: impl Into<Vec<u8>>) -> anyhow::Result<()> {
+    client
+        .put(key, value, None)
+        .await
+        .with_context(|| format!("writing {key} to etcd"))?;
+    Ok(())
+}
+
+/// Deletes `key` only if its last change is `rev`; whether it did.
+pub async fn delete_if(client: &mut Client, key: &str, rev: i64) -> anyhow::Result<bool> {
+    let txn = Txn::new()
+        .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
+        .and_then([TxnOp::delete(key, None)]);
+    let resp = client
+        .txn(txn)
+        .await
+        .with_context(|| format!("deleting {key} from etcd"))?;
+    Ok(resp.succeeded())
 }
 
 /// How a compare-and-swap put ended.

@@ -2,7 +2,7 @@
 //! ([`crate::fleet::agent`]), the failover check
 //! ([`crate::shared::Shared`]) and the admin `fleet` table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -48,6 +48,11 @@ struct Inner {
     refused: Option<(i64, String)>,
     routers: BTreeMap<String, Registration>,
     peers: Peers,
+    /// The peers' sets were read since the link last came up.
+    caught_up: bool,
+    /// Per cluster, what every configured server has applied (a server
+    /// not heard from counting as having nothing).
+    everywhere: HashMap<String, GtidSet>,
 }
 
 /// The fleet state of one router.
@@ -59,6 +64,9 @@ pub struct FleetState {
     /// changes (the registration is written again).
     peers_changed: watch::Sender<u64>,
     record_changed: watch::Sender<u64>,
+    /// One document put in force at a time (the watch, SIGHUP, RELOAD),
+    /// recorded with its revision before the next.
+    pub apply_lock: tokio::sync::Mutex<()>,
 }
 
 impl Default for FleetState {
@@ -72,9 +80,12 @@ impl Default for FleetState {
                 refused: None,
                 routers: BTreeMap::new(),
                 peers: Peers::default(),
+                caught_up: false,
+                everywhere: HashMap::new(),
             }),
             peers_changed: watch::channel(0).0,
             record_changed: watch::channel(0).0,
+            apply_lock: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -117,6 +128,12 @@ impl FleetState {
     /// The etcd connection is up or down.
     pub fn set_link(&self, link: Link) {
         let mut i = lock(&self.inner);
+        if matches!(link, Link::Down(..)) && i.caught_up {
+            i.caught_up = false;
+            drop(i);
+            self.peers_changed.send_modify(|n| *n += 1);
+            i = lock(&self.inner);
+        }
         let same = matches!(
             (&i.link, &link),
             (Link::Up(_), Link::Up(_)) | (Link::Down(..), Link::Down(..))
@@ -158,6 +175,26 @@ impl FleetState {
     /// The revision in force (0: not from etcd).
     pub fn applied_revision(&self) -> i64 {
         lock(&self.inner).applied.0
+    }
+
+    /// The last revision refused, when no later one was put in force.
+    pub fn refused_revision(&self) -> Option<i64> {
+        lock(&self.inner).refused.as_ref().map(|r| r.0)
+    }
+
+    /// The peers' sets were read on the link now up.
+    pub fn set_caught_up(&self) {
+        lock(&self.inner).caught_up = true;
+        self.peers_changed.send_modify(|n| *n += 1);
+    }
+
+    /// Whether this router knows what every router of its fleet
+    /// acknowledged: always without a fleet; with one, while its link to
+    /// etcd is up and the peers' sets were read on it. When not, a new
+    /// writer is not elected (writes wait, as for one lacking GTIDs).
+    pub fn knows_fleet(&self) -> bool {
+        let i = lock(&self.inner);
+        matches!(i.source, Source::File) || (matches!(i.link, Link::Up(_)) && i.caught_up)
     }
 
     /// This router's record, as of now.
@@ -213,10 +250,26 @@ impl FleetState {
         lock(&self.inner).peers.union_into(cluster, into);
     }
 
-    /// Forgets what departed routers acknowledged that every server of
-    /// `cluster` has.
-    pub fn prune(&self, cluster: &str, everywhere: &GtidSet) {
-        lock(&self.inner).peers.prune(cluster, everywhere);
+    /// What every configured server of each cluster has applied: what
+    /// this router inherited and has is forgotten, other routers' keys
+    /// fully had may go.
+    pub fn set_everywhere(&self, everywhere: HashMap<String, GtidSet>) {
+        let mut i = lock(&self.inner);
+        i.peers.prune_inherited(&everywhere);
+        i.everywhere = everywhere;
+    }
+
+    /// Other routers' acknowledged keys that can be deleted (see
+    /// [`Peers::removable`]), with their revisions.
+    pub fn removable(&self) -> Vec<(String, i64)> {
+        let i = lock(&self.inner);
+        i.peers
+            .removable(|id| i.routers.contains_key(id), &i.everywhere)
+    }
+
+    /// What this router publishes beside what it acknowledged.
+    pub fn inherited(&self) -> HashMap<String, GtidSet> {
+        lock(&self.inner).peers.inherited().clone()
     }
 
     /// Watched by the failover check.

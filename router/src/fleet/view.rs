@@ -3,11 +3,12 @@
 //! routers acknowledged.
 //!
 //! ```text
-//! key/routers/ID       (lease) ──> Registration ──> rows(): flags behind / reload_failed
-//! key/acknowledged/ID  (lease) ──> Peers::set(ID, sets)
-//!                      deleted ──> Peers::depart(ID): its sets stay until every server
-//!                                  of the cluster has them (Peers::prune)
-//! failover check ──> own acknowledged ∪ Peers::union(cluster)
+//! key/routers/ID       (leased) ──> Registration ──> rows(): flags behind / reload_failed
+//! key/acknowledged/ID  (not leased) ──> Peers::set(ID, sets); this router's own, found at
+//!                      start ──> Peers::inherit (published again with what it acknowledges)
+//!   ID not registered and every configured server has its sets ──> Peers::removable
+//!                      ──> deleted (compare-and-swap) ──> Peers::remove
+//! failover check ──> own acknowledged ∪ Peers::union_into(cluster)
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -78,13 +79,18 @@ impl Row {
     }
 }
 
-/// Every registered router, in id order, flagged against `latest`.
+/// Every registered router, in id order, flagged against the latest
+/// revision: `latest` as read from etcd, or a later one a router runs.
 pub fn rows(regs: &BTreeMap<String, Registration>, latest: i64) -> Vec<Row> {
+    let latest = regs
+        .values()
+        .map(|r| r.config_revision)
+        .fold(latest, i64::max);
     regs.values()
         .map(|r| Row {
             reg: r.clone(),
             latest,
-            behind: r.config_revision != latest,
+            behind: r.config_revision < latest,
             reload_failed: r.last_error.is_some(),
         })
         .collect()
@@ -125,60 +131,100 @@ pub fn parse_published(text: &[u8]) -> (HashMap<String, GtidSet>, Vec<String>) {
     (sets, bad)
 }
 
-/// What the other routers of the fleet acknowledged, per cluster.
+/// What the routers of the fleet published under `key/acknowledged/`,
+/// per cluster. The keys are not leased: what a router acknowledged stays
+/// needed after it stops, until every server of the cluster has it; then
+/// any router deletes the key (compare-and-swap on its revision, so a
+/// router that came back and published meanwhile keeps its own).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Peers {
-    /// By router id: its last published sets (the router is live: its
-    /// key is under its lease).
-    live: BTreeMap<String, HashMap<String, GtidSet>>,
-    /// What routers that left had acknowledged and not every server of
-    /// the cluster has yet: a new writer must still hold it.
-    departed: HashMap<String, GtidSet>,
+    /// By router id (this one's excepted): its sets and the key's
+    /// revision.
+    published: BTreeMap<String, (HashMap<String, GtidSet>, i64)>,
+    /// What this router had published before it (re)started: it publishes
+    /// it again with what it acknowledges now, until every server has it.
+    inherited: HashMap<String, GtidSet>,
 }
 
 impl Peers {
-    /// `router` published `sets` (a later document replaces the former:
-    /// sets only grow, or shrink by compaction to what every server has).
-    pub fn set(&mut self, router: &str, sets: HashMap<String, GtidSet>) {
-        self.live.insert(router.to_string(), sets);
+    /// `router` published `sets` at `rev`. A publisher's sets only grow
+    /// (or lose what every server has), so the later document replaces the
+    /// former; clusters that did not parse (`bad`) keep their former set.
+    pub fn set(&mut self, router: &str, mut sets: HashMap<String, GtidSet>, bad: bool, rev: i64) {
+        if bad {
+            if let Some((old, _)) = self.published.get(router) {
+                for (c, s) in old {
+                    sets.entry(c.clone()).or_default().union_with(s);
+                }
+            }
+        }
+        self.published.insert(router.to_string(), (sets, rev));
     }
 
-    /// `router`'s key went away (it stopped, or its lease expired): what
-    /// it acknowledged stays needed.
-    pub fn depart(&mut self, router: &str) {
-        if let Some(sets) = self.live.remove(router) {
-            for (cluster, set) in sets {
-                self.departed.entry(cluster).or_default().union_with(&set);
-            }
+    /// `router`'s key was deleted: a router found every server holds it.
+    pub fn remove(&mut self, router: &str) {
+        self.published.remove(router);
+    }
+
+    /// What this router published before it started.
+    pub fn inherit(&mut self, sets: HashMap<String, GtidSet>) {
+        for (c, s) in sets {
+            self.inherited.entry(c).or_default().union_with(&s);
         }
     }
 
-    /// Everything the other routers acknowledged in `cluster`, into `into`.
+    /// What this router must publish beside what it acknowledged.
+    pub fn inherited(&self) -> &HashMap<String, GtidSet> {
+        &self.inherited
+    }
+
+    /// Everything the other routers (and this one before it started)
+    /// acknowledged in `cluster`, into `into`.
     pub fn union_into(&self, cluster: &str, into: &mut GtidSet) {
-        for sets in self.live.values() {
+        for (sets, _) in self.published.values() {
             if let Some(s) = sets.get(cluster) {
                 into.union_with(s);
             }
         }
-        if let Some(s) = self.departed.get(cluster) {
+        if let Some(s) = self.inherited.get(cluster) {
             into.union_with(s);
         }
     }
 
-    /// Forgets what routers that left acknowledged in `cluster` once every
-    /// server of it has applied it (`everywhere`).
-    pub fn prune(&mut self, cluster: &str, everywhere: &GtidSet) {
-        if let Some(s) = self.departed.get_mut(cluster) {
-            s.subtract(everywhere);
-            if s.is_empty() {
-                self.departed.remove(cluster);
+    /// Forgets what this router inherited that every configured server of
+    /// the cluster has (`everywhere`: the intersection over all of them, a
+    /// server not heard from counting as having nothing).
+    pub fn prune_inherited(&mut self, everywhere: &HashMap<String, GtidSet>) {
+        for (c, s) in self.inherited.iter_mut() {
+            if let Some(e) = everywhere.get(c) {
+                s.subtract(e);
             }
         }
+        self.inherited.retain(|_, s| !s.is_empty());
+    }
+
+    /// Keys that can go: routers not registered (`registered` says which
+    /// are) whose every set every configured server has; with the
+    /// revision to delete them at.
+    pub fn removable(
+        &self,
+        registered: impl Fn(&str) -> bool,
+        everywhere: &HashMap<String, GtidSet>,
+    ) -> Vec<(String, i64)> {
+        self.published
+            .iter()
+            .filter(|(id, _)| !registered(id))
+            .filter(|(_, (sets, _))| {
+                sets.iter()
+                    .all(|(c, s)| everywhere.get(c).is_some_and(|e| s.is_subset(e)))
+            })
+            .map(|(id, (_, rev))| (id.clone(), *rev))
+            .collect()
     }
 
     /// Routers with published sets.
-    pub fn live(&self) -> impl Iterator<Item = &str> {
-        self.live.keys().map(String::as_str)
+    pub fn routers(&self) -> impl Iterator<Item = &str> {
+        self.published.keys().map(String::as_str)
     }
 }
 
@@ -212,30 +258,47 @@ mod tests {
     }
 
     #[test]
-    fn a_departed_router_s_gtids_stay_needed_until_every_server_has_them() {
+    fn the_union_holds_every_router_s_sets_until_every_server_has_them() {
         let mut p = Peers::default();
-        p.set("r1", sets("1-10"));
-        p.set("r2", sets("20-30"));
+        p.set("r1", sets("1-10"), false, 5);
+        p.set("r2", sets("20-30"), false, 6);
+        p.inherit(sets("40"));
         let mut u = GtidSet::default();
         p.union_into("primary", &mut u);
-        assert_eq!(u, GtidSet::parse(&format!("{A}:1-10:20-30")).unwrap());
-        p.depart("r1");
-        assert_eq!(p.live().collect::<Vec<_>>(), ["r2"]);
+        assert_eq!(u, GtidSet::parse(&format!("{A}:1-10:20-30:40")).unwrap());
+        // r1 stopped (no registration): its key goes only once every
+        // server has 1-10.
+        let every = |g: &str| HashMap::from([("primary".to_string(), set(g))]);
+        let reg = |id: &str| id == "r2";
+        assert!(p.removable(reg, &every("1-9")).is_empty());
+        assert_eq!(p.removable(reg, &every("1-10")), [("r1".to_string(), 5)]);
+        // A registered router's key never goes.
+        assert_eq!(p.removable(|_| true, &every("1-100")), []);
+        // A cluster no server is known for keeps it.
+        assert!(p.removable(reg, &HashMap::new()).is_empty());
+        p.remove("r1");
+        p.prune_inherited(&every("1-39"));
+        assert_eq!(p.inherited()["primary"], set("40"));
+        p.prune_inherited(&every("1-40"));
+        assert!(p.inherited().is_empty());
         let mut u = GtidSet::default();
         p.union_into("primary", &mut u);
-        assert_eq!(u, GtidSet::parse(&format!("{A}:1-10:20-30")).unwrap());
-        // Every server has 1-8: 9-10 is still needed.
-        p.prune("primary", &set("1-8"));
+        assert_eq!(u, set("20-30"));
+        assert_eq!(p.routers().collect::<Vec<_>>(), ["r2"]);
+    }
+
+    #[test]
+    fn an_unreadable_cluster_keeps_the_set_it_had() {
+        let mut p = Peers::default();
+        p.set("r1", sets("1-10"), false, 5);
+        p.set("r1", HashMap::new(), true, 6);
         let mut u = GtidSet::default();
         p.union_into("primary", &mut u);
-        assert_eq!(u, GtidSet::parse(&format!("{A}:9-10:20-30")).unwrap());
-        p.prune("primary", &set("1-10"));
+        assert_eq!(u, set("1-10"));
+        p.set("r1", sets("1-12"), false, 7);
         let mut u = GtidSet::default();
         p.union_into("primary", &mut u);
-        assert_eq!(u, set("20-30"), "a live router's set is never pruned");
-        let mut u = GtidSet::default();
-        p.union_into("other", &mut u);
-        assert!(u.is_empty());
+        assert_eq!(u, set("1-12"));
     }
 
     #[test]

@@ -432,10 +432,18 @@ impl Session<'_> {
             .iter()
             .filter(|(g, ..)| *g == w)
             .map(|(_, s, gap)| {
-                format!(
-                    "server '{}' is writable but lacks acknowledged GTIDs {gap}",
-                    rt.servers[*s].name
-                )
+                if gap.is_empty() {
+                    format!(
+                        "server '{}' is writable but what the fleet's routers acknowledged is \
+                         not known: etcd is unreachable",
+                        rt.servers[*s].name
+                    )
+                } else {
+                    format!(
+                        "server '{}' is writable but lacks acknowledged GTIDs {gap}",
+                        rt.servers[*s].name
+                    )
+                }
             })
             .collect();
         (!lacking.is_empty()).then(|| lacking.join("; "))
