@@ -16,6 +16,10 @@
 //!   takes it (the hazard the union closes). The etcd writes this costs
 //!   are counted under load.
 //!
+//! - causality across the fleet's routers: a write through fleet-a, its GTID
+//!   from the OK packet handed as a token to a read through fleet-b, under
+//!   replication lag bursts: no stale read (without the token, many).
+//!
 //! Each test has a sandbox of its own: they stop etcd, kill routers and
 //! promote replicas.
 
@@ -26,8 +30,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use causeway_e2e::router::opts;
+use causeway_e2e::router::{opts, Raw, RAW_CAPS};
 use causeway_e2e::{http_get, Topology};
+use causeway_wire::{CapabilityFlags, OkPacket};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, OptsBuilder, SslOpts};
 
@@ -752,6 +757,129 @@ async fn hold_what_every_router_acknowledged(f: &Fleet) -> Result<()> {
     ensure!(
         doc.contains("primary"),
         "fleet-a's acknowledged GTIDs went: {doc:?}"
+    );
+    Ok(())
+}
+
+async fn ok_of(raw: &mut Raw, sql: String) -> Result<OkPacket> {
+    let mut q = vec![0x03];
+    q.extend_from_slice(sql.as_bytes());
+    let resp = raw.command(&q).await?;
+    Ok(OkPacket::decode(&resp[0], raw.caps)?)
+}
+
+/// Stops and starts the replicas' appliers in bursts until `stop`.
+async fn lag_bursts(topo: Topology, stop: Arc<AtomicBool>) -> Result<()> {
+    let mut round = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let names: &[&str] = match round % 3 {
+            0 => &["replica1"],
+            1 => &["replica2"],
+            _ => &["replica1", "replica2"],
+        };
+        for n in names {
+            on_server(&topo, n, "STOP REPLICA SQL_THREAD")?;
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        for n in names {
+            on_server(&topo, n, "START REPLICA SQL_THREAD")?;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        round += 1;
+    }
+    Ok(())
+}
+
+/// Reads made, stale ones, and reads served per server port.
+#[derive(Debug, Default)]
+struct Tally {
+    reads: u64,
+    stale: u64,
+    by_port: std::collections::BTreeMap<u16, u64>,
+}
+
+/// Writes through fleet-a for `run`, each row read back at once in a fresh
+/// session of fleet-b, with the write's GTID as a token or not.
+async fn across(f: &Fleet, ids: u64, token: bool, run: Duration) -> Result<Tally> {
+    let who = f.topo.user("APP")?;
+    let caps = RAW_CAPS | CapabilityFlags::SESSION_TRACK;
+    let mut raw = Raw::login_with(
+        f.ports[0],
+        &who.user,
+        &who.password,
+        "caching_sha2_password",
+        caps,
+    )
+    .await?;
+    ok_of(&mut raw, "SET session_track_gtids = OWN_GTID".into()).await?;
+    let mut tally = Tally::default();
+    let deadline = Instant::now() + run;
+    let mut id = ids;
+    while Instant::now() < deadline {
+        id += 1;
+        let ok = ok_of(
+            &mut raw,
+            format!("INSERT INTO causeway.fleet_hunt (id) VALUES ({id})"),
+        )
+        .await?;
+        let gtid = String::from_utf8(ok.gtids()?.context("no GTID in the OK packet")?.to_vec())?;
+        let hint = if token {
+            format!("/* causeway: min_gtid={gtid} */ ")
+        } else {
+            String::new()
+        };
+        let mut b = f.app(1).await?;
+        let row: Option<(u16, u64)> = b
+            .query_first(format!(
+                "{hint}SELECT @@port, (SELECT COUNT(*) FROM causeway.fleet_hunt WHERE id = {id})"
+            ))
+            .await?;
+        b.disconnect().await?;
+        let (port, found) = row.context("no row")?;
+        tally.reads += 1;
+        *tally.by_port.entry(port).or_default() += 1;
+        if found == 0 {
+            tally.stale += 1;
+        }
+    }
+    raw.send(0, &[0x01]).await?;
+    Ok(tally)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_carries_causality_from_one_fleet_router_to_the_other() -> Result<()> {
+    let f = Fleet::get("fleet")?;
+    let mut a = f.app(0).await?;
+    a.query_drop("CREATE TABLE IF NOT EXISTS causeway.fleet_hunt (id BIGINT PRIMARY KEY)")
+        .await?;
+    let start: u64 = a
+        .query_first("SELECT COALESCE(MAX(id), 0) FROM causeway.fleet_hunt")
+        .await?
+        .unwrap_or(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let lagger = tokio::spawn(lag_bursts(f.topo.clone(), stop.clone()));
+    let with = across(&f, start, true, Duration::from_secs(6)).await;
+    let without = across(&f, start + 1_000_000, false, Duration::from_secs(6)).await;
+    stop.store(true, Ordering::Relaxed);
+    lagger.await??;
+    let (with, without) = (with?, without?);
+    eprintln!("with the token: {with:?}; without: {without:?}");
+    let replicas: u64 = f
+        .topo
+        .replica_ports
+        .iter()
+        .map(|p| with.by_port.get(p).copied().unwrap_or(0))
+        .sum();
+    ensure!(with.reads >= 20, "only {} reads with the token", with.reads);
+    ensure!(with.stale == 0, "stale reads with the token: {with:?}");
+    ensure!(
+        replicas > 0,
+        "no read with the token went to a replica: {with:?}"
+    );
+    // The hunt finds stale reads when there is no token: it can fail.
+    ensure!(
+        without.stale > 0,
+        "no stale read without the token: {without:?}"
     );
     Ok(())
 }
