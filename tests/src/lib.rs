@@ -11,6 +11,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 pub mod browser;
+pub mod fleet;
 pub mod reader;
 pub mod workload;
 use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};
