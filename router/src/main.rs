@@ -429,5 +429,8 @@ async fn run(cfg: Config, source: Source, cli: &RunArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => info!("interrupted; exiting"),
         _ = terminate() => info!("terminated; exiting"),
     }
+    if let Some(e) = &etcd {
+        fleet::agent::leave(&shared, e).await;
+    }
     Ok(())
 }

@@ -9,7 +9,8 @@
 //!   `fleet put` refuses to overwrite a change made since the file's copy;
 //! - etcd stopped for 10 s: both routers keep serving without an error and
 //!   catch up with a revision put right after etcd returns; a router killed
-//!   leaves the fleet view once its lease expires, and comes back.
+//!   leaves the fleet view once its lease expires, and comes back; one
+//!   stopped cleanly leaves at once.
 //!
 //! Causality across the fleet is in router_fleet_causality.rs, etcd's TLS
 //! and authentication in router_fleet_tls.rs. Each test file has a sandbox
@@ -269,5 +270,18 @@ async fn routers_ride_out_etcd_down_and_a_killed_router_leaves_the_view() -> Res
     .await?;
     let mut c = f.app(1).await?;
     ensure!(marker_server(&mut c).await? == 1);
+    drop(c);
+
+    // Stopped cleanly (SIGTERM), it revokes its lease before it exits: gone
+    // from the view as soon as it is gone, not a lease later.
+    tokio::task::block_in_place(|| f.topo.sandbox(&["stop", "fleet-b"]))?;
+    let (t, _) = f.status()?;
+    ensure!(
+        !t.contains("fleet-b"),
+        "a stopped router is still listed: {t}"
+    );
+    let log = std::fs::read_to_string(f.topo.dir.join("fleet/fleet-b.log"))?;
+    ensure!(log.contains("lease revoked"), "{log}");
+    tokio::task::block_in_place(|| f.topo.sandbox(&["start", "fleet-b"]))?;
     Ok(())
 }

@@ -51,6 +51,7 @@ pub async fn run(shared: Arc<Shared>, cfg: EtcdConfig, base: Registration, clien
         if started.elapsed() > Duration::from_secs(30) {
             backoff = Duration::from_millis(500);
         }
+        shared.fleet.set_lease(None);
         let why = format!("{err:#}");
         let was_up = matches!(shared.fleet.snapshot().link, Link::Up(_));
         shared
@@ -128,6 +129,30 @@ pub async fn refetch(shared: &Shared, cfg: &EtcdConfig) -> anyhow::Result<()> {
     apply(shared, cfg, &v.value, v.mod_revision, When::Asked).await
 }
 
+/// At exit: the registration's lease is revoked, so the router leaves
+/// the fleet view at once (its acknowledged GTIDs stay, they have no
+/// lease). Bounded: a router that cannot reach etcd leaves when the lease
+/// expires.
+pub async fn leave(shared: &Shared, cfg: &EtcdConfig) {
+    let Some(lease) = shared.fleet.lease() else {
+        return;
+    };
+    let revoke = async {
+        let mut c = etcd::connect(cfg).await?;
+        c.lease_revoke(lease).await?;
+        Ok::<_, anyhow::Error>(())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), revoke).await {
+        Ok(Ok(())) => tracing::info!("left the fleet (lease revoked)"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %format!("{e:#}"), "could not revoke the lease; the registration expires with it")
+        }
+        Err(_) => tracing::warn!(
+            "etcd did not answer the lease revocation; the registration expires with the lease"
+        ),
+    }
+}
+
 enum Never {}
 
 async fn follow(
@@ -150,6 +175,7 @@ async fn follow(
     shared
         .fleet
         .set_link(Link::Up(std::time::SystemTime::now()));
+    shared.fleet.set_lease(Some(lease));
     shared.metrics.fleet_etcd_connected.set(1);
     tracing::info!(lease, "connected to etcd");
 

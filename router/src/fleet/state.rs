@@ -50,6 +50,8 @@ struct Inner {
     peers: Peers,
     /// The peers' sets were read since the link last came up.
     caught_up: bool,
+    /// The lease this router's registration lives under, while linked.
+    lease: Option<i64>,
     /// Per cluster, what every configured server has applied (a server
     /// not heard from counting as having nothing).
     everywhere: HashMap<String, GtidSet>,
@@ -81,6 +83,7 @@ impl Default for FleetState {
                 routers: BTreeMap::new(),
                 peers: Peers::default(),
                 caught_up: false,
+                lease: None,
                 everywhere: HashMap::new(),
             }),
             peers_changed: watch::channel(0).0,
@@ -180,6 +183,16 @@ impl FleetState {
     /// The last revision refused, when no later one was put in force.
     pub fn refused_revision(&self) -> Option<i64> {
         lock(&self.inner).refused.as_ref().map(|r| r.0)
+    }
+
+    /// The lease of the registration (none while unlinked).
+    pub fn set_lease(&self, lease: Option<i64>) {
+        lock(&self.inner).lease = lease;
+    }
+
+    /// The lease of the registration.
+    pub fn lease(&self) -> Option<i64> {
+        lock(&self.inner).lease
     }
 
     /// The peers' sets were read on the link now up.
