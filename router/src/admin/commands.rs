@@ -254,13 +254,18 @@ async fn server(
 
 async fn reload(shared: &Arc<Shared>, user: &str, peer: SocketAddr) -> Reply {
     warn!(operator = user, peer = %peer, "admin: RELOAD");
-    let res = match shared.fleet.etcd() {
-        Some(etcd) => crate::fleet::agent::refetch(shared, &etcd).await,
+    let etcd = shared.fleet.etcd();
+    let res = match &etcd {
+        Some(etcd) => crate::fleet::agent::refetch(shared, etcd).await,
         None => shared.reload().await,
     };
     match res {
         Ok(()) => {
-            let (revision, _) = shared.revision();
+            // With a fleet, the etcd revision of the document in force.
+            let revision = match etcd {
+                Some(_) => shared.fleet.applied_revision().max(0) as u64,
+                None => shared.revision().0,
+            };
             Reply::Rows(text_rows(
                 &["status", "problem"],
                 vec![vec![
