@@ -114,6 +114,10 @@ struct EtcdArgs {
     /// This router's id in the fleet (default: host name:listen port).
     #[arg(long = "router-id", env = "CAUSEWAY_ROUTER_ID")]
     router_id: Option<String>,
+    /// Keep the last configuration put in force in this file, and start
+    /// from it when etcd cannot be read (or its latest revision is refused).
+    #[arg(long = "etcd-cache", env = "CAUSEWAY_ETCD_CACHE")]
+    cache_file: Option<PathBuf>,
     /// A router that dies leaves the fleet view after this long (e.g. 10s).
     #[arg(long = "etcd-lease-ttl", env = "CAUSEWAY_ETCD_LEASE_TTL", value_parser = humantime::parse_duration)]
     lease_ttl: Option<Duration>,
@@ -199,7 +203,8 @@ impl EtcdArgs {
             ca_file,
             cert_file,
             key_file,
-            router_id
+            router_id,
+            cache_file
         );
         if let Some(k) = &self.key {
             c.key = k.clone();
@@ -228,11 +233,17 @@ fn overrides(cli: &RunArgs) -> Overrides {
 
 async fn load(cli: &RunArgs) -> anyhow::Result<(Config, Source)> {
     let etcd = cli.etcd.resolve(cli.config.as_deref())?;
+    let parse = |key: &str, first: &fleet::Initial| -> anyhow::Result<Config> {
+        let origin = PathBuf::from(format!("etcd:{key}@{}", first.revision));
+        let mut cfg = Config::from_toml(&first.text, &origin)?;
+        overrides(cli).apply(&mut cfg);
+        cfg.validate()?;
+        Ok(cfg)
+    };
     let (mut cfg, source) = match etcd {
         Some(e) => {
-            let first = fleet::initial(&e).await?;
-            let origin = PathBuf::from(format!("etcd:{}@{}", e.key, first.revision));
-            let cfg = Config::from_toml(&first.text, &origin)?;
+            let first = fleet::start_document(&e, |f| parse(&e.key, f).map(drop)).await?;
+            let cfg = parse(&e.key, &first)?;
             (cfg, Source::Etcd(Box::new((e, first))))
         }
         None => {
@@ -381,7 +392,17 @@ async fn run(cfg: Config, source: Source, cli: &RunArgs) -> anyhow::Result<()> {
         Source::Etcd(b) => {
             let (e, mut first) = *b;
             let id = fleet::router_id(&e, listen);
-            fleet::claim_id(&mut first.client, &e, &id).await?;
+            match &mut first.client {
+                Some(c) => {
+                    fleet::claim_id(c, &e, &id).await?;
+                    fleet::write_cache(&e, &first.text, first.revision);
+                }
+                // Started from the cache: etcd is followed once it answers.
+                None => shared.fleet.set_link(fleet::state::Link::Down(
+                    std::time::SystemTime::now(),
+                    "unreachable at start".into(),
+                )),
+            }
             shared.fleet.set_source(fleet::state::Source::Etcd {
                 config: Box::new(e.clone()),
                 router_id: id.clone(),

@@ -10,7 +10,8 @@
 //! - etcd stopped for 10 s: both routers keep serving without an error and
 //!   catch up with a revision put right after etcd returns; a router killed
 //!   leaves the fleet view once its lease expires, and comes back; one
-//!   stopped cleanly leaves at once.
+//!   stopped cleanly leaves at once; one started while etcd is down starts
+//!   from its cache of the last revision in force and follows etcd later.
 //!
 //! Causality across the fleet is in router_fleet_causality.rs, etcd's TLS
 //! and authentication in router_fleet_tls.rs. Each test file has a sandbox
@@ -282,6 +283,39 @@ async fn routers_ride_out_etcd_down_and_a_killed_router_leaves_the_view() -> Res
     );
     let log = std::fs::read_to_string(f.topo.dir.join("fleet/fleet-b.log"))?;
     ensure!(log.contains("lease revoked"), "{log}");
+
+    // etcd down when fleet-b starts: it starts from its cache of the last
+    // revision in force, serves, and follows etcd once it is back.
+    tokio::task::block_in_place(|| f.topo.sandbox(&["stop", "etcd"]))?;
     tokio::task::block_in_place(|| f.topo.sandbox(&["start", "fleet-b"]))?;
+    let log = std::fs::read_to_string(f.topo.dir.join("fleet/fleet-b.log"))?;
+    ensure!(
+        log.contains("starting from the cached configuration"),
+        "{log}"
+    );
+    ensure!(f.metric(1, "causeway_router_fleet_config_revision")? == rev as f64);
+    ensure!(f.metric(1, "causeway_router_fleet_etcd_connected")? == 0.0);
+    let mut c = f.app(1).await?;
+    let one: Option<u8> = c.query_first("SELECT 1").await?;
+    ensure!(
+        one == Some(1),
+        "a read through fleet-b started from its cache"
+    );
+    tokio::task::block_in_place(|| f.topo.sandbox(&["start", "etcd"]))?;
+    until(
+        "fleet-b follows etcd again",
+        Duration::from_secs(30),
+        || async {
+            let (t, ok) = f.status()?;
+            Ok(ok
+                && t.contains("fleet-b")
+                && f.metric(1, "causeway_router_fleet_etcd_connected")? == 1.0)
+        },
+    )
+    .await?;
+    ensure!(
+        marker_server(&mut c).await? == 1,
+        "writes and the marker rule after etcd returned"
+    );
     Ok(())
 }

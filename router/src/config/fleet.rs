@@ -63,6 +63,11 @@ pub struct EtcdConfig {
     /// This router's name in the fleet (default: host name and listen
     /// port). Two live routers must not share one.
     pub router_id: Option<String>,
+    /// The last document put in force is kept in this file (with its
+    /// revision on the first line): a router that starts while etcd is
+    /// unreachable, or while the latest revision is one it refuses, starts
+    /// from it and catches up once etcd answers. None: no cache.
+    pub cache_file: Option<PathBuf>,
 }
 
 impl Default for EtcdConfig {
@@ -81,6 +86,7 @@ impl Default for EtcdConfig {
             lease_ttl: Duration::from_secs(10),
             publish_interval: Duration::from_millis(100),
             router_id: None,
+            cache_file: None,
         }
     }
 }

@@ -32,8 +32,8 @@ use crate::shared::Shared;
 
 /// Follows etcd until the router stops. `client` is the connection the
 /// router read its first document with.
-pub async fn run(shared: Arc<Shared>, cfg: EtcdConfig, base: Registration, client: Client) {
-    let mut client = Some(client);
+pub async fn run(shared: Arc<Shared>, cfg: EtcdConfig, base: Registration, client: Option<Client>) {
+    let mut client = client;
     let mut backoff = Duration::from_millis(500);
     loop {
         let c = match client.take() {
@@ -100,7 +100,13 @@ pub async fn apply(
     }
     let origin = std::path::PathBuf::from(format!("etcd:{}@{rev}", cfg.key));
     let res = match std::str::from_utf8(text) {
-        Ok(t) => shared.reload_document(t, &origin).await,
+        Ok(t) => {
+            let r = shared.reload_document(t, &origin).await;
+            if r.is_ok() {
+                super::write_cache(cfg, t, rev);
+            }
+            r
+        }
         Err(_) => {
             shared.metrics.reload_failures.inc();
             Err(anyhow::anyhow!("{}: not UTF-8 text", origin.display()))
