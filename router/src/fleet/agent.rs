@@ -31,7 +31,8 @@ use crate::metrics::KindLabels;
 use crate::shared::Shared;
 
 /// Follows etcd until the router stops. `client` is the connection the
-/// router read its first document with.
+/// router read its first document with (none when it started from its
+/// cache: the agent connects).
 pub async fn run(shared: Arc<Shared>, cfg: EtcdConfig, base: Registration, client: Option<Client>) {
     let mut client = client;
     let mut backoff = Duration::from_millis(500);
