@@ -727,7 +727,7 @@ fn log_election(rt: &Runtime, before: &Membership, after: &Membership) {
         {
             if gap.is_empty() {
                 tracing::warn!(hostgroup = %rt.groups[*g].name, server = %rt.servers[*s].name,
-                    "writable, but what the fleet's routers acknowledged is not known (etcd unreachable): writes wait");
+                    "writable, but what the fleet's routers acknowledged is not known yet (etcd unreachable, or not read yet): writes wait");
             } else {
                 tracing::warn!(hostgroup = %rt.groups[*g].name, server = %rt.servers[*s].name, missing = %gap,
                     "writable, but lacks GTIDs the router acknowledged: writes wait for it");

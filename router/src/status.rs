@@ -346,8 +346,8 @@ pub fn fold(inp: &Inputs<'_>) -> Vec<ServerRow> {
             }
             if let Some((_, _, gap)) = catching_up {
                 why.push(if gap.is_empty() {
-                    "writable, but what the fleet's routers acknowledged is not known (etcd \
-                     unreachable): writes wait"
+                    "writable, but what the fleet's routers acknowledged is not known yet (etcd \
+                     unreachable, or not read yet): writes wait"
                         .to_string()
                 } else {
                     format!(

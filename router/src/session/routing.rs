@@ -435,7 +435,7 @@ impl Session<'_> {
                 if gap.is_empty() {
                     format!(
                         "server '{}' is writable but what the fleet's routers acknowledged is \
-                         not known: etcd is unreachable",
+                         not known yet (etcd unreachable, or not read yet)",
                         rt.servers[*s].name
                     )
                 } else {
