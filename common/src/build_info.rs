@@ -5,12 +5,39 @@
 //! The commit and profile come from each program's build script
 //! (`common/build/build_info.rs`, included by `router/build.rs` and
 //! `binlog-reader/build.rs`), which is why [`BuildInfo`] values are built
-//! in the programs' crates, not here.
+//! in the programs' crates, not here: each calls [`crate::build_info!`] once.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+/// Defines `BUILD` ([`BuildInfo`]) and `VERSION` (`--version`'s text after
+/// the program's name: `0.1.0 (commit 9d2e37e, release)`) in the calling
+/// program's crate, from its own version and what its build script set.
+#[macro_export]
+macro_rules! build_info {
+    () => {
+        /// What this program was built from (`--version`, the `build_info`
+        /// gauge).
+        pub const BUILD: $crate::build_info::BuildInfo = $crate::build_info::BuildInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            commit: env!("CAUSEWAY_GIT_COMMIT"),
+            profile: env!("CAUSEWAY_BUILD_PROFILE"),
+        };
+
+        /// `--version`'s text after the program's name:
+        /// `0.1.0 (commit 9d2e37e, release)`.
+        pub const VERSION: &str = concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (commit ",
+            env!("CAUSEWAY_GIT_COMMIT"),
+            ", ",
+            env!("CAUSEWAY_BUILD_PROFILE"),
+            ")"
+        );
+    };
+}
 
 /// A program's version, commit and build profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`build_info`] | a program's version, git commit and build profile; the `build_info` gauge |
+//! | [`build_info`](mod@build_info) | a program's version, git commit and build profile; the `build_info` gauge |
 //! | [`config`] | a TOML file into a serde struct, errors as `path:line:column: message` |
 //! | [`secret`] | [`secret::Secret`] (never printed) and reading one from inline / env / file |
 //! | [`logging`] | the `tracing` subscriber: `RUST_LOG` filter, text or JSON lines |

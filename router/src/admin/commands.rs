@@ -47,16 +47,9 @@ pub async fn execute(
         Statement::ShowVersion => Reply::Rows(text_rows(
             &["version", "commit", "profile"],
             vec![vec![
-                env!("CARGO_PKG_VERSION").to_string(),
-                option_env!("CAUSEWAY_GIT_COMMIT")
-                    .unwrap_or("unknown")
-                    .to_string(),
-                if cfg!(debug_assertions) {
-                    "debug"
-                } else {
-                    "release"
-                }
-                .to_string(),
+                crate::BUILD.version.to_string(),
+                crate::BUILD.commit.to_string(),
+                crate::BUILD.profile.to_string(),
             ]],
         )),
         Statement::Kill(target) => {
