@@ -167,9 +167,15 @@ impl Fleet {
     }
 
     pub async fn admin(&self, i: usize) -> Result<Conn> {
+        self.admin_on(self.admin_ports[i]).await
+    }
+
+    /// The operator's session on the admin interface at `port` (a fleet
+    /// router's, or the sandbox router's).
+    pub async fn admin_on(&self, port: u16) -> Result<Conn> {
         let o = OptsBuilder::default()
             .ip_or_hostname("127.0.0.1")
-            .tcp_port(self.admin_ports[i])
+            .tcp_port(port)
             .user(Some(self.topo.var("CAUSEWAY_ROUTER_ADMIN_USER")?))
             .pass(Some(self.topo.var("CAUSEWAY_ROUTER_ADMIN_PASSWORD")?))
             .prefer_socket(false)
@@ -188,6 +194,16 @@ impl Fleet {
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum())
+    }
+
+    /// Kills fleet router `name` (SIGKILL: no lease revoked).
+    pub fn kill(&self, name: &str) -> Result<()> {
+        let pid = std::fs::read_to_string(self.topo.dir.join(format!("pids/{name}.pid")))?;
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()?;
+        ensure!(killed.success(), "kill -KILL {name}");
+        Ok(())
     }
 
     /// `fleet status`: its table and whether it reported every router well.

@@ -363,6 +363,13 @@ impl Topology {
     }
 }
 
+/// A free local port (bound, then released).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// The body of `GET url` for a plain `http://host:port/path` URL (the
 /// metrics endpoints), bounded in time.
 pub fn http_get(url: &str) -> Result<String> {

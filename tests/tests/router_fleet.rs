@@ -245,11 +245,7 @@ async fn routers_ride_out_etcd_down_and_a_killed_router_leaves_the_view() -> Res
     .await?;
 
     // fleet-b killed: it leaves the view once its lease (4 s) expires.
-    let pid = std::fs::read_to_string(f.topo.dir.join("pids/fleet-b.pid"))?;
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", pid.trim()])
-        .status()?;
-    ensure!(killed.success());
+    f.kill("fleet-b")?;
     until(
         "fleet-b leaves the fleet view",
         Duration::from_secs(20),

@@ -20,7 +20,7 @@ use causeway_e2e::router::{Raw, RAW_CAPS};
 use causeway_e2e::Topology;
 use causeway_wire::{CapabilityFlags, OkPacket};
 use mysql_async::prelude::*;
-use mysql_async::{Conn, OptsBuilder, SslOpts};
+use mysql_async::Conn;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_writer_must_hold_what_every_router_of_the_fleet_acknowledged() -> Result<()> {
@@ -115,17 +115,7 @@ async fn hold_what_every_router_acknowledged(f: &Fleet) -> Result<()> {
     // Outside the fleet, the sandbox's own router acknowledged nothing and
     // takes replica1: what a router without the union does.
     let router_admin = f.topo.var("CAUSEWAY_ROUTER_ADMIN_PORT")?.parse::<u16>()?;
-    let mut plain = {
-        let o = OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(router_admin)
-            .user(Some(topo.var("CAUSEWAY_ROUTER_ADMIN_USER")?))
-            .pass(Some(topo.var("CAUSEWAY_ROUTER_ADMIN_PASSWORD")?))
-            .prefer_socket(false)
-            .ssl_opts(SslOpts::default().with_danger_accept_invalid_certs(true));
-        Conn::new(o).await?
-    };
-    let q = "SELECT name, writer, missing_acknowledged, state FROM servers";
+    let mut plain = f.admin_on(router_admin).await?;
     // replica1's (writer, missing_acknowledged) as `admin` shows it, once
     // `done` says so (or fails with the last seen after `limit`).
     async fn replica1_until(
@@ -163,12 +153,7 @@ async fn hold_what_every_router_acknowledged(f: &Fleet) -> Result<()> {
     .await?;
     // And stays so.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rows: Vec<(String, i64, String, String)> = b_admin.query(q).await?;
-    let w = rows
-        .into_iter()
-        .find(|r| r.0 == "replica1")
-        .map(|r| (r.1, r.2, r.3))
-        .context("replica1 row")?;
+    let w = replica1_until(&mut b_admin, "replica1 on fleet-b", |_| true).await?;
     ensure!(
         w.0 == 0 && w.2 == "catching_up",
         "fleet-b took replica1 as writer: {w:?}"
@@ -182,11 +167,7 @@ async fn hold_what_every_router_acknowledged(f: &Fleet) -> Result<()> {
 
     // fleet-a dies: what it acknowledged stays needed (its key outlives
     // its lease until every server has it), so fleet-b still refuses.
-    let pid = std::fs::read_to_string(f.topo.dir.join("pids/fleet-a.pid"))?;
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", pid.trim()])
-        .status()?;
-    ensure!(killed.success());
+    f.kill("fleet-a")?;
     until(
         "fleet-a leaves the fleet view",
         Duration::from_secs(20),

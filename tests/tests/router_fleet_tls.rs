@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use causeway_e2e::fleet::router_bin;
+use causeway_e2e::free_port;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -38,13 +39,6 @@ hostgroup = "primary"
 name = "app"
 password = "app-secret"
 "#;
-
-/// A free local port (bound, then released).
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 /// Files in a folder of their own under the target directory.
 struct Scratch(PathBuf);
