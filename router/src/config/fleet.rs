@@ -132,22 +132,22 @@ impl Overrides {
         if let Some(v) = self.listen {
             cfg.frontend.listen = v;
         }
-        match self.metrics_listen {
-            Some(Listen::Off) => cfg.metrics.enabled = false,
-            Some(Listen::At(a)) => {
-                cfg.metrics.enabled = true;
-                cfg.metrics.listen = a;
-            }
-            None => {}
+        let (m, a) = (&mut cfg.metrics, &mut cfg.admin);
+        set(self.metrics_listen, &mut m.enabled, &mut m.listen);
+        set(self.admin_listen, &mut a.enabled, &mut a.listen);
+    }
+}
+
+/// A listener's `enabled` and `listen` as `over` says (unchanged when
+/// `None`).
+fn set(over: Option<Listen>, enabled: &mut bool, listen: &mut SocketAddr) {
+    match over {
+        Some(Listen::Off) => *enabled = false,
+        Some(Listen::At(a)) => {
+            *enabled = true;
+            *listen = a;
         }
-        match self.admin_listen {
-            Some(Listen::Off) => cfg.admin.enabled = false,
-            Some(Listen::At(a)) => {
-                cfg.admin.enabled = true;
-                cfg.admin.listen = a;
-            }
-            None => {}
-        }
+        None => {}
     }
 }
 
@@ -363,6 +363,24 @@ mod tests {
             assert!(err.contains(want), "{want:?} missing from {err}");
         }
         assert!(conf(&["127.0.0.1:2379"]).validate().is_ok());
+    }
+
+    #[test]
+    fn the_command_line_sets_its_listeners_over_the_document() {
+        let mut cfg = super::super::Config::default();
+        let before = cfg.clone();
+        Overrides::default().apply(&mut cfg);
+        assert_eq!(cfg, before, "nothing given, nothing changed");
+        let at: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        Overrides {
+            listen: Some(at),
+            metrics_listen: Some(Listen::At(at)),
+            admin_listen: Some(Listen::Off),
+        }
+        .apply(&mut cfg);
+        assert_eq!(cfg.frontend.listen, at);
+        assert!(cfg.metrics.enabled && cfg.metrics.listen == at);
+        assert!(!cfg.admin.enabled && cfg.admin.listen == before.admin.listen);
     }
 
     #[test]
