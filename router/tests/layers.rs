@@ -65,6 +65,7 @@ const STATE: &[&str] = &[
     "monitor",
     "metrics",
     "shared",
+    "shared::election",
     "writers",
     "ops",
     "status",
