@@ -618,9 +618,16 @@ pub fn skip_comments_and_space(mut s: &str) -> &str {
     }
 }
 
-/// The first word of a statement (after comments), uppercase.
-pub fn leading_word_of(sql: &str) -> String {
-    leading_word(skip_comments_and_space(sql))
+/// The first word of a statement (after comments) as written, at most 16
+/// letters: compare it ignoring case. No allocation (it runs per statement).
+pub fn first_word(sql: &str) -> &str {
+    let s = skip_comments_and_space(sql);
+    let n = s
+        .bytes()
+        .take(16)
+        .take_while(|b| b.is_ascii_alphabetic() || *b == b'_')
+        .count();
+    &s[..n]
 }
 
 fn leading_word(s: &str) -> String {

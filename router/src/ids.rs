@@ -6,6 +6,11 @@
 //! came from: a reload builds a new runtime with new ids, and sessions take
 //! the new one between statements, translating what they hold by name once.
 
+/// A hash map for what the router looks up on every statement (users,
+/// prepared statements): foldhash, seeded per process, costs a fraction of
+/// std's SipHash on short keys.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// A server: its index in [`crate::runtime::Runtime::servers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServerId(pub u16);

@@ -126,7 +126,7 @@ pub struct Runtime {
     /// The configuration it was built from.
     pub config: Config,
     /// Users by name.
-    pub users: HashMap<String, User>,
+    pub users: crate::ids::FastMap<String, User>,
     /// Servers in config order.
     pub servers: IdVec<ServerId, Server>,
     /// Hostgroups in config order.
@@ -195,7 +195,7 @@ impl Runtime {
             .position(|g| g.role == Role::Writer)
             .map(GroupId::new)
             .context("no writer hostgroup")?;
-        let mut users = HashMap::new();
+        let mut users = crate::ids::FastMap::default();
         for u in &config.users {
             let what = format!("password of user {:?}", u.name);
             let password = resolve_secret(&what, &u.password, &u.password_env, &u.password_file)?

@@ -104,8 +104,13 @@ impl Conn {
 
     /// COM_QUIT, then close.
     pub async fn quit(mut self) {
-        let _ = self.io.write_packet(0, &[Command::Quit as u8]).await;
-        self.io.shutdown().await;
+        // Boxed: the shutdown's timers make it large, and sessions await it
+        // on paths that are otherwise small.
+        Box::pin(async move {
+            let _ = self.io.write_packet(0, &[Command::Quit as u8]).await;
+            self.io.shutdown().await;
+        })
+        .await
     }
 }
 

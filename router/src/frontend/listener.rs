@@ -22,6 +22,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let _ = tcp.set_nodelay(true);
         let id = shared.next_connection_id();
         let span = info_span!("conn", id, peer = %peer);
-        tokio::spawn(crate::session::run(tcp, peer, id, shared.clone()).instrument(span));
+        // Boxed: a session's future is large, and the task would otherwise
+        // copy it whole several times as it is spawned (measured: most of
+        // the router's instructions per connection went to those copies).
+        let session = Box::pin(crate::session::run(tcp, peer, id, shared.clone()));
+        tokio::spawn(session.instrument(span));
     }
 }

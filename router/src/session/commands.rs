@@ -111,6 +111,12 @@ impl Session<'_> {
     /// (the server resets it), settings and variables are forgotten, the
     /// schema stays; answered by a held connection when there is one.
     pub(super) async fn reset_connection(&mut self, first: Chunk) -> Result<()> {
+        // Boxed: large and off the per-statement path (see ARCHITECTURE.md,
+        // "Future sizes").
+        Box::pin(self.reset_connection_unboxed(first)).await
+    }
+
+    async fn reset_connection_unboxed(&mut self, first: Chunk) -> Result<()> {
         let pinned: Vec<ServerId> = self
             .held
             .iter()
@@ -206,6 +212,12 @@ impl Session<'_> {
     /// and the new user's schema is checked. Returns false when it failed
     /// and the session was closed (as MySQL does).
     pub(super) async fn change_user(&mut self, first: Chunk) -> Result<bool> {
+        // Boxed: large and off the per-statement path (see ARCHITECTURE.md,
+        // "Future sizes").
+        Box::pin(self.change_user_unboxed(first)).await
+    }
+
+    async fn change_user_unboxed(&mut self, first: Chunk) -> Result<bool> {
         let cu = ComChangeUser::decode(&first.payload, self.caps).map_err(Error::ClientProtocol)?;
         self.client.expect_sequence(None);
         let mut seq = 1u8;

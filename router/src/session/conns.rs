@@ -32,7 +32,7 @@ use crate::backend::connect::{self, Login, REQUIRED};
 use crate::backend::pool::{Conn, Grant, Limits, PoolKey, Refused, Want};
 use crate::backend::query::simple_query;
 use crate::backend::stmts::StmtCache;
-use crate::classify::{leading_word_of, Classified};
+use crate::classify::{first_word, Classified};
 use crate::error::{Error, Result};
 use crate::ids::ServerId;
 
@@ -242,6 +242,17 @@ impl Session<'_> {
     /// the server refused it as full (ERR 1040); its limit is learned and
     /// the caller waits for a connection instead.
     async fn open(
+        &mut self,
+        server: ServerId,
+        key: &PoolKey,
+        lease: crate::backend::pool::Lease,
+    ) -> std::result::Result<Option<Conn>, Failure> {
+        // Boxed: large and off the per-statement path (see ARCHITECTURE.md,
+        // "Future sizes").
+        Box::pin(self.open_unboxed(server, key, lease)).await
+    }
+
+    async fn open_unboxed(
         &mut self,
         server: ServerId,
         key: &PoolKey,
@@ -671,16 +682,17 @@ fn router_attrs() -> Vec<(Bytes, Bytes)> {
 /// What a statement does to the session, from its classification.
 pub(super) fn effects<'c>(class: &'c Classified, sql: &str, sticky: bool) -> Effects<'c> {
     let scan = class.scan.as_deref();
-    let word = leading_word_of(sql);
+    let word = first_word(sql);
+    let is = |w: &str| word.eq_ignore_ascii_case(w);
     let tables = &class.tables[..];
     Effects {
         assigns: class.assigns(),
-        creates_temp: if class.session.temp_tables && word == "CREATE" {
+        creates_temp: if class.session.temp_tables && is("CREATE") {
             &tables[..tables.len().min(1)]
         } else {
             &[]
         },
-        drops: if word == "DROP" { tables } else { &[] },
+        drops: if is("DROP") { tables } else { &[] },
         prepare: scan.and_then(|s| s.prepare.as_ref()),
         prepared_assigns: scan.and_then(|s| s.body.as_deref()).map(|b| &b.assigns[..]),
         locks: scan.map(|s| &s.locks),
@@ -688,7 +700,7 @@ pub(super) fn effects<'c>(class: &'c Classified, sql: &str, sticky: bool) -> Eff
         found_rows_calc: class.found_rows_calc,
         last_insert_id: class.last_insert_id,
         opaque: class.opaque,
-        several: class.multi || word == "CALL",
+        several: class.multi || is("CALL"),
         protocol_prepare: false,
         sticky,
     }

@@ -21,7 +21,6 @@
 //! Memory per session is bounded by one 16 MiB chunk plus the socket
 //! buffers, whatever the result size.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,7 +83,7 @@ pub struct Session<'a> {
     /// Connections it gave back, which it may get back in the state it
     /// left them.
     pub(super) affinity: Vec<(ServerId, ConnId)>,
-    pub(super) stmts: HashMap<u32, Prepared>,
+    pub(super) stmts: crate::ids::FastMap<u32, Prepared>,
     pub(super) next_stmt: u32,
     pub(super) turn: u64,
     pub(super) kill: Arc<tokio::sync::Notify>,
@@ -193,7 +192,7 @@ impl<'a> Session<'a> {
             state: SessionState::new(wanted),
             held: Vec::new(),
             affinity: Vec::new(),
-            stmts: HashMap::new(),
+            stmts: Default::default(),
             next_stmt: 1,
             turn: u64::from(id),
             kill,
@@ -257,10 +256,16 @@ impl<'a> Session<'a> {
 
     /// Relays commands until the client quits or something fails.
     pub async fn run(&mut self) -> Result<()> {
+        // KILL CONNECTION from another session ends this one at once,
+        // whatever it is doing: idle (next_command) or in a command (its
+        // work is dropped, never given back to a pool), as MySQL does. One
+        // waiter for the session's life, not one per command.
+        let kill = self.kill.clone();
+        let mut killed = std::pin::pin!(kill.notified());
         loop {
             self.client.expect_sequence(Some(0));
             self.client_seq = 1;
-            let first = match self.next_command().await? {
+            let first = match self.next_command(killed.as_mut()).await? {
                 Some(c) => c,
                 None => return Ok(()),
             };
@@ -275,13 +280,10 @@ impl<'a> Session<'a> {
             };
             let (first, cmd) = command::with_session_id(first, cmd, self.id);
             self.interrupts_seen = self.interrupt.count();
-            // KILL CONNECTION from another session ends this one at once,
-            // whatever the command is doing (its work is dropped, never
-            // given back to a pool), as MySQL does.
-            let kill = self.kill.clone();
             let goes_on = tokio::select! {
+                biased;
                 r = self.dispatch(first, cmd) => r?,
-                _ = kill.notified() => {
+                _ = killed.as_mut() => {
                     self.killed().await;
                     return Ok(());
                 }
@@ -389,7 +391,10 @@ impl<'a> Session<'a> {
         self.client.compression().is_none() && looks_like_frame(&c.payload)
     }
 
-    async fn next_command(&mut self) -> Result<Option<Chunk>> {
+    async fn next_command(
+        &mut self,
+        mut killed: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    ) -> Result<Option<Chunk>> {
         let idle = self.idle_timeout();
         let now = tokio::time::Instant::now();
         let deadline = now + idle;
@@ -408,6 +413,7 @@ impl<'a> Session<'a> {
             self.timer.as_mut().reset(wake);
             let watching = watch_at.is_none() && !self.held.is_empty();
             let next = tokio::select! {
+                biased;
                 r = self.client.next_chunk() => Some(r),
                 (k, said) = super::conns::held_speaks(&mut self.held), if watching => {
                     if self.held_spoke(k, said).await? {
@@ -416,7 +422,7 @@ impl<'a> Session<'a> {
                     return Ok(None);
                 }
                 _ = &mut self.timer => None,
-                _ = self.kill.notified() => {
+                _ = killed.as_mut() => {
                     // As MySQL: an idle session killed is closed, unanswered.
                     info!("killed");
                     self.close().await;
@@ -485,6 +491,12 @@ impl<'a> Session<'a> {
     /// direct client's would: the server's ERR (4031 ...) is forwarded as
     /// it came, then the client is closed. True: the session goes on.
     async fn held_spoke(&mut self, k: usize, said: Result<Option<Chunk>>) -> Result<bool> {
+        // Boxed: large and off the per-statement path (see ARCHITECTURE.md,
+        // "Future sizes").
+        Box::pin(self.held_spoke_unboxed(k, said)).await
+    }
+
+    async fn held_spoke_unboxed(&mut self, k: usize, said: Result<Option<Chunk>>) -> Result<bool> {
         let server = self.held[k].conn.server.clone();
         let err = match said {
             Ok(Some(c)) if c.payload.first() == Some(&0xff) && !c.more => Some(c),
@@ -579,9 +591,14 @@ impl<'a> Session<'a> {
     /// Ends the session: connections are given back (unpinned), or reset
     /// into the pool (pinned), or closed.
     pub(super) async fn close(&mut self) {
-        self.close_all().await;
-        self.count_pins();
-        self.client.shutdown().await;
+        // Boxed: large and off the per-statement path (see ARCHITECTURE.md,
+        // "Future sizes").
+        Box::pin(async {
+            self.close_all().await;
+            self.count_pins();
+            self.client.shutdown().await;
+        })
+        .await
     }
 
     pub(super) async fn send_client_err(&mut self, err: &ErrPacket) -> Result<()> {

@@ -55,6 +55,12 @@ impl Session<'_> {
     /// the session cannot go on as the client believes it does, and the
     /// error that ends it is returned.
     pub(super) async fn lose(&mut self, k: usize, why: &str) -> Result<()> {
+        // Boxed: large and off the per-statement path (see ARCHITECTURE.md,
+        // "Future sizes").
+        Box::pin(self.lose_unboxed(k, why)).await
+    }
+
+    async fn lose_unboxed(&mut self, k: usize, why: &str) -> Result<()> {
         let h = self.held.remove(k);
         let mut lost: Vec<&str> = self
             .state
@@ -155,6 +161,12 @@ impl Session<'_> {
     /// Gives held connection `k` back to its pool, after reading back what
     /// lives only on it; keeps it when named locks turn out to be held.
     pub(super) async fn release(&mut self, k: usize) -> Result<()> {
+        // Boxed: large and off the per-statement path (see ARCHITECTURE.md,
+        // "Future sizes").
+        Box::pin(self.release_unboxed(k)).await
+    }
+
+    async fn release_unboxed(&mut self, k: usize) -> Result<()> {
         let server = self.held[k].server;
         let id = self.held[k].conn.id;
         if self.state.pinned(server) && !self.only_locks(server) {

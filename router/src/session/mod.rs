@@ -126,7 +126,16 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>)
             return;
         }
     };
-    let est = establish(tcp, peer, id, shared, crate::frontend::auth::Door::App).await;
+    // Boxed, like start(): the login's futures would otherwise stay in
+    // every session's memory for its whole life.
+    let est = Box::pin(establish(
+        tcp,
+        peer,
+        id,
+        shared,
+        crate::frontend::auth::Door::App,
+    ))
+    .await;
     drop(handshaking);
     let mut est = match est {
         Ok(est) => est,
@@ -171,7 +180,7 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, id: u32, shared: Arc<Shared>)
     }
     let kill = Arc::new(tokio::sync::Notify::new());
     let mut session = driver::Session::new(est, peer, id, shared, kill);
-    let started = match session.start().await {
+    let started = match Box::pin(session.start()).await {
         Ok(started) => started,
         Err(e) => {
             warn!(error = %e.report(), side = ?e.side(), "session could not start");

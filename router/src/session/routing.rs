@@ -330,6 +330,12 @@ impl Session<'_> {
     /// until the membership changes (or a short while passes: a refused
     /// connection is retried) or `until`. Whether to plan again.
     pub(super) async fn wait_for_writer(&mut self, until: Instant) -> Result<bool> {
+        // Boxed: large and off the per-statement path (see ARCHITECTURE.md,
+        // "Future sizes").
+        Box::pin(self.wait_for_writer_unboxed(until)).await
+    }
+
+    async fn wait_for_writer_unboxed(&mut self, until: Instant) -> Result<bool> {
         self.release_held(Release::Unpinned).await?;
         let mut changed = self.shared.writers.subscribe();
         changed.borrow_and_update();
@@ -385,6 +391,12 @@ impl Session<'_> {
     /// what the session holds unpinned; KILL QUERY ends the wait with ERR
     /// 1317, a client that leaves ends it too.
     async fn wait_resumed(&mut self, g: GroupId) -> std::result::Result<(), Failure> {
+        // Boxed: large and off the per-statement path (see ARCHITECTURE.md,
+        // "Future sizes").
+        Box::pin(self.wait_resumed_unboxed(g)).await
+    }
+
+    async fn wait_resumed_unboxed(&mut self, g: GroupId) -> std::result::Result<(), Failure> {
         self.release_held(Release::Unpinned).await?;
         let name = self.cur.rt.groups[g].name.clone();
         tracing::debug!(hostgroup = %name, "hostgroup paused: the statement waits");

@@ -701,13 +701,17 @@ impl SessionState {
 
     /// A cursor of `stmt` opened (`true`) or closed on `server`.
     pub fn cursor(&mut self, server: ServerId, stmt: u32, open: bool) {
-        let p = self.pins_mut(server);
         if open {
-            p.cursors.insert(stmt);
-        } else {
-            p.cursors.remove(&stmt);
+            self.pins_mut(server).cursors.insert(stmt);
+            return;
         }
-        self.pins.retain(|p| !p.is_empty());
+        // Every EXECUTE without a cursor comes here: no pins made to be
+        // dropped again.
+        if let Some(p) = self.pins.iter_mut().find(|p| p.server == server) {
+            if p.cursors.remove(&stmt) {
+                self.pins.retain(|p| !p.is_empty());
+            }
+        }
     }
 
     /// `stmt` was executed, reset or closed: its long data is gone (and

@@ -16,7 +16,7 @@
 //! found by its hash is compared whole before it is counted into.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -289,7 +289,7 @@ impl Shard {
 /// The digest table, shared by every session.
 #[derive(Debug)]
 pub struct Digests {
-    hasher: RandomState,
+    hasher: foldhash::quality::RandomState,
     shards: Vec<Mutex<Shard>>,
     /// Keys in all shards.
     len: AtomicUsize,
@@ -318,7 +318,7 @@ impl Digests {
     /// An empty table keeping at most `max` keys.
     pub fn new(max: usize) -> Digests {
         Digests {
-            hasher: RandomState::new(),
+            hasher: Default::default(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             len: AtomicUsize::new(0),
             max: AtomicUsize::new(max),
