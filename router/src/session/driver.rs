@@ -280,13 +280,15 @@ impl<'a> Session<'a> {
             };
             let (first, cmd) = command::with_session_id(first, cmd, self.id);
             self.interrupts_seen = self.interrupt.count();
+            // Biased, the kill first: a client whose commands never wait
+            // (pipelined) is still seen to be killed.
             let goes_on = tokio::select! {
                 biased;
-                r = self.dispatch(first, cmd) => r?,
                 _ = killed.as_mut() => {
                     self.killed().await;
                     return Ok(());
                 }
+                r = self.dispatch(first, cmd) => r?,
             };
             if !goes_on {
                 return Ok(());
@@ -414,6 +416,12 @@ impl<'a> Session<'a> {
             let watching = watch_at.is_none() && !self.held.is_empty();
             let next = tokio::select! {
                 biased;
+                _ = killed.as_mut() => {
+                    // As MySQL: an idle session killed is closed, unanswered.
+                    info!("killed");
+                    self.close().await;
+                    return Ok(None);
+                }
                 r = self.client.next_chunk() => Some(r),
                 (k, said) = super::conns::held_speaks(&mut self.held), if watching => {
                     if self.held_spoke(k, said).await? {
@@ -422,12 +430,6 @@ impl<'a> Session<'a> {
                     return Ok(None);
                 }
                 _ = &mut self.timer => None,
-                _ = killed.as_mut() => {
-                    // As MySQL: an idle session killed is closed, unanswered.
-                    info!("killed");
-                    self.close().await;
-                    return Ok(None);
-                }
             };
             match next {
                 None if watch_at.is_some_and(|w| w <= tokio::time::Instant::now()) => {
