@@ -621,7 +621,11 @@ pub fn skip_comments_and_space(mut s: &str) -> &str {
 /// The first word of a statement (after comments) as written, at most 16
 /// letters: compare it ignoring case. No allocation (it runs per statement).
 pub fn first_word(sql: &str) -> &str {
-    let s = skip_comments_and_space(sql);
+    word_at_start(skip_comments_and_space(sql))
+}
+
+/// The word `s` starts with (letters and `_`, at most 16), as written.
+fn word_at_start(s: &str) -> &str {
     let n = s
         .bytes()
         .take(16)
@@ -631,11 +635,7 @@ pub fn first_word(sql: &str) -> &str {
 }
 
 fn leading_word(s: &str) -> String {
-    s.chars()
-        .take_while(|c| c.is_ascii_alphabetic() || *c == '_')
-        .take(16)
-        .collect::<String>()
-        .to_ascii_uppercase()
+    word_at_start(s).to_ascii_uppercase()
 }
 
 fn contains_risky(body: &str) -> bool {

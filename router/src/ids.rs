@@ -1,4 +1,5 @@
-//! Small typed ids for servers and hostgroups.
+//! Small typed ids for servers and hostgroups, and the hash map the
+//! router uses for what it looks up on every statement.
 //!
 //! Names are resolved to ids once, when a configuration is built
 //! ([`crate::runtime::Runtime::build`]); per statement the router compares,

@@ -80,23 +80,25 @@ impl Fleet {
             .args(["--config-key", &self.key])
             .args(args)
             .env_remove("CAUSEWAY_ROUTER_CONFIG")
-            .env("RUST_BACKTRACE", "0")
-            .env(
-                "CAUSEWAY_ROUTER_APP_PASSWORD",
-                t.var("CAUSEWAY_APP_PASSWORD")?,
-            )
-            .env(
+            .env("RUST_BACKTRACE", "0");
+        // The router's variable for each secret, and where topology.env has it.
+        for (to, from) in [
+            ("CAUSEWAY_ROUTER_APP_PASSWORD", "CAUSEWAY_APP_PASSWORD"),
+            (
                 "CAUSEWAY_ROUTER_DBADMIN_PASSWORD",
-                t.var("CAUSEWAY_ADMIN_PASSWORD")?,
-            )
-            .env(
+                "CAUSEWAY_ADMIN_PASSWORD",
+            ),
+            (
                 "CAUSEWAY_ROUTER_MONITOR_PASSWORD",
-                t.var("CAUSEWAY_MONITOR_PASSWORD")?,
-            )
-            .env(
+                "CAUSEWAY_MONITOR_PASSWORD",
+            ),
+            (
                 "CAUSEWAY_ROUTER_ADMIN_PASSWORD",
-                t.var("CAUSEWAY_ROUTER_ADMIN_PASSWORD")?,
-            );
+                "CAUSEWAY_ROUTER_ADMIN_PASSWORD",
+            ),
+        ] {
+            cmd.env(to, t.var(from)?);
+        }
         // Blocking: the load's sessions go on on the other worker.
         Ok(tokio::task::block_in_place(|| cmd.output())?)
     }

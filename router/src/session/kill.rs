@@ -113,7 +113,7 @@ fn strip_trailing(mut text: &str) -> &str {
 pub fn mentions_kill(sql: &[u8]) -> bool {
     // Nearly every statement has no "kill" in it at all: one pass, instead
     // of the four scans below, tells.
-    if !sql.windows(4).any(|w| w.eq_ignore_ascii_case(b"KILL")) {
+    if !crate::classify::contains_ci(sql, b"KILL") {
         return false;
     }
     let prepare = scan_words(sql, true, b"PREPARE") || scan_words(sql, false, b"PREPARE");
