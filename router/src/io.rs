@@ -166,8 +166,10 @@ impl PacketIo {
         self.compressed.as_ref().map(|c| c.codec.algorithm())
     }
 
-    /// Reads more into `rbuf`; returns how much was added (0: the peer
-    /// closed). Compressed: reads frames and adds what they hold.
+    /// Reads more into `rbuf`, with room for `at_least` more bytes (the
+    /// compressed frames' buffer: up to [`READ_AT_LEAST`]); returns how much
+    /// was added (0: the peer closed). Compressed: reads frames and adds
+    /// what they hold.
     async fn fill(&mut self, at_least: usize) -> Result<usize> {
         let side = self.side;
         let Some(c) = self.compressed.as_mut() else {
@@ -189,7 +191,7 @@ impl PacketIo {
             if decoded {
                 continue;
             }
-            c.raw.reserve(at_least);
+            c.raw.reserve(at_least.min(READ_AT_LEAST));
             let n = self.stream.read_buf(&mut c.raw).await;
             if n.map_err(|e| io_err(side, e))? == 0 {
                 return Ok(0);
@@ -355,7 +357,10 @@ impl PacketIo {
                 _ => READ_AT_LEAST,
             };
             // A chunk whose header came is given its whole room at once:
-            // counted once, and never doubled by growing step by step.
+            // counted once, and never doubled by growing step by step. Once
+            // it has that room, its last bytes are read into it: asking for
+            // more would grow the buffer (to twice a 16 MiB chunk) and
+            // charge the budget for the growth.
             let room = match self.rbuf.get(..HEADER_LEN) {
                 Some(h) => {
                     let (len, _) = parse_header([h[0], h[1], h[2], h[3]]);
@@ -363,13 +368,19 @@ impl PacketIo {
                 }
                 None => 0,
             };
-            self.rbuf.reserve(room.max(at_least));
+            let spare = self.rbuf.capacity() - self.rbuf.len();
+            let want = if room > 0 && spare >= room {
+                room
+            } else {
+                room.max(at_least)
+            };
+            self.rbuf.reserve(want);
             self.account()?;
             let n = match self.read_timeout.filter(|_| partial) {
-                Some(limit) => tokio::time::timeout(limit, self.fill(at_least))
+                Some(limit) => tokio::time::timeout(limit, self.fill(want))
                     .await
                     .map_err(|_| Error::ClientReadTimeout("the rest of a packet"))??,
-                None => self.fill(at_least).await?,
+                None => self.fill(want).await?,
             };
             self.account()?;
             if n == 0 {
@@ -641,6 +652,28 @@ mod tests {
         assert!(budget.used() <= 5 << 19, "{}", budget.used());
         drop(legs);
         assert_eq!(budget.used(), 0, "legs give back what they held");
+    }
+
+    #[tokio::test]
+    async fn the_end_of_a_large_packet_is_read_within_its_room() {
+        use tokio::io::AsyncWriteExt;
+        // Room for one 1 MiB packet and a little more, not for two.
+        let budget = Arc::new(Budget::new((1 << 20) + (64 << 10)));
+        let (ours, mut peer) = tokio::io::duplex(2 << 20);
+        let mut io = PacketIo::new(Box::new(ours), Side::Client, 1 << 24);
+        io.set_read_limits(Duration::from_secs(30), budget.clone());
+        // A 1 MiB packet whose last 8 KiB come later: the read that
+        // waits for them must not ask for more room than the packet's.
+        let mut packet = vec![0x00, 0x00, 0x10, 0x00];
+        packet.resize(4 + (1 << 20), b'x');
+        let (head, tail) = packet.split_at(packet.len() - 8 * 1024);
+        peer.write_all(head).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(200), io.next_chunk()).await;
+        assert!(got.is_err(), "the packet is not whole yet: {got:?}");
+        peer.write_all(tail).await.unwrap();
+        let chunk = io.next_chunk().await.unwrap().unwrap();
+        assert_eq!(chunk.payload.len(), 1 << 20);
+        assert!(budget.used() <= (1 << 20) + 4, "{}", budget.used());
     }
 
     #[tokio::test]
