@@ -11,7 +11,7 @@
 //!    driver, KILL, the metrics endpoint.
 //!
 //! The session driver is one type whose `impl` is split over several files
-//! (`session/{driver,routing,conns,leave,forward,commands,causal,prepared,observe}.rs`);
+//! (`session/{driver,query,routing,conns,leave,forward,commands,causal,prepared,observe}.rs`);
 //! they count as one module here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +34,7 @@ const GROUND: &[&str] = &[
     "session::track",
     "session::replay",
     "session::plan",
+    "session::effects",
     "backend::stmts",
     "session::connid",
     "config::admin",
@@ -111,6 +112,7 @@ const DRIVER_PARTS: &[&str] = &[
     "session::causal",
     "session::prepared",
     "session::observe",
+    "session::query",
 ];
 
 fn floor(m: &str) -> Option<usize> {

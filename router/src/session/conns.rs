@@ -26,13 +26,13 @@ use tracing::{debug, warn};
 use super::driver::{Failure, Session};
 use super::plan::router_err;
 use super::replay::{self, GtidTrack};
-use super::state::{Effects, Response, SessionState};
+use super::state::{Effects, Response};
 use super::track::ROUTER_TRACKERS;
 use crate::backend::connect::{self, Login, REQUIRED};
 use crate::backend::pool::{Conn, Grant, Limits, PoolKey, Refused, Want};
 use crate::backend::query::simple_query;
 use crate::backend::stmts::StmtCache;
-use crate::classify::{first_word, Classified};
+use crate::classify::Classified;
 use crate::error::{Error, Result};
 use crate::ids::ServerId;
 
@@ -679,67 +679,6 @@ fn router_attrs() -> Vec<(Bytes, Bytes)> {
     ]
 }
 
-/// What a statement does to the session, from its classification.
-pub(super) fn effects<'c>(class: &'c Classified, sql: &str, sticky: bool) -> Effects<'c> {
-    let scan = class.scan.as_deref();
-    let word = first_word(sql);
-    let is = |w: &str| word.eq_ignore_ascii_case(w);
-    let tables = &class.tables[..];
-    Effects {
-        assigns: class.assigns(),
-        creates_temp: if class.session.temp_tables && is("CREATE") {
-            &tables[..tables.len().min(1)]
-        } else {
-            &[]
-        },
-        drops: if is("DROP") { tables } else { &[] },
-        prepare: scan.and_then(|s| s.prepare.as_ref()),
-        prepared_assigns: scan.and_then(|s| s.body.as_deref()).map(|b| &b.assigns[..]),
-        locks: scan.map(|s| &s.locks),
-        global_lock: scan.and_then(|s| s.global_lock),
-        found_rows_calc: class.found_rows_calc,
-        last_insert_id: class.last_insert_id,
-        opaque: class.opaque,
-        several: class.multi || is("CALL"),
-        protocol_prepare: false,
-        sticky,
-    }
-}
-
-/// `SELECT ROW_COUNT()` / `SELECT FOUND_ROWS()` (alone, an alias allowed)
-/// answered from what was read back when their connection left: the
-/// statement to run instead, with the same column name. `None`: another
-/// shape, or nothing was read back.
-pub(super) fn answer_row_info(sql: &str, state: &SessionState) -> Option<String> {
-    let c = state.last.captured?;
-    let body = crate::classify::skip_comments_and_space(sql)
-        .trim()
-        .trim_end_matches(';')
-        .trim();
-    let words: Vec<&str> = body.split_ascii_whitespace().collect();
-    let (call, alias) = match words.as_slice() {
-        [_, call] => (*call, None),
-        [_, call, as_, alias] if as_.eq_ignore_ascii_case("AS") => (*call, Some(*alias)),
-        _ => return None,
-    };
-    if !words[0].eq_ignore_ascii_case("SELECT") {
-        return None;
-    }
-    let squeezed = call.to_ascii_uppercase();
-    let value = match squeezed.as_str() {
-        "ROW_COUNT()" => c.row_count.to_string(),
-        "FOUND_ROWS()" => c.found_rows.to_string(),
-        _ => return None,
-    };
-    let name = alias
-        .map(|a| a.trim_matches('`').to_string())
-        .unwrap_or_else(|| call.to_string());
-    if name.contains('`') {
-        return None;
-    }
-    Some(format!("SELECT CAST({value} AS SIGNED) AS `{name}`"))
-}
-
 /// The first held connection that has something to say (or closes)
 /// while the session is idle, and what; never, when none does. Nothing may
 /// arrive on a held connection between statements.
@@ -770,36 +709,4 @@ pub(super) async fn held_speaks(held: &mut [Held]) -> (usize, Result<Option<Chun
 /// expired password, a locked account.
 fn backend_login_refused(code: u16) -> bool {
     matches!(code, 1045 | 1251 | 1862 | 3118)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::session::state::{Captured, Last};
-
-    #[test]
-    fn row_info_is_answered_only_in_its_plain_shapes() {
-        let mut s = SessionState::default();
-        assert_eq!(answer_row_info("SELECT ROW_COUNT()", &s), None);
-        s.last = Last {
-            on: None,
-            captured: Some(Captured {
-                row_count: 3,
-                found_rows: 7,
-            }),
-        };
-        assert_eq!(
-            answer_row_info("select row_count();", &s).as_deref(),
-            Some("SELECT CAST(3 AS SIGNED) AS `row_count()`")
-        );
-        assert_eq!(
-            answer_row_info("SELECT FOUND_ROWS() AS n", &s).as_deref(),
-            Some("SELECT CAST(7 AS SIGNED) AS `n`")
-        );
-        assert_eq!(answer_row_info("SELECT ROW_COUNT() + 1", &s), None);
-        assert_eq!(
-            answer_row_info("INSERT INTO t VALUES (ROW_COUNT())", &s),
-            None
-        );
-    }
 }

@@ -11,9 +11,11 @@
 //! | [`command`] | a client command, decoded once (pure) |
 //! | `connid` | `CONNECTION_ID()` answered with the session's id (pure) |
 //! | [`driver`] | the command loop: decode, plan, connection, replay, forward, fold |
+//! | `query` | a text statement: classified, its connection found and brought up to date, forwarded, folded |
 //! | `routing` | hints, rules, the planner's answer turned into a connection |
 //! | `commands` | INIT_DB, SET_OPTION, RESET_CONNECTION, CHANGE_USER, KILL, the rest |
 //! | `conns` | getting a connection, bringing it to the session's settings |
+//! | `effects` | what a text statement does to the session's state (pure) |
 //! | `leave` | reading back what lives on a connection, giving it back |
 //! | `forward` | forwarding a command, streaming its response |
 //! | `causal` | causal reads: what the session needs, where its reads go |
@@ -27,12 +29,14 @@ mod commands;
 mod connid;
 mod conns;
 pub mod driver;
+mod effects;
 mod forward;
 pub mod kill;
 mod leave;
 mod observe;
 pub mod plan;
 mod prepared;
+mod query;
 pub mod replay;
 mod routing;
 pub mod state;

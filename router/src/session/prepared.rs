@@ -334,7 +334,7 @@ impl Session<'_> {
                 .get(&id)
                 .map(|s| (s.class.clone(), s.text.clone()));
             if let Some((class, sql)) = stmt {
-                let effects = super::conns::effects(&class, &sql, false);
+                let effects = super::effects::effects(&class, &sql, false);
                 self.after_statement(i, &effects, &out).await?;
             }
             let open = status.contains(StatusFlags::CURSOR_EXISTS)
