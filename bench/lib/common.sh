@@ -137,14 +137,15 @@ TOML
   fi
 }
 
-# bench_start_router BINARY CONFIG NAME PORT: starts a router (RUST_LOG=warn,
+# bench_start_router BINARY CONFIG NAME PORT: starts a router (at its
+# default log level, info, as users run it, unless RUST_LOG says otherwise;
 # log in $bench_work/NAME.log), sets bench_router_pid, and returns once the
 # APP user can run a statement through it (a bare TCP probe would log a
 # failed handshake); fails if it exits or does not answer within 15 s.
 bench_start_router() {
   local bin=$1 config=$2 name=$3 port=$4 i
   BENCH_APP_PASSWORD=$CAUSEWAY_APP_PASSWORD BENCH_MONITOR_PASSWORD=${CAUSEWAY_MONITOR_PASSWORD:-} \
-    RUST_LOG=${RUST_LOG:-warn} "$bin" --config "$config" </dev/null >"$bench_work/$name.log" 2>&1 &
+    RUST_LOG=${RUST_LOG:-info} "$bin" --config "$config" </dev/null >"$bench_work/$name.log" 2>&1 &
   bench_router_pid=$!
   bench_pids+=("$bench_router_pid")
   for i in $(seq 150); do
