@@ -167,9 +167,9 @@ impl PacketIo {
     }
 
     /// Reads more into `rbuf`, with room for `at_least` more bytes (the
-    /// compressed frames' buffer: up to [`READ_AT_LEAST`]); returns how much
-    /// was added (0: the peer closed). Compressed: reads frames and adds
-    /// what they hold.
+    /// compressed frames' buffer: up to [`READ_AT_LEAST`] when it is full);
+    /// returns how much was added (0: the peer closed). Compressed: reads
+    /// frames and adds what they hold.
     async fn fill(&mut self, at_least: usize) -> Result<usize> {
         let side = self.side;
         let Some(c) = self.compressed.as_mut() else {
@@ -191,7 +191,12 @@ impl PacketIo {
             if decoded {
                 continue;
             }
-            c.raw.reserve(at_least.min(READ_AT_LEAST));
+            // A frame whose header came has its whole room already
+            // (`decode` reserved it): its last bytes are read into it, as a
+            // packet's are in `next_chunk`.
+            if c.raw.capacity() == c.raw.len() {
+                c.raw.reserve(at_least.min(READ_AT_LEAST));
+            }
             let n = self.stream.read_buf(&mut c.raw).await;
             if n.map_err(|e| io_err(side, e))? == 0 {
                 return Ok(0);
@@ -674,6 +679,32 @@ mod tests {
         let chunk = io.next_chunk().await.unwrap().unwrap();
         assert_eq!(chunk.payload.len(), 1 << 20);
         assert!(budget.used() <= (1 << 20) + 4, "{}", budget.used());
+    }
+
+    #[tokio::test]
+    async fn the_end_of_a_large_compressed_frame_is_read_within_its_room() {
+        use causeway_wire::compress::Algorithm;
+        use tokio::io::AsyncWriteExt;
+        // Room for a 1 MiB frame, or the packet it carries, and a little
+        // more: not for the frame's buffer grown to twice its size.
+        let budget = Arc::new(Budget::new((1 << 20) + (512 << 10)));
+        let (ours, mut peer) = tokio::io::duplex(2 << 20);
+        let mut io = PacketIo::new(Box::new(ours), Side::Client, 1 << 24);
+        io.start_compression(Algorithm::Zlib, 1 << 24);
+        io.set_read_limits(Duration::from_secs(30), budget.clone());
+        // One frame sent as is (uncompressed length 0) holding a 1 MiB
+        // packet; its last 512 bytes come later.
+        let len = 4 + (1 << 20);
+        let mut frame = vec![len as u8, (len >> 8) as u8, (len >> 16) as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(&[0x00, 0x00, 0x10, 0x00]);
+        frame.resize(7 + len, b'x');
+        let (head, tail) = frame.split_at(frame.len() - 512);
+        peer.write_all(head).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(200), io.next_chunk()).await;
+        assert!(got.is_err(), "the frame is not whole yet: {got:?}");
+        peer.write_all(tail).await.unwrap();
+        let chunk = io.next_chunk().await.unwrap().unwrap();
+        assert_eq!(chunk.payload.len(), 1 << 20);
     }
 
     #[tokio::test]
