@@ -30,6 +30,8 @@ const GROUND: &[&str] = &[
     "rules",
     "config",
     "config::observe",
+    "config::frontend",
+    "config::monitor",
     "session::state",
     "session::track",
     "session::replay",
