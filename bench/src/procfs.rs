@@ -33,6 +33,29 @@ pub fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// The whole machine's CPU time from `/proc/stat`, in clock ticks summed
+/// over CPUs: `(idle, total)`, idle counting I/O wait.
+pub fn machine_ticks() -> Result<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("/proc/stat: no cpu line")?;
+    let fields = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| {
+            f.parse::<u64>()
+                .context("/proc/stat: a cpu field is not a number")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice],
+    // guest time being counted in user time already.
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    let total = fields.iter().take(8).sum();
+    Ok((idle, total))
+}
+
 /// VmRSS of `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
@@ -54,5 +77,7 @@ mod tests {
         let pid = std::process::id();
         assert!(rss_kib(pid).unwrap() > 0);
         cpu_ticks(pid).unwrap();
+        let (idle, total) = machine_ticks().unwrap();
+        assert!(total > 0 && idle <= total, "{idle} of {total}");
     }
 }

@@ -29,8 +29,9 @@ use mysql_async::prelude::*;
 use mysql_async::Conn;
 
 /// One client process: connect, `SELECT 1`, close, until `secs` have
-/// passed. Prints `ok COUNT ELAPSED_S`, `lat` and each latency in µs, then
-/// `err KIND|COUNT|MESSAGE` per kind of failure.
+/// passed. Prints `ok COUNT ELAPSED_S`, `lat` and each latency in µs,
+/// `err KIND|COUNT|MESSAGE` per kind of failure, then `cpu TICKS` (its own
+/// CPU time).
 fn child(port: u16, secs: f64) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -67,6 +68,7 @@ fn child(port: u16, secs: f64) -> Result<()> {
         for (kind, (n, msg)) in &failures.by_kind {
             println!("err {kind}|{n}|{}", msg.replace('\n', " "));
         }
+        println!("cpu {}", procfs::cpu_ticks(std::process::id())?);
         Ok(())
     })
 }
@@ -109,9 +111,14 @@ struct Totals {
     connections: u64,
     lat_us: Vec<u64>,
     failures: Failures,
-    /// CPU ticks of the target's process and of the mysqld over the runs.
+    /// CPU ticks of the target's process, of the mysqld and of the client
+    /// processes over the runs.
     ticks: u64,
     server_ticks: u64,
+    client_ticks: u64,
+    /// The machine's idle and total CPU ticks over the runs.
+    machine_idle: u64,
+    machine_total: u64,
     /// Wall seconds of the runs.
     secs: f64,
 }
@@ -149,6 +156,7 @@ fn run(port: u16, secs: f64, processes: usize, into: &mut Totals) -> Result<f64>
                     rest.split_whitespace()
                         .filter_map(|v| v.parse::<u64>().ok()),
                 ),
+                "cpu" => into.client_ticks += rest.trim().parse::<u64>()?,
                 "err" => {
                     let mut f = rest.splitn(3, '|');
                     let kind = f.next().unwrap_or("?");
@@ -211,11 +219,15 @@ fn main() -> Result<()> {
             let i = (k + round) % targets.len();
             let t = &targets[i];
             let (t0, s0) = (ticks(t.pid), ticks(server_pid));
+            let m0 = procfs::machine_ticks()?;
             let failed_before = totals[i].failures.total();
             let rate = run(t.port, secs, processes, &mut totals[i])?;
+            let m1 = procfs::machine_ticks()?;
             let (t1, s1) = (ticks(t.pid), ticks(server_pid));
             totals[i].ticks += t1 - t0;
             totals[i].server_ticks += s1 - s0;
+            totals[i].machine_idle += m1.0.saturating_sub(m0.0);
+            totals[i].machine_total += m1.1.saturating_sub(m0.1);
             eprintln!(
                 "  round {} {:<10} {:>8.0} conn/s, {} failed",
                 round + 1,
@@ -232,8 +244,17 @@ fn main() -> Result<()> {
          (caching_sha2_password fast path), TLS off on every path"
     );
     println!(
-        "{:<10} | {:>9} {:>8} | {:>7} {:>7} | {:>12} {:>5} | {:>12} | failures",
-        "target", "conn/s", "x direct", "p50 ms", "p99 ms", "cpu ms/1k", "cpu%", "mysqld ms/1k"
+        "{:<10} | {:>9} {:>8} | {:>7} {:>7} | {:>12} {:>5} | {:>12} | {:>13} | {:>6} | failures",
+        "target",
+        "conn/s",
+        "x direct",
+        "p50 ms",
+        "p99 ms",
+        "cpu ms/1k",
+        "cpu%",
+        "mysqld ms/1k",
+        "clients ms/1k",
+        "idle %"
     );
     let base = totals[0].rate_sum / totals[0].runs.max(1) as f64;
     for (t, tot) in targets.iter().zip(totals.iter_mut()) {
@@ -261,8 +282,9 @@ fn main() -> Result<()> {
         } else {
             "-".into()
         };
+        let idle = 100.0 * tot.machine_idle as f64 / tot.machine_total.max(1) as f64;
         println!(
-            "{:<10} | {:>9.0} {:>8.2} | {:>7.2} {:>7.2} | {:>12} {:>5} | {:>12} | {}",
+            "{:<10} | {:>9.0} {:>8.2} | {:>7.2} {:>7.2} | {:>12} {:>5} | {:>12} | {:>13} | {:>6.1} | {}",
             t.name,
             rate,
             if base > 0.0 { rate / base } else { 0.0 },
@@ -271,12 +293,17 @@ fn main() -> Result<()> {
             cpu,
             cpu_pct,
             server,
+            per_1k(tot.client_ticks),
+            idle,
             tot.failures.summary()
         );
     }
     println!(
         "(cpu ms/1k: CPU time (utime+stime) of the target's own process per 1000 connections; \
-         mysqld ms/1k: the primary's, which also serves the sandbox's other clients)"
+         mysqld ms/1k: the primary's, which also serves the sandbox's other clients; \
+         clients ms/1k: the client processes'; idle %: the whole machine's idle CPU \
+         during the runs. Where idle is near 0, the rate is what the machine's CPUs allow, \
+         shared by clients, router and mysqld: less CPU per connection anywhere is a higher rate)"
     );
     for (t, tot) in targets.iter().zip(&totals) {
         for (kind, (n, msg)) in &tot.failures.by_kind {
